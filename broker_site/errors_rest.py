@@ -1,0 +1,61 @@
+"""The REST face's one mapper from errors to the SPEC shape {error, message, details}."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_default_handler
+
+from broker_site.errors import BrokerError
+
+log = logging.getLogger("broker.rest")
+
+
+def _drf_details(detail) -> dict:
+    """Flatten DRF's nested validation detail into {field: [messages]}."""
+    if isinstance(detail, dict):
+        return {key: _drf_details(value) if isinstance(value, dict) else [str(v) for v in _as_list(value)]
+                for key, value in detail.items()}
+    return {"non_field_errors": [str(v) for v in _as_list(detail)]}
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def error_response(code: str, message: str, status: int, details: dict | None = None, headers=None) -> Response:
+    return Response({"error": code, "message": message, "details": details or {}}, status=status, headers=headers)
+
+
+def rest_exception_handler(exc, context):
+    if isinstance(exc, BrokerError):
+        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        return error_response(exc.code, exc.message, exc.status, exc.details, headers)
+    if isinstance(exc, drf.ValidationError):
+        return error_response("validation_error", "The request is not valid.", 400, {"fields": _drf_details(exc.detail)})
+    if isinstance(exc, drf.ParseError):
+        return error_response("validation_error", "The request body is not valid JSON.", 400, {"reason": str(exc.detail)})
+    if isinstance(exc, drf.UnsupportedMediaType):
+        return error_response("validation_error", "Send the request body as application/json.", 415)
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        return error_response("unauthorized", "Missing or invalid API key.", 401, headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, (drf.PermissionDenied, PermissionDenied)):
+        return error_response("forbidden", "This key may not do that.", 403)
+    if isinstance(exc, (drf.NotFound, Http404)):
+        return error_response("not_found", "No such thing in this project.", 404)
+    if isinstance(exc, drf.MethodNotAllowed):
+        return error_response("method_not_allowed", f"Method {context['request'].method} is not allowed here.", 405)
+    if isinstance(exc, drf.Throttled):
+        wait = int(exc.wait or 1)
+        return error_response("rate_limited", "Too many requests; retry later.", 429, {"retry_after": wait},
+                              headers={"Retry-After": str(wait)})
+    if isinstance(exc, drf.APIException):
+        response = drf_default_handler(exc, context)
+        return error_response(exc.default_code, str(exc.detail), response.status_code if response else 400)
+    # Anything else is a bug: log it with its traceback, answer without one.
+    log.exception("unhandled error in %s", context.get("view").__class__.__name__)
+    return error_response("internal_error", "The broker could not complete the request.", 500)

@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from broker_site import health
+
+admin.site.site_header = "MCP Broker"
+admin.site.site_title = "MCP Broker"
+admin.site.index_title = "Operators' dashboard"
+
+api_v1 = [
+    path("", include("projects.api")),
+    path("", include("protocols.api")),
+    path("", include("sessions_app.api")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[],
+                                                     permission_classes=[]), name="api-docs"),
+    path("healthz", health.healthz),
+    path("readyz", health.readyz),
+]

@@ -1,0 +1,3 @@
+"""WebSocket routes. The real-time delivery issue adds the session consumer at /ws/sessions/."""
+
+websocket_urlpatterns: list = []

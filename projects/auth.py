@@ -1,0 +1,114 @@
+"""Authentication for every face: one function from request headers to a Caller.
+
+REST, MCP and WebSocket all call `authenticate`. It answers 401 with one generic
+message whatever was wrong, records every failure as an audit event, and never
+logs the key.
+"""
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import ClassVar
+
+from django.utils import timezone
+
+from broker_site.errors import Forbidden, ProjectBoundary, Unauthorized
+from projects.keys import digest, parse_key
+from projects.models import ApiKey, Project
+
+ROLE_RANK = {ApiKey.Role.AGENT: 0, ApiKey.Role.ADMIN: 1, ApiKey.Role.OPERATOR: 2}
+# Compared against when the key id is unknown, so both paths do the same work.
+_DUMMY_DIGEST = digest("no-such-project_no-such-key_" + "x" * 40)
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling (the key) and which project the call acts in."""
+
+    key: ApiKey
+    project: Project
+    # DRF treats request.user as signed in when this is true.
+    is_authenticated: ClassVar[bool] = True
+
+    @property
+    def role(self) -> str:
+        return self.key.role
+
+    @property
+    def actor(self) -> str:
+        """The key's public name, safe to log and audit: never the secret."""
+        return f"{self.key.project_id}_{self.key.key_id}"
+
+    @property
+    def is_operator(self) -> bool:
+        return self.key.role == ApiKey.Role.OPERATOR
+
+    def has_role(self, role: str) -> bool:
+        return ROLE_RANK[self.key.role] >= ROLE_RANK[role]
+
+    def require_role(self, role: str, action: str) -> None:
+        if not self.has_role(role):
+            raise Forbidden(f"Only {role} keys may {action}.", required_role=role, your_role=self.key.role)
+
+
+def credentials_from_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """(raw key, requested project id) from `Authorization: Bearer`, `X-API-Key` and `X-Project-ID`.
+
+    `headers` must be case-insensitive (Django's request.headers) or already lower-cased.
+    """
+    raw = None
+    authorization = headers.get("authorization") or ""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        raw = value.strip()
+    elif headers.get("x-api-key"):
+        raw = headers["x-api-key"].strip()
+    project_id = (headers.get("x-project-id") or "").strip() or None
+    return raw, project_id
+
+
+def authenticate(raw_key: str | None, requested_project_id: str | None = None, *, remote_addr: str = "") -> Caller:
+    from projects.services import audit_record
+
+    def refuse(reason: str, project_hint: str = "") -> Unauthorized:
+        audit_record("auth_failed", "denied", target_project=project_hint, remote_addr=remote_addr,
+                     details={"reason": reason})
+        return Unauthorized()
+
+    if not raw_key:
+        raise refuse("missing_key", requested_project_id or "")
+    parsed = parse_key(raw_key)
+    if parsed is None:
+        raise refuse("malformed_key")
+    key = (ApiKey.objects.select_related("project")
+           .filter(project_id=parsed.project_id, key_id=parsed.key_id).first())
+    matches = hmac.compare_digest(key.digest if key else _DUMMY_DIGEST, digest(parsed.raw))
+    if key is None or not matches:
+        raise refuse("unknown_key", parsed.project_id)
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise refuse("revoked_key", parsed.project_id)
+    if key.expires_at is not None and key.expires_at <= now:
+        raise refuse("expired_key", parsed.project_id)
+
+    project = key.project
+    if requested_project_id and requested_project_id != key.project_id:
+        if key.role != ApiKey.Role.OPERATOR:
+            audit_record("project_boundary", "denied", actor_key_id=f"{key.project_id}_{key.key_id}",
+                         source_project=key.project_id, target_project=requested_project_id[:64],
+                         remote_addr=remote_addr)
+            raise ProjectBoundary("This key belongs to another project than X-Project-ID names.")
+        project = Project.objects.filter(pk=requested_project_id).first()
+        if project is None:
+            raise ProjectBoundary("X-Project-ID names no project.", project_id=requested_project_id[:64])
+        audit_record("operator_act_as", "success", actor_key_id=f"{key.project_id}_{key.key_id}",
+                     source_project=key.project_id, target_project=project.pk, remote_addr=remote_addr)
+    if not project.is_active and key.role != ApiKey.Role.OPERATOR:
+        raise Forbidden(f"Project {project.pk} is {project.status}; it accepts no requests.",
+                        project_id=project.pk, status=project.status)
+
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return Caller(key=key, project=project)

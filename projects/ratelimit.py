@@ -1,0 +1,26 @@
+"""Per-key request rate limit, one fixed one-minute window per key, shared by every face."""
+
+import time
+
+from django.core.cache import cache
+
+from broker_site.errors import RateLimited
+from projects.auth import Caller
+
+
+def rate_limit_check(caller: Caller) -> None:
+    """Count one request against the caller's key; raise rate_limited past the project's limit."""
+    limit = caller.project.rate_limit_per_minute
+    now = time.time()
+    window = int(now // 60)
+    cache_key = f"ratelimit:{caller.key.project_id}:{caller.key.key_id}:{window}"
+    # add() is a no-op when the window exists; incr() is atomic in every shared cache backend.
+    cache.add(cache_key, 0, timeout=120)
+    try:
+        count = cache.incr(cache_key)
+    except ValueError:  # evicted between add and incr: start the window again
+        cache.set(cache_key, 1, timeout=120)
+        count = 1
+    if count > limit:
+        retry_after = max(1, int(60 - now % 60))
+        raise RateLimited(f"This key is limited to {limit} requests a minute.", limit=limit, retry_after=retry_after)

@@ -1,0 +1,117 @@
+"""Reads for projects and keys, always scoped by the caller, and their wire shapes."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from broker_site.errors import NotFound, ProjectBoundary
+from projects.auth import Caller
+from projects.models import ApiKey, AuditEvent, Project
+from projects.services import CONFIG_FIELDS, audit_record
+
+
+def project_for(caller: Caller, project_id: str, *, allow_discoverable: bool = False) -> Project:
+    """The project `project_id` names, if this caller may see it.
+
+    Its own project and, for operators, any project. Another project's id is refused as a
+    project boundary (and audited) whether or not it exists, so ids cannot be probed.
+    """
+    if project_id == caller.project.pk:
+        return caller.project
+    project = Project.objects.filter(pk=project_id).first()
+    if caller.is_operator and project is not None:
+        return project
+    if allow_discoverable and project is not None and project.discoverable and project.is_active:
+        return project
+    audit_record("project_boundary", AuditEvent.Outcome.DENIED, actor_key_id=caller.actor,
+                 source_project=caller.project.pk, target_project=project_id[:64])
+    raise ProjectBoundary("That project is outside this key's reach.", project_id=project_id[:64])
+
+
+def projects_visible(caller: Caller, *, name_filter: str = "", include_inactive: bool = False) -> QuerySet[Project]:
+    """Operators see every project; other keys see their own and the discoverable ones."""
+    projects = Project.objects.all()
+    if not caller.is_operator:
+        projects = projects.filter(discoverable=True) | projects.filter(pk=caller.project.pk)
+    if not include_inactive:
+        projects = projects.filter(status=Project.Status.ACTIVE)
+    if name_filter:
+        projects = projects.filter(name__icontains=name_filter) | projects.filter(pk__icontains=name_filter)
+    return projects.distinct().order_by("pk")
+
+
+def project_stats(project: Project) -> dict[str, Any]:
+    from protocols.models import Protocol
+    from sessions_app.selectors import session_counts
+
+    return {
+        "sessions": session_counts(project),
+        "protocols": Protocol.objects.filter(project=project).count(),
+        "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable()),
+    }
+
+
+def project_summary(project: Project, *, caller: Caller | None = None, include_stats: bool = False,
+                    include_config: bool = False, include_permissions: bool = False) -> dict[str, Any]:
+    """The wire shape of a project. Never carries keys or digests."""
+    own = caller is None or caller.is_operator or caller.project.pk == project.pk
+    data: dict[str, Any] = {
+        "project_id": project.pk,
+        "name": project.name,
+        "description": project.description,
+        "discoverable": project.discoverable,
+    }
+    if not own:
+        return data  # someone else's discoverable project: its public face only
+    data.update(status=project.status, created_at=project.created_at.isoformat())
+    if include_config:
+        data["config"] = {name: getattr(project, name) for name in CONFIG_FIELDS}
+    if include_stats:
+        data["stats"] = project_stats(project)
+    if include_permissions and caller is not None:
+        data["permissions"] = {
+            "role": caller.role,
+            "can_manage_keys": caller.has_role(ApiKey.Role.ADMIN),
+            "can_register_protocols": (project.protocol_registration == Project.Registration.ANY
+                                       or caller.has_role(ApiKey.Role.ADMIN)),
+            "can_create_projects": caller.is_operator,
+        }
+    return data
+
+
+def api_keys_of(project: Project) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(project=project).order_by("created_at")
+
+
+def api_key_get(project: Project, key_id: str) -> ApiKey:
+    key = ApiKey.objects.filter(project=project, key_id=key_id).first()
+    if key is None:
+        raise NotFound("No key with that id in this project.", key_id=key_id[:32])
+    return key
+
+
+def api_key_summary(key: ApiKey) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "project_id": key.project_id,
+        "role": key.role,
+        "label": key.label,
+        "created_at": key.created_at.isoformat(),
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+        "usable": key.is_usable(),
+    }
+
+
+def audit_events_of(project: Project, limit: int = 100) -> QuerySet[AuditEvent]:
+    return (AuditEvent.objects.filter(source_project=project.pk) | AuditEvent.objects.filter(target_project=project.pk)
+            ).order_by("-created_at", "-id")[:limit]
+
+
+def audit_event_summary(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "time": event.created_at.isoformat(), "action": event.action, "outcome": event.outcome,
+        "actor_key_id": event.actor_key_id, "source_project": event.source_project,
+        "target_project": event.target_project, "details": event.details,
+    }

@@ -1,0 +1,186 @@
+"""Writes for projects and keys. Every face calls these; none holds the rules itself."""
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from broker_site.errors import Conflict, Forbidden, ValidationFailed
+from projects.auth import ROLE_RANK, Caller
+from projects.keys import compose_key, digest, new_key_id
+from projects.models import ApiKey, AuditEvent, Project
+
+log = logging.getLogger("broker.projects")
+
+# Fields a project admin may change through project_update; the rest is identity or operator-only.
+CONFIG_FIELDS = (
+    "max_sessions", "max_protocols", "max_queue_size", "stale_after", "disconnect_after",
+    "ack_timeout", "max_attempts", "rate_limit_per_minute", "max_payload_bytes", "protocol_registration",
+)
+UPDATABLE_FIELDS = ("name", "description", "discoverable", *CONFIG_FIELDS)
+
+
+def audit_record(action: str, outcome: str, *, actor_key_id: str = "", source_project: str = "",
+                 target_project: str = "", remote_addr: str = "", details: dict | None = None) -> AuditEvent:
+    event = AuditEvent.objects.create(
+        action=action, outcome=outcome, actor_key_id=actor_key_id[:100], source_project=source_project[:64],
+        target_project=target_project[:64], remote_addr=remote_addr[:64], details=details or {},
+    )
+    log.info("audit", extra={"action": action, "outcome": outcome, "actor": actor_key_id,
+                             "source_project": source_project, "target_project": target_project})
+    return event
+
+
+def _audit_success(caller: Caller | None, action: str, project_id: str, details: dict | None = None) -> None:
+    audit_record(action, AuditEvent.Outcome.SUCCESS, actor_key_id=caller.actor if caller else "cli",
+                 source_project=caller.key.project_id if caller else "", target_project=project_id,
+                 details=details)
+
+
+def _clean(project: Project) -> None:
+    """Field rules from the model (id pattern, lengths, config bounds) as one validation_error."""
+    try:
+        project.full_clean(validate_unique=False)
+    except DjangoValidationError as exc:
+        fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
+        raise ValidationFailed("The project settings are not valid.", fields=fields) from None
+    if project.disconnect_after <= project.stale_after:
+        raise ValidationFailed("disconnect_after must be longer than stale_after.",
+                               fields={"disconnect_after": [f"must be greater than stale_after ({project.stale_after})"]})
+
+
+def _new_key(project: Project, role: str, label: str, expires_at: datetime | None) -> tuple[ApiKey, str]:
+    for _ in range(5):
+        key_id = new_key_id()
+        if not ApiKey.objects.filter(project=project, key_id=key_id).exists():
+            break
+    raw = compose_key(project.pk, key_id)
+    key = ApiKey.objects.create(project=project, key_id=key_id, role=role, label=label[:100],
+                                digest=digest(raw), expires_at=expires_at)
+    return key, raw
+
+
+def project_create(*, project_id: str, name: str, description: str = "", discoverable: bool = False,
+                   config: dict[str, Any] | None = None, caller: Caller | None = None) -> tuple[Project, ApiKey, str]:
+    """Create a project and its first admin key. The raw key is returned here and never again."""
+    if caller is not None:
+        caller.require_role(ApiKey.Role.OPERATOR, "create projects")
+    config = config or {}
+    unknown = sorted(set(config) - set(CONFIG_FIELDS))
+    if unknown:
+        raise ValidationFailed("Unknown project settings.", fields={name: ["unknown setting"] for name in unknown})
+    project = Project(id=project_id, name=name, description=description, discoverable=discoverable, **config)
+    _clean(project)
+    if Project.objects.filter(pk=project_id).exists() or Project.objects.filter(name=name).exists():
+        raise _duplicate_project(project_id, name)
+    try:
+        with transaction.atomic():
+            project.save(force_insert=True)
+            key, raw = _new_key(project, ApiKey.Role.ADMIN, "first admin key", None)
+    except IntegrityError:
+        raise _duplicate_project(project_id, name) from None
+    _audit_success(caller, "project_create", project.pk)
+    return project, key, raw
+
+
+def _duplicate_project(project_id: str, name: str) -> Conflict:
+    taken_id = Project.objects.filter(pk=project_id).exists()
+    field = "project_id" if taken_id else "name"
+    value = project_id if taken_id else name
+    suggestions = [f"{value}-2", f"{value}-team"] if taken_id else [f"{value} 2", f"{value} (team)"]
+    return Conflict(f"A project with that {field} already exists.", field=field, suggestions=suggestions)
+
+
+def project_update(project: Project, changes: dict[str, Any], *, caller: Caller | None = None) -> Project:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "change project settings")
+    unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
+    if unknown:
+        raise ValidationFailed("These fields cannot be changed.", fields={name: ["not changeable"] for name in unknown})
+    for name, value in changes.items():
+        setattr(project, name, value)
+    _clean(project)
+    if "name" in changes and Project.objects.filter(name=project.name).exclude(pk=project.pk).exists():
+        raise Conflict("A project with that name already exists.", field="name")
+    project.save()
+    _audit_success(caller, "project_update", project.pk, {"fields": sorted(changes)})
+    return project
+
+
+def project_deactivate(project: Project, *, caller: Caller | None = None) -> Project:
+    """Stop a project: its sessions are disconnected, new requests refused, its history kept."""
+    from sessions_app.services import sessions_disconnect_all
+
+    if caller is not None:
+        caller.require_role(ApiKey.Role.OPERATOR, "deactivate projects")
+    with transaction.atomic():
+        project.status = Project.Status.INACTIVE
+        project.save(update_fields=["status", "updated_at"])
+        disconnected = sessions_disconnect_all(project, reason="project_deactivated")
+    _audit_success(caller, "project_deactivate", project.pk, {"sessions_disconnected": disconnected})
+    return project
+
+
+def project_activate(project: Project, *, caller: Caller | None = None) -> Project:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.OPERATOR, "activate projects")
+    project.status = Project.Status.ACTIVE
+    project.save(update_fields=["status", "updated_at"])
+    _audit_success(caller, "project_activate", project.pk)
+    return project
+
+
+def api_key_create(project: Project, *, role: str = ApiKey.Role.AGENT, label: str = "",
+                   expires_at: datetime | None = None, caller: Caller | None = None) -> tuple[ApiKey, str]:
+    """Issue a key. Admins issue agent and admin keys; only operators issue operator keys."""
+    if role not in ROLE_RANK:
+        raise ValidationFailed("Unknown role.", fields={"role": [f"one of {', '.join(ROLE_RANK)}"]})
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "create keys")
+        if ROLE_RANK[role] > ROLE_RANK[caller.role]:
+            raise Forbidden("A key cannot create a key with more power than its own.", requested_role=role)
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at must be in the future.", fields={"expires_at": ["must be in the future"]})
+    key, raw = _new_key(project, role, label, expires_at)
+    _audit_success(caller, "api_key_create", project.pk, {"key_id": key.key_id, "role": role})
+    return key, raw
+
+
+def api_key_rotate(key: ApiKey, *, grace_period_seconds: int | None = None,
+                   caller: Caller | None = None) -> tuple[ApiKey, str]:
+    """Issue a replacement with the same role; the old key keeps working for the grace period."""
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "rotate keys")
+        if ROLE_RANK[key.role] > ROLE_RANK[caller.role]:
+            raise Forbidden("A key cannot rotate a key with more power than its own.")
+    if key.revoked_at is not None:
+        raise Conflict("That key is revoked; create a new key instead.", key_id=key.key_id)
+    grace = settings.BROKER["KEY_ROTATION_GRACE_SECONDS"] if grace_period_seconds is None else grace_period_seconds
+    if not 0 <= grace <= 7 * 86_400:
+        raise ValidationFailed("grace_period_seconds must be between 0 and 604800.",
+                               fields={"grace_period_seconds": ["between 0 and 604800"]})
+    with transaction.atomic():
+        new_key, raw = _new_key(key.project, key.role, key.label, key.expires_at)
+        old_ends = timezone.now() + timedelta(seconds=grace)
+        key.expires_at = min(key.expires_at, old_ends) if key.expires_at else old_ends
+        key.replaced_by = new_key
+        key.save(update_fields=["expires_at", "replaced_by"])
+    _audit_success(caller, "api_key_rotate", key.project_id,
+                   {"key_id": key.key_id, "new_key_id": new_key.key_id, "grace_period_seconds": grace})
+    return new_key, raw
+
+
+def api_key_revoke(key: ApiKey, *, caller: Caller | None = None) -> ApiKey:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "revoke keys")
+        if ROLE_RANK[key.role] > ROLE_RANK[caller.role]:
+            raise Forbidden("A key cannot revoke a key with more power than its own.")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        _audit_success(caller, "api_key_revoke", key.project_id, {"key_id": key.key_id})
+    return key

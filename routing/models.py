@@ -1,0 +1,1 @@
+"""Messages live here; the routing issue fills this app in."""

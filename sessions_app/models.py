@@ -1,0 +1,77 @@
+"""Connected agents. Status is derived from the last heartbeat, never stored."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from projects.models import Project
+
+SESSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,99}$"
+
+
+class AgentSession(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        STALE = "stale"
+        DISCONNECTED = "disconnected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="sessions")
+    name = models.CharField(max_length=100, null=True, blank=True)
+    # SHA-256 of the session token; the token itself is shown once, at connect.
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    supported_protocols = models.JSONField(default=dict, blank=True)
+    supported_features = models.JSONField(default=list, blank=True)
+    connected_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat_at = models.DateTimeField(default=timezone.now)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+    disconnect_reason = models.CharField(max_length=32, blank=True, default="")
+    # Bumped when a resume replaces the connection, so the old connection can tell it was replaced.
+    connection_epoch = models.PositiveIntegerField(default=1)
+    created_by_key = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["connected_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], condition=Q(name__isnull=False),
+                                    name="agentsession_unique_name_per_project"),
+        ]
+        indexes = [models.Index(fields=["project", "disconnected_at", "last_heartbeat_at"],
+                                name="agentsession_presence")]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    def status_at(self, now=None) -> str:
+        if self.disconnected_at is not None:
+            return self.Status.DISCONNECTED
+        idle = ((now or timezone.now()) - self.last_heartbeat_at).total_seconds()
+        if idle >= self.project.disconnect_after:
+            return self.Status.DISCONNECTED
+        if idle >= self.project.stale_after:
+            return self.Status.STALE
+        return self.Status.ACTIVE
+
+    @property
+    def status(self) -> str:
+        return self.status_at()
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.id)
+
+
+class SessionBlock(models.Model):
+    """`blocker` refuses messages from `blocked`."""
+
+    blocker = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="blocks")
+    blocked = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="blocked_by")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blocker", "blocked"], name="sessionblock_unique_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.blocker} blocks {self.blocked}"

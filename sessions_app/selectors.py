@@ -1,0 +1,94 @@
+"""Reads for sessions, always scoped by project, and their wire shape."""
+
+import hashlib
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from broker_site.errors import NotFound, Unauthorized, ValidationFailed
+from projects.models import Project
+from sessions_app.models import AgentSession
+
+STATUS_FILTERS = ("active", "stale", "disconnected", "live", "all")
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _status_q(project: Project, status: str) -> Q:
+    now = timezone.now()
+    stale_cut = now - timedelta(seconds=project.stale_after)
+    gone_cut = now - timedelta(seconds=project.disconnect_after)
+    connected = Q(disconnected_at__isnull=True)
+    if status == "active":
+        return connected & Q(last_heartbeat_at__gt=stale_cut)
+    if status == "stale":
+        return connected & Q(last_heartbeat_at__lte=stale_cut, last_heartbeat_at__gt=gone_cut)
+    if status == "live":
+        return connected & Q(last_heartbeat_at__gt=gone_cut)
+    if status == "disconnected":
+        return ~connected | Q(last_heartbeat_at__lte=gone_cut)
+    return Q()
+
+
+def sessions_of(project: Project, status: str = "all") -> QuerySet[AgentSession]:
+    if status not in STATUS_FILTERS:
+        raise ValidationFailed("Unknown status filter.", field="status_filter", allowed=list(STATUS_FILTERS))
+    return AgentSession.objects.filter(project=project).filter(_status_q(project, status)).select_related("project")
+
+
+def live_sessions(project: Project) -> QuerySet[AgentSession]:
+    """Sessions that are active or stale: connected, and not yet timed out."""
+    return sessions_of(project, "live")
+
+
+def session_get(project: Project, ref: str) -> AgentSession:
+    """A session of `project` by its id or its name; another project's session is simply not found."""
+    if not isinstance(ref, str) or not ref or len(ref) > 100:
+        raise ValidationFailed("A session is named by its id or its name.", field="session")
+    sessions = AgentSession.objects.filter(project=project).select_related("project")
+    try:
+        session = sessions.filter(pk=uuid.UUID(ref)).first()
+    except ValueError:
+        session = sessions.filter(name=ref).first()
+    if session is None:
+        raise NotFound("No session with that id or name in this project.", session=ref)
+    return session
+
+
+def session_by_token(project: Project, token: str | None) -> AgentSession:
+    """The session a session token belongs to, inside `project` only."""
+    if not token or len(token) > 200:
+        raise Unauthorized("This call acts as a session: connect first and pass its session token.",
+                           hint="connect_session returns session_token; send it as X-Session-Token")
+    session = (AgentSession.objects.filter(project=project, token_digest=token_digest(token))
+               .select_related("project").first())
+    if session is None:
+        raise Unauthorized("Unknown session token.", hint="connect or resume a session to get a valid token")
+    return session
+
+
+def session_counts(project: Project) -> dict[str, int]:
+    return {status: sessions_of(project, status).count() for status in ("active", "stale", "disconnected")}
+
+
+def session_summary(session: AgentSession, *, include_capabilities: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "session_id": str(session.id),
+        "name": session.name,
+        "status": session.status,
+        "connected_at": session.connected_at.isoformat(),
+        "last_heartbeat_at": session.last_heartbeat_at.isoformat(),
+    }
+    if include_capabilities:
+        data["capabilities"] = {"supported_protocols": session.supported_protocols,
+                                "supported_features": session.supported_features}
+    return data
+
+
+def blocked_session_ids(session: AgentSession) -> list[str]:
+    return [str(pk) for pk in session.blocks.values_list("blocked_id", flat=True)]

@@ -1,0 +1,154 @@
+"""Writes for sessions: connect, resume, heartbeat, disconnect, block."""
+
+import hmac
+import logging
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
+from projects.models import Project
+from projects.services import audit_record
+from sessions_app.capabilities import clean_capabilities
+from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock
+from sessions_app.selectors import live_sessions, session_get, token_digest
+
+log = logging.getLogger("broker.sessions")
+_NAME = re.compile(SESSION_NAME_PATTERN)
+
+
+@dataclass(frozen=True)
+class Connected:
+    session: AgentSession
+    token: str | None  # only for a new session: shown once
+    resumed: bool
+    replaced: bool  # a live connection of the same session was taken over
+
+    def as_dict(self) -> dict[str, Any]:
+        from sessions_app.selectors import session_summary
+
+        data = session_summary(self.session)
+        data["resumed"] = self.resumed
+        if self.token is not None:
+            data["session_token"] = self.token
+            data["notice"] = "Keep session_token: it is shown once and is needed to resume this session."
+        return data
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValidationFailed("Session names are 1-100 letters, digits, and . _ - starting with a letter.",
+                               field="name", constraint=SESSION_NAME_PATTERN)
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return
+    raise ValidationFailed("A session name may not look like a session id.", field="name")
+
+
+def session_connect(project: Project, *, actor: str = "", name: str | None = None,
+                    capabilities: dict | None = None, session_id: str | None = None,
+                    session_token: str | None = None) -> Connected:
+    """Connect a new session, or resume one by id or name with its token.
+
+    A resume replaces whatever connection the session had: the old one is logged as
+    `session_replaced` and sees its connection_epoch move on.
+    """
+    protocols, features = clean_capabilities(capabilities)
+    if name is not None:
+        _check_name(name)
+    if session_id is not None or session_token is not None:
+        return _resume(project, session_id or name, session_token, capabilities, protocols, features)
+    if name is not None and AgentSession.objects.filter(project=project, name=name).exists():
+        raise Conflict(f"A session named {name!r} exists; resume it with its session_token, or pick another name.",
+                       field="name", suggestions=[f"{name}-2", f"{name}-{secrets.token_hex(2)}"])
+    live = live_sessions(project).count()
+    if live >= project.max_sessions:
+        raise LimitReached(f"Project {project.pk} already has {live} live sessions, its limit.",
+                           limit=project.max_sessions, current=live)
+    token = secrets.token_urlsafe(32)
+    try:
+        with transaction.atomic():
+            session = AgentSession.objects.create(
+                project=project, name=name, token_digest=token_digest(token), supported_protocols=protocols,
+                supported_features=features, created_by_key=actor[:100])
+    except IntegrityError:  # a concurrent connect took the name first
+        raise Conflict(f"A session named {name!r} exists.", field="name") from None
+    log.info("session_connected", extra={"project": project.pk, "session_id": str(session.id)})
+    return Connected(session, token, resumed=False, replaced=False)
+
+
+def _resume(project: Project, ref: str | None, token: str | None, capabilities: dict | None,
+            protocols: dict, features: list) -> Connected:
+    if not ref:
+        raise ValidationFailed("To resume, name the session by session_id or name.", field="session_id")
+    if not token:
+        raise ValidationFailed("To resume a session, pass its session_token.", field="session_token")
+    session = session_get(project, ref)
+    if not hmac.compare_digest(session.token_digest, token_digest(token)):
+        audit_record("session_resume", "denied", target_project=project.pk, details={"session_id": str(session.id)})
+        raise Forbidden("That session token does not belong to this session.", session=ref)
+    with transaction.atomic():
+        # Lock the row so two resumes of one session cannot both think they own it.
+        session = AgentSession.objects.select_for_update().select_related("project").get(pk=session.pk)
+        was_live = session.status != AgentSession.Status.DISCONNECTED
+        now = timezone.now()
+        session.connection_epoch += 1
+        session.connected_at = now
+        session.last_heartbeat_at = now
+        session.disconnected_at = None
+        session.disconnect_reason = ""
+        if capabilities is not None:
+            session.supported_protocols, session.supported_features = protocols, features
+        session.save()
+    if was_live:
+        log.info("session_replaced", extra={"project": project.pk, "session_id": str(session.id),
+                                            "connection_epoch": session.connection_epoch})
+    log.info("session_resumed", extra={"project": project.pk, "session_id": str(session.id)})
+    return Connected(session, None, resumed=True, replaced=was_live)
+
+
+def session_heartbeat(session: AgentSession) -> AgentSession:
+    if session.disconnected_at is not None:
+        raise Conflict("This session is disconnected; resume it with connect_session and its token.",
+                       session_id=str(session.id))
+    session.last_heartbeat_at = timezone.now()
+    AgentSession.objects.filter(pk=session.pk).update(last_heartbeat_at=session.last_heartbeat_at)
+    return session
+
+
+def session_disconnect(session: AgentSession, *, reason: str = "client") -> AgentSession:
+    if session.disconnected_at is None:
+        session.disconnected_at = timezone.now()
+        session.disconnect_reason = reason[:32]
+        AgentSession.objects.filter(pk=session.pk).update(disconnected_at=session.disconnected_at,
+                                                          disconnect_reason=session.disconnect_reason)
+        log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
+                                                "reason": reason})
+    return session
+
+
+def sessions_disconnect_all(project: Project, *, reason: str) -> int:
+    return AgentSession.objects.filter(project=project, disconnected_at__isnull=True).update(
+        disconnected_at=timezone.now(), disconnect_reason=reason[:32])
+
+
+def session_block(blocker: AgentSession, target_ref: str) -> AgentSession:
+    target = session_get(blocker.project, target_ref)
+    if target.pk == blocker.pk:
+        raise ValidationFailed("A session cannot block itself.", field="session")
+    SessionBlock.objects.get_or_create(blocker=blocker, blocked=target)
+    return target
+
+
+def session_unblock(blocker: AgentSession, target_ref: str) -> AgentSession:
+    target = session_get(blocker.project, target_ref)
+    deleted, _ = SessionBlock.objects.filter(blocker=blocker, blocked=target).delete()
+    if not deleted:
+        raise NotFound("That session is not blocked.", session=target_ref)
+    return target

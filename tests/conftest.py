@@ -1,0 +1,75 @@
+"""Shared fixtures. State is set up through services, never raw ORM."""
+
+from dataclasses import dataclass
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from projects.models import ApiKey, Project
+from projects.services import api_key_create, project_create
+from sessions_app.services import session_connect
+
+
+@dataclass
+class Tenant:
+    project: Project
+    admin_key: str
+    agent_key: str
+
+    def client(self, key: str | None = None, **headers: str) -> APIClient:
+        return api_client(key or self.agent_key, **headers)
+
+    def admin(self) -> APIClient:
+        return api_client(self.admin_key)
+
+    def connect(self, name: str | None = None, protocols: dict | None = None, features: list | None = None):
+        """A connected session of this project: (session, token)."""
+        caps = {"supported_protocols": protocols or {}, "supported_features": features or []}
+        connected = session_connect(self.project, name=name, capabilities=caps)
+        return connected.session, connected.token
+
+
+def api_client(key: str | None, **headers: str) -> APIClient:
+    client = APIClient()
+    if key:
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}", **headers)
+    elif headers:
+        client.credentials(**headers)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    # Rate-limit windows live in the cache; each test starts with none.
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_tenant(db):
+    def make(project_id: str, **fields) -> Tenant:
+        project, _, admin_raw = project_create(project_id=project_id, name=fields.pop("name", project_id.title()),
+                                               **fields)
+        _, agent_raw = api_key_create(project, role=ApiKey.Role.AGENT, label="test agent")
+        return Tenant(project, admin_raw, agent_raw)
+
+    return make
+
+
+@pytest.fixture
+def alpha(make_tenant) -> Tenant:
+    return make_tenant("alpha")
+
+
+@pytest.fixture
+def beta(make_tenant) -> Tenant:
+    return make_tenant("beta")
+
+
+@pytest.fixture
+def operator_key(make_tenant) -> str:
+    ops = make_tenant("ops")
+    _, raw = api_key_create(ops.project, role=ApiKey.Role.OPERATOR, label="test operator")
+    return raw
