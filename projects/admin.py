@@ -1,0 +1,144 @@
+"""The operators' dashboard for projects and keys. Every change goes through projects.services."""
+
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from broker_site.errors import BrokerError
+from projects import services
+from projects.models import ApiKey, AuditEvent, Project, ProjectLink
+from projects.selectors import project_stats
+
+
+def keys_shown_once(request, title: str, keys: list[tuple[ApiKey, str]], back_url: str) -> TemplateResponse:
+    """Render new raw keys on a page of their own: never in a message, a cookie or a log."""
+    context = {**admin.site.each_context(request), "title": title, "keys": keys, "back_url": back_url}
+    response = TemplateResponse(request, "admin/broker_keys_shown_once.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("id", "name", "status", "discoverable", "max_sessions", "created_at")
+    list_filter = ("status", "discoverable")
+    search_fields = ("id", "name")
+    actions = ("deactivate", "activate")
+    readonly_fields = ("status", "created_at", "updated_at", "stats")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The id is the project's identity and part of every key: fixed once created.
+        return (*self.readonly_fields, "id") if obj else self.readonly_fields
+
+    @admin.display(description="stats")
+    def stats(self, obj: Project) -> str:
+        return str(project_stats(obj)) if obj.pk else "-"
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            services.project_update(obj, {name: form.cleaned_data[name] for name in form.changed_data
+                                          if name in services.UPDATABLE_FIELDS})
+            return
+        config = {name: form.cleaned_data[name] for name in services.CONFIG_FIELDS if name in form.cleaned_data}
+        project, key, raw = services.project_create(
+            project_id=form.cleaned_data["id"], name=form.cleaned_data["name"],
+            description=form.cleaned_data.get("description", ""),
+            discoverable=form.cleaned_data.get("discoverable", False), config=config)
+        obj.pk = project.pk
+        request._broker_new_keys = [(key, raw)]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        new_keys = getattr(request, "_broker_new_keys", None)
+        if new_keys:
+            return keys_shown_once(request, f"Project {obj.pk} created", new_keys,
+                                   reverse("admin:projects_project_change", args=[obj.pk]))
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Deactivate (disconnect sessions, refuse requests, keep history)")
+    def deactivate(self, request, queryset) -> None:
+        for project in queryset:
+            services.project_deactivate(project)
+        self.message_user(request, f"Deactivated {queryset.count()} project(s).")
+
+    @admin.action(description="Activate")
+    def activate(self, request, queryset) -> None:
+        for project in queryset:
+            services.project_activate(project)
+        self.message_user(request, f"Activated {queryset.count()} project(s).")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "project", "role", "label", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("role", "project")
+    search_fields = ("key_id", "label", "project__id")
+    actions = ("rotate", "revoke")
+    fields = ("project", "role", "label", "expires_at")
+    readonly_fields = ("key_id", "digest_prefix", "created_at", "revoked_at", "last_used_at", "replaced_by")
+
+    def get_fields(self, request, obj=None):
+        return (*self.fields, *self.readonly_fields) if obj else self.fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # Once issued, a key's project and role never change: rotate or revoke it instead.
+        return ("project", "role", *self.readonly_fields) if obj else ()
+
+    @admin.display(description="digest")
+    def digest_prefix(self, obj: ApiKey) -> str:
+        return f"sha256:{obj.digest[:12]}…"
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            obj.save(update_fields=["label", "expires_at"])
+            return
+        key, raw = services.api_key_create(form.cleaned_data["project"], role=form.cleaned_data["role"],
+                                           label=form.cleaned_data["label"],
+                                           expires_at=form.cleaned_data["expires_at"])
+        obj.pk = key.pk
+        request._broker_new_keys = [(key, raw)]
+
+    def response_add(self, request, obj, post_url_continue=None):
+        new_keys = getattr(request, "_broker_new_keys", None)
+        if new_keys:
+            return keys_shown_once(request, "Key created", new_keys, reverse("admin:projects_apikey_changelist"))
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.action(description="Rotate (new key now; old key valid for 300 s)")
+    def rotate(self, request, queryset):
+        new_keys = []
+        for key in queryset:
+            try:
+                new_keys.append(services.api_key_rotate(key))
+            except BrokerError as exc:
+                self.message_user(request, f"{key}: {exc.message}", messages.ERROR)
+        if new_keys:
+            return keys_shown_once(request, "Keys rotated", new_keys, reverse("admin:projects_apikey_changelist"))
+        return None
+
+    @admin.action(description="Revoke now")
+    def revoke(self, request, queryset) -> None:
+        for key in queryset:
+            services.api_key_revoke(key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(ProjectLink)
+class ProjectLinkAdmin(admin.ModelAdmin):
+    list_display = ("source", "target", "source_consented_at", "target_consented_at", "rate_limit_per_minute")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "action", "outcome", "actor_key_id", "source_project", "target_project")
+    list_filter = ("outcome", "action")
+    search_fields = ("actor_key_id", "source_project", "target_project")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

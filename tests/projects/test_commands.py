@@ -1,0 +1,67 @@
+"""Management commands go through the same services as the API."""
+
+import io
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from projects.keys import parse_key
+from projects.models import ApiKey, Project
+from tests.conftest import api_client
+
+KEY = re.compile(r"\b([a-z][a-z0-9-]*[a-z0-9]_[a-z0-9-]{1,32}_[A-Za-z0-9]{40})\b")
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_bootstrap_creates_default_project_once_and_prints_working_keys(db):
+    first = run("broker_bootstrap")
+    keys = KEY.findall(first)
+    assert len(set(keys)) == 2
+    assert "claude mcp add --transport http" in first
+    roles = {ApiKey.objects.get(project_id="default", key_id=parse_key(k).key_id).role for k in set(keys)}
+    assert roles == {"admin", "agent"}
+    for key in set(keys):
+        assert api_client(key).get("/api/v1/sessions/").status_code == 200
+    second = run("broker_bootstrap")
+    assert KEY.findall(second) == []
+    assert Project.objects.filter(pk="default").count() == 1
+    assert ApiKey.objects.filter(project_id="default").count() == 2
+
+
+def test_broker_key_create_rotate_revoke_list(alpha):
+    created = run("broker_key", "create", "--project", "alpha", "--role", "admin", "--label", "ops")
+    raw = KEY.findall(created)[0]
+    key_id = parse_key(raw).key_id
+    assert api_client(raw).get("/api/v1/projects/alpha/keys/").status_code == 200
+    rotated = KEY.findall(run("broker_key", "rotate", "--project", "alpha", "--key-id", key_id, "--grace", "0"))[0]
+    assert api_client(raw).get("/api/v1/sessions/").status_code == 401
+    assert api_client(rotated).get("/api/v1/sessions/").status_code == 200
+    run("broker_key", "revoke", "--project", "alpha", "--key-id", parse_key(rotated).key_id)
+    assert api_client(rotated).get("/api/v1/sessions/").status_code == 401
+    listing = run("broker_key", "list", "--project", "alpha")
+    assert key_id in listing and raw not in listing
+
+
+def test_broker_key_errors_are_clear(alpha):
+    with pytest.raises(CommandError, match="No project"):
+        run("broker_key", "create", "--project", "ghost")
+    with pytest.raises(CommandError, match="not_found"):
+        run("broker_key", "revoke", "--project", "alpha", "--key-id", "nope")
+
+
+def test_broker_project_create_list_deactivate(db):
+    out = run("broker_project", "create", "--id", "team-x", "--name", "Team X", "--discoverable")
+    raw = KEY.findall(out)[0]
+    assert api_client(raw).get("/api/v1/projects/team-x/").status_code == 200
+    assert "team-x" in run("broker_project", "list")
+    run("broker_project", "deactivate", "--id", "team-x")
+    assert Project.objects.get(pk="team-x").status == "inactive"
+    assert api_client(raw).get("/api/v1/sessions/").status_code == 403
+    with pytest.raises(CommandError, match="validation_error"):
+        run("broker_project", "create", "--id", "Bad_Id", "--name", "Bad")
