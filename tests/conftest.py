@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from projects.models import ApiKey, Project
@@ -37,14 +36,6 @@ def api_client(key: str | None, **headers: str) -> APIClient:
     elif headers:
         client.credentials(**headers)
     return client
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    # Rate-limit windows live in the cache; each test starts with none.
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
