@@ -2,7 +2,8 @@
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -35,6 +36,10 @@ def rest_exception_handler(exc, context):
         if exc.status == 401:
             headers = {"WWW-Authenticate": "Bearer"}
         return error_response(exc.code, exc.message, exc.status, exc.details, headers)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return error_response("payload_too_large", f"The request body is larger than {limit} bytes.", 413,
+                              {"limit_bytes": limit})
     if isinstance(exc, drf.ValidationError):
         return error_response("validation_error", "The request is not valid.", 400, {"fields": _drf_details(exc.detail)})
     if isinstance(exc, drf.ParseError):

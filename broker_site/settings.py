@@ -65,8 +65,9 @@ def database_from_url(url: str) -> dict:
             "CONN_HEALTH_CHECKS": True,
         }
     if parsed.scheme == "sqlite":
-        path = unquote(parsed.path)
-        return sqlite_database(Path(path) if path not in {"", "/"} else VAR_DIR / "broker.sqlite3")
+        # sqlite:////abs/path.db is absolute, sqlite:///rel.db relative (the usual URL convention).
+        path = unquote(parsed.path)[1:]
+        return sqlite_database(Path(path) if path else VAR_DIR / "broker.sqlite3")
     raise ImproperlyConfigured(f"DATABASE_URL scheme {parsed.scheme!r} is not supported; use postgres:// or sqlite://")
 
 

@@ -23,3 +23,6 @@ urlpatterns = [
     path("healthz", health.healthz),
     path("readyz", health.readyz),
 ]
+
+handler404 = "broker_site.health.api_not_found"
+handler500 = "broker_site.health.server_error"
