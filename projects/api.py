@@ -1,6 +1,7 @@
 """REST face for projects, keys and the audit trail. Thin: validate, call a service, shape output."""
 
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -54,7 +55,8 @@ def created_key_body(key: ApiKey, raw: str) -> dict:
 
 
 class ProjectListView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("name_filter", str), OpenApiParameter("include_inactive", bool),
+    @extend_schema(operation_id="projects_list", responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("name_filter", str), OpenApiParameter("include_inactive", bool),
                                OpenApiParameter("include_stats", bool)], summary="List projects")
     def get(self, request):
         projects = selectors.projects_visible(request.auth, name_filter=request.query_params.get("name_filter", "")[:100],
@@ -63,7 +65,8 @@ class ProjectListView(APIView):
         items = [selectors.project_summary(p, caller=request.auth, include_stats=include_stats) for p in projects]
         return Response({"projects": items, "count": len(items)})
 
-    @extend_schema(request=ProjectCreateIn, summary="Create a project (operators); returns its first admin key once")
+    @extend_schema(operation_id="project_create", responses=OpenApiTypes.OBJECT,
+                   request=ProjectCreateIn, summary="Create a project (operators); returns its first admin key once")
     def post(self, request):
         data = ProjectCreateIn.validated(request.data)
         project, key, raw = services.project_create(
@@ -75,7 +78,8 @@ class ProjectListView(APIView):
 
 
 class ProjectDetailView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("include_config", bool), OpenApiParameter("include_stats", bool),
+    @extend_schema(operation_id="project_info", responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("include_config", bool), OpenApiParameter("include_stats", bool),
                                OpenApiParameter("include_permissions", bool)], summary="Project info")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id, allow_discoverable=True)
@@ -84,7 +88,8 @@ class ProjectDetailView(APIView):
             include_stats=query_flag(request, "include_stats", True),
             include_permissions=query_flag(request, "include_permissions")))
 
-    @extend_schema(request=ProjectUpdateIn, summary="Change a project's description or settings (admins)")
+    @extend_schema(operation_id="project_update", responses=OpenApiTypes.OBJECT,
+                   request=ProjectUpdateIn, summary="Change a project's description or settings (admins)")
     def patch(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
         changes = ProjectUpdateIn.validated(request.data)
@@ -93,28 +98,32 @@ class ProjectDetailView(APIView):
 
 
 class ProjectDeactivateView(APIView):
-    @extend_schema(request=None, summary="Deactivate a project (operators): sessions end, history stays")
+    @extend_schema(operation_id="project_deactivate", responses=OpenApiTypes.OBJECT,
+                   request=None, summary="Deactivate a project (operators): sessions end, history stays")
     def post(self, request, project_id: str):
         project = services.project_deactivate(selectors.project_for(request.auth, project_id), caller=request.auth)
         return Response(selectors.project_summary(project, caller=request.auth))
 
 
 class ProjectActivateView(APIView):
-    @extend_schema(request=None, summary="Activate a project again (operators)")
+    @extend_schema(operation_id="project_activate", responses=OpenApiTypes.OBJECT,
+                   request=None, summary="Activate a project again (operators)")
     def post(self, request, project_id: str):
         project = services.project_activate(selectors.project_for(request.auth, project_id), caller=request.auth)
         return Response(selectors.project_summary(project, caller=request.auth))
 
 
 class KeyListView(APIView):
-    @extend_schema(summary="List a project's keys (admins); never the secrets")
+    @extend_schema(operation_id="api_keys_list", responses=OpenApiTypes.OBJECT,
+                   summary="List a project's keys (admins); never the secrets")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
         request.auth.require_role(ApiKey.Role.ADMIN, "list keys")
         keys = [selectors.api_key_summary(k) for k in selectors.api_keys_of(project)]
         return Response({"keys": keys, "count": len(keys)})
 
-    @extend_schema(request=KeyCreateIn, summary="Create a key (admins); the key is shown once")
+    @extend_schema(operation_id="api_key_create", responses=OpenApiTypes.OBJECT,
+                   request=KeyCreateIn, summary="Create a key (admins); the key is shown once")
     def post(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
         data = KeyCreateIn.validated(request.data)
@@ -124,7 +133,8 @@ class KeyListView(APIView):
 
 
 class KeyRotateView(APIView):
-    @extend_schema(request=KeyRotateIn, summary="Rotate a key: a new key now, the old one valid for the grace period")
+    @extend_schema(operation_id="api_key_rotate", responses=OpenApiTypes.OBJECT,
+                   request=KeyRotateIn, summary="Rotate a key: a new key now, the old one valid for the grace period")
     def post(self, request, project_id: str, key_id: str):
         project = selectors.project_for(request.auth, project_id)
         request.auth.require_role(ApiKey.Role.ADMIN, "rotate keys")
@@ -135,7 +145,8 @@ class KeyRotateView(APIView):
 
 
 class KeyRevokeView(APIView):
-    @extend_schema(request=None, summary="Revoke a key at once (admins)")
+    @extend_schema(operation_id="api_key_revoke", responses=OpenApiTypes.OBJECT,
+                   request=None, summary="Revoke a key at once (admins)")
     def post(self, request, project_id: str, key_id: str):
         project = selectors.project_for(request.auth, project_id)
         request.auth.require_role(ApiKey.Role.ADMIN, "revoke keys")
@@ -144,7 +155,8 @@ class KeyRevokeView(APIView):
 
 
 class AuditListView(APIView):
-    @extend_schema(summary="The project's audit trail, newest first (admins)")
+    @extend_schema(operation_id="audit_list", responses=OpenApiTypes.OBJECT,
+                   summary="The project's audit trail, newest first (admins)")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
         request.auth.require_role(ApiKey.Role.ADMIN, "read the audit trail")

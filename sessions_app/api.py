@@ -1,6 +1,7 @@
 """REST face for sessions. Calls that act as a session prove it with the X-Session-Token header."""
 
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -29,7 +30,8 @@ class BlockIn(StrictSerializer):
 
 
 class SessionListView(APIView):
-    @extend_schema(parameters=[OpenApiParameter("status_filter", str, enum=list(selectors.STATUS_FILTERS)),
+    @extend_schema(operation_id="sessions_list", responses=OpenApiTypes.OBJECT,
+                   parameters=[OpenApiParameter("status_filter", str, enum=list(selectors.STATUS_FILTERS)),
                                OpenApiParameter("include_capabilities", bool)],
                    summary="List the project's sessions")
     def get(self, request):
@@ -39,7 +41,8 @@ class SessionListView(APIView):
                     for s in selectors.sessions_of(request.auth.project, status_filter)[:1000]]
         return Response({"sessions": sessions, "count": len(sessions), "status_filter": status_filter})
 
-    @extend_schema(request=ConnectIn, summary="Connect a session, or resume one with session_id/name and its token")
+    @extend_schema(operation_id="session_connect", responses=OpenApiTypes.OBJECT,
+                   request=ConnectIn, summary="Connect a session, or resume one with session_id/name and its token")
     def post(self, request):
         data = ConnectIn.validated(request.data)
         connected = services.session_connect(request.auth.project, actor=request.auth.actor, **data)
@@ -48,13 +51,15 @@ class SessionListView(APIView):
 
 
 class SessionDetailView(APIView):
-    @extend_schema(summary="One session of the project, by id or name")
+    @extend_schema(operation_id="session_get", responses=OpenApiTypes.OBJECT,
+                   summary="One session of the project, by id or name")
     def get(self, request, ref: str):
         return Response(selectors.session_summary(selectors.session_get(request.auth.project, ref)))
 
 
 class HeartbeatView(APIView):
-    @extend_schema(request=None, parameters=[SESSION_TOKEN_HEADER], summary="Heartbeat (any session call also counts)")
+    @extend_schema(operation_id="session_heartbeat", responses=OpenApiTypes.OBJECT,
+                   request=None, parameters=[SESSION_TOKEN_HEADER], summary="Heartbeat (any session call also counts)")
     def post(self, request):
         session = services.session_heartbeat(acting_session(request))
         return Response({"session_id": str(session.id), "status": session.status,
@@ -62,18 +67,21 @@ class HeartbeatView(APIView):
 
 
 class DisconnectView(APIView):
-    @extend_schema(request=None, parameters=[SESSION_TOKEN_HEADER], summary="Leave; the queue is kept for a resume")
+    @extend_schema(operation_id="session_disconnect", responses=OpenApiTypes.OBJECT,
+                   request=None, parameters=[SESSION_TOKEN_HEADER], summary="Leave; the queue is kept for a resume")
     def post(self, request):
         session = services.session_disconnect(acting_session(request))
         return Response({"session_id": str(session.id), "status": session.status})
 
 
 class BlockListView(APIView):
-    @extend_schema(parameters=[SESSION_TOKEN_HEADER], summary="Sessions this session blocks")
+    @extend_schema(operation_id="session_blocks_list", responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Sessions this session blocks")
     def get(self, request):
         return Response({"blocked": selectors.blocked_session_ids(acting_session(request))})
 
-    @extend_schema(request=BlockIn, parameters=[SESSION_TOKEN_HEADER], summary="Block a session's messages")
+    @extend_schema(operation_id="session_block", responses=OpenApiTypes.OBJECT,
+                   request=BlockIn, parameters=[SESSION_TOKEN_HEADER], summary="Block a session's messages")
     def post(self, request):
         session = acting_session(request)
         target = services.session_block(session, BlockIn.validated(request.data)["session"])
@@ -81,7 +89,8 @@ class BlockListView(APIView):
 
 
 class BlockDetailView(APIView):
-    @extend_schema(parameters=[SESSION_TOKEN_HEADER], summary="Unblock a session")
+    @extend_schema(operation_id="session_unblock", responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Unblock a session")
     def delete(self, request, ref: str):
         target = services.session_unblock(acting_session(request), ref)
         return Response({"unblocked": str(target.id)})

@@ -1,0 +1,87 @@
+"""Reads for protocols, always scoped by the viewing project, and their wire shape."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from broker_site.errors import NotFound, ValidationFailed
+from projects.models import Project
+from protocols.models import Protocol
+from protocols.versions import VersionRange, parse_range
+
+MAX_TAG_FILTERS = 20
+
+
+def _visible(project: Project, include_shared: bool) -> QuerySet[Protocol]:
+    own = Protocol.objects.filter(project=project)
+    if not include_shared:
+        return own
+    # Shared protocols of other projects are visible only while their project is active:
+    # a deactivated project's catalogue is withdrawn with it.
+    shared = Protocol.objects.filter(shared=True, project__status=Project.Status.ACTIVE).exclude(project=project)
+    return own | shared
+
+
+def protocols_discover(project: Project, *, name: str | None = None, version_range: str | VersionRange | None = None,
+                       tags: list[str] | None = None, include_shared: bool = False) -> list[Protocol]:
+    """`project`'s protocols (and, with include_shared, other projects' shared ones), filtered.
+
+    Ordered by name, then version numerically, then own project before others.
+    """
+    matches = _visible(project, include_shared)
+    if name:
+        matches = matches.filter(name=name)
+    in_range = parse_range(version_range) if isinstance(version_range, str) else version_range
+    if tags is not None and (not isinstance(tags, list) or len(tags) > MAX_TAG_FILTERS
+                             or any(not isinstance(t, str) for t in tags)):
+        raise ValidationFailed(f"tags is a list of at most {MAX_TAG_FILTERS} strings.", field="tags")
+    wanted = {t for t in (tags or []) if t}
+    found = []
+    for protocol in matches.select_related("project"):
+        if in_range is not None and not in_range(protocol.version):
+            continue
+        # Filtered here rather than in SQL: SQLite has no JSON `contains` lookup.
+        if wanted and not wanted.issubset(protocol.tags or []):
+            continue
+        found.append(protocol)
+    found.sort(key=lambda p: (p.name, p.version_key, p.project_id != project.pk, p.project_id))
+    return found
+
+
+def protocol_get(project: Project, name: str, version: str, include_shared: bool = False) -> Protocol:
+    """`name` `version` of `project`, or (with include_shared) another active project's shared one."""
+    own = Protocol.objects.filter(project=project, name=name, version=version).select_related("project").first()
+    if own is not None:
+        return own
+    if include_shared:
+        shared = (_visible(project, True).filter(name=name, version=version).exclude(project=project)
+                  .select_related("project").order_by("project_id").first())
+        if shared is not None:
+            return shared
+    raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
+
+
+def protocol_versions(project: Project, name: str) -> list[str]:
+    return sorted(Protocol.objects.filter(project=project, name=name).values_list("version", flat=True),
+                  key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def protocol_summary(protocol: Protocol, viewer_project: Project, *, include_schema: bool = True) -> dict[str, Any]:
+    read_only = protocol.project_id != viewer_project.pk
+    data: dict[str, Any] = {
+        "name": protocol.name,
+        "version": protocol.version,
+        "capabilities": protocol.capabilities,
+        "tags": protocol.tags,
+        "description": protocol.description,
+        "author": protocol.author,
+        "shared": protocol.shared,
+        "registered_at": protocol.registered_at.isoformat(),
+        "project_id": protocol.project_id,
+        "read_only": read_only,
+    }
+    if include_schema:
+        data["schema"] = protocol.schema
+    if read_only:
+        data["source_project"] = protocol.project_id
+    return data
