@@ -13,15 +13,15 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from broker_site.lifespan import lifespan  # noqa: E402
+from broker_site.lifespan import StartBackgroundOnFirstRequest, lifespan  # noqa: E402
 from broker_site.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
 
 application = ProtocolTypeRouter(
     {
-        "http": http_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        "http": StartBackgroundOnFirstRequest(http_app),
+        "websocket": StartBackgroundOnFirstRequest(AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))),
         # daphne sends no lifespan events; uvicorn does. Startup work must not rely on them alone.
         "lifespan": lifespan,
     }

@@ -4,7 +4,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
@@ -14,10 +14,10 @@ from broker_site.errors import BrokerError
 log = logging.getLogger("broker.rest")
 
 
-def _drf_details(detail) -> dict:
+def drf_field_errors(detail) -> dict:
     """Flatten DRF's nested validation detail into {field: [messages]}."""
     if isinstance(detail, dict):
-        return {key: _drf_details(value) if isinstance(value, dict) else [str(v) for v in _as_list(value)]
+        return {key: drf_field_errors(value) if isinstance(value, dict) else [str(v) for v in _as_list(value)]
                 for key, value in detail.items()}
     return {"non_field_errors": [str(v) for v in _as_list(detail)]}
 
@@ -28,6 +28,16 @@ def _as_list(value) -> list:
 
 def error_response(code: str, message: str, status: int, details: dict | None = None, headers=None) -> Response:
     return Response({"error": code, "message": message, "details": details or {}}, status=status, headers=headers)
+
+
+def broker_error_json(exc: BrokerError) -> JsonResponse:
+    """The same shape for the plain (async) Django views of the REST face."""
+    response = JsonResponse(exc.as_dict(), status=exc.status)
+    if "retry_after" in exc.details:
+        response["Retry-After"] = str(exc.details["retry_after"])
+    if exc.status == 401:
+        response["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def rest_exception_handler(exc, context):
@@ -41,7 +51,7 @@ def rest_exception_handler(exc, context):
         return error_response("payload_too_large", f"The request body is larger than {limit} bytes.", 413,
                               {"limit_bytes": limit})
     if isinstance(exc, drf.ValidationError):
-        return error_response("validation_error", "The request is not valid.", 400, {"fields": _drf_details(exc.detail)})
+        return error_response("validation_error", "The request is not valid.", 400, {"fields": drf_field_errors(exc.detail)})
     if isinstance(exc, drf.ParseError):
         return error_response("validation_error", "The request body is not valid JSON.", 400, {"reason": str(exc.detail)})
     if isinstance(exc, drf.UnsupportedMediaType):

@@ -1,14 +1,35 @@
-"""ASGI lifespan handler. Servers that send lifespan events (uvicorn) run the hooks here;
-daphne sends none, so every hook must also start lazily on first use."""
+"""Process start-up work for every ASGI server.
+
+uvicorn sends lifespan events; daphne sends none. So background work (the sweeper, later
+the MCP session manager) is started by `ensure_background_started`, which both the lifespan
+handler and the first request call; each starter is idempotent.
+"""
 
 import logging
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("broker.lifespan")
 
+Starter = Callable[[], None]
 Hook = Callable[[], Awaitable[None]]
-startup_hooks: list[Hook] = []
+background_starters: list[Starter] = []
 shutdown_hooks: list[Hook] = []
+
+
+def ensure_background_started() -> None:
+    for start in background_starters:
+        start()
+
+
+class StartBackgroundOnFirstRequest:
+    """ASGI wrapper that makes sure background work runs before it serves a request."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        ensure_background_started()
+        return await self.app(scope, receive, send)
 
 
 async def lifespan(scope, receive, send) -> None:
@@ -16,8 +37,7 @@ async def lifespan(scope, receive, send) -> None:
         event = await receive()
         if event["type"] == "lifespan.startup":
             try:
-                for hook in startup_hooks:
-                    await hook()
+                ensure_background_started()
             except Exception as exc:  # a failed startup must say why and stop the server
                 log.exception("startup failed")
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -203,6 +203,9 @@ BROKER = {
     "MAX_SCHEMA_BYTES": env_int("BROKER_MAX_SCHEMA_BYTES", 256 * 1024, minimum=1024),
     "KEY_ROTATION_GRACE_SECONDS": env_int("BROKER_KEY_ROTATION_GRACE_SECONDS", 300),
     "PUBLIC_URL": os.environ.get("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"),
+    # How often each server process looks for expired and unacked messages (0 turns it off).
+    "SWEEP_INTERVAL_SECONDS": env_int("BROKER_SWEEP_INTERVAL_SECONDS", 2),
+    "MAX_WAIT_SECONDS": 60,
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = BROKER["MAX_REQUEST_BYTES"]
 

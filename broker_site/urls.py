@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("projects.api")),
     path("", include("protocols.api")),
     path("", include("sessions_app.api")),
+    path("", include("routing.api")),
 ]
 
 urlpatterns = [

@@ -1,4 +1,4 @@
-"""REST face for protocols and negotiation."""
+"""REST face for protocols, their adapters, and negotiation."""
 
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from broker_site.errors import ValidationFailed
 from broker_site.rest import StrictSerializer, query_flag
-from protocols import negotiation, selectors, services
+from protocols import negotiation, selectors, services, transform
 from protocols.models import CAPABILITIES
 from sessions_app.selectors import live_sessions, session_by_token, session_get
 
@@ -41,6 +41,20 @@ class MatrixIn(StrictSerializer):
         child=serializers.CharField(max_length=100), required=False,
         min_length=negotiation.MATRIX_MIN, max_length=negotiation.MATRIX_MAX,
         help_text="session ids or names; default: the project's live sessions (at most 50)")
+
+
+class AdapterRegisterIn(StrictSerializer):
+    # Types only; the operation rules live in transform.operations_check via the service.
+    from_version = serializers.CharField(max_length=32)
+    to_version = serializers.CharField(max_length=32)
+    operations = serializers.JSONField(
+        help_text='[{"op": "rename", "from": "a", "to": "b"} | {"op": "drop", "field": "a"} '
+                  '| {"op": "set_default", "field": "a", "value": ...}]; fields may be dotted paths such as meta.by')
+
+
+class TransformIn(StrictSerializer):
+    payload = serializers.JSONField(help_text="a payload of the protocol version in the path")
+    target_version = serializers.CharField(max_length=32)
 
 
 def _tags_param(raw: str | None) -> list[str] | None:
@@ -93,6 +107,42 @@ class ProtocolDetailView(APIView):
         return Response({"deleted": True, "name": name, "version": version})
 
 
+class AdapterListView(APIView):
+    @extend_schema(summary="This project's adapters of a protocol", operation_id="protocol_adapters_list",
+                   responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, name: str):
+        found = selectors.adapters_of(request.auth.project, name)
+        body = {"adapters": [selectors.adapter_summary(a) for a in found], "count": len(found)}
+        if not found:
+            body["message"] = f"No adapters of {name[:100]} in this project."
+        return Response(body)
+
+    @extend_schema(request=AdapterRegisterIn, summary="Register a declarative adapter between two versions (admins)",
+                   operation_id="protocol_adapter_register", responses={201: OpenApiTypes.OBJECT})
+    def post(self, request, name: str):
+        data = AdapterRegisterIn.validated(request.data)
+        adapter = services.adapter_register(request.auth.project, request.auth, protocol_name=name, **data)
+        return Response(selectors.adapter_summary(adapter), status=status.HTTP_201_CREATED)
+
+
+class AdapterDetailView(APIView):
+    @extend_schema(request=None, summary="Delete a protocol adapter (admins)", operation_id="protocol_adapter_delete",
+                   responses={200: OpenApiTypes.OBJECT})
+    def delete(self, request, name: str, adapter_id):
+        adapter = services.adapter_delete(request.auth.project, request.auth, adapter_id, protocol_name=name)
+        return Response({"deleted": True, "id": str(adapter.pk), "protocol_name": adapter.protocol_name,
+                         "from_version": adapter.from_version, "to_version": adapter.to_version})
+
+
+class TransformView(APIView):
+    @extend_schema(request=TransformIn, summary="Dry run: what a payload of this version becomes at target_version",
+                   operation_id="protocol_transform", responses={200: OpenApiTypes.OBJECT})
+    def post(self, request, name: str, version: str):
+        data = TransformIn.validated(request.data)
+        return Response(transform.transform_preview(request.auth.project, name, version, data["payload"],
+                                                    data["target_version"]))
+
+
 class NegotiateView(APIView):
     @extend_schema(request=NegotiateIn, summary="Negotiate protocols and features between two sessions",
                    operation_id="negotiate", responses={200: OpenApiTypes.OBJECT})
@@ -125,6 +175,10 @@ class MatrixView(APIView):
 
 urlpatterns = [
     path("protocols/", ProtocolListView.as_view()),
+    # Before the detail route, whose <version> would otherwise take "adapters".
+    path("protocols/<str:name>/adapters/", AdapterListView.as_view()),
+    path("protocols/<str:name>/adapters/<uuid:adapter_id>/", AdapterDetailView.as_view()),
+    path("protocols/<str:name>/<str:version>/transform/", TransformView.as_view()),
     path("protocols/<str:name>/<str:version>/", ProtocolDetailView.as_view()),
     path("negotiate/", NegotiateView.as_view()),
     path("negotiate/matrix/", MatrixView.as_view()),

@@ -1,13 +1,14 @@
 """Reads for protocols, always scoped by the viewing project, and their wire shape."""
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.models import Project
-from protocols.models import Protocol
-from protocols.versions import VersionRange, parse_range
+from protocols.models import Protocol, ProtocolAdapter
+from protocols.versions import VersionRange, parse_range, version_key
 
 MAX_TAG_FILTERS = 20
 
@@ -85,3 +86,49 @@ def protocol_summary(protocol: Protocol, viewer_project: Project, *, include_sch
     if read_only:
         data["source_project"] = protocol.project_id
     return data
+
+
+def protocols_named(project: Project, name: str, versions: list[str]) -> list[Protocol]:
+    """`project`'s own registrations of `name` among `versions`, in one query."""
+    return list(Protocol.objects.filter(project=project, name=name, version__in=versions))
+
+
+def adapters_of(project: Project, protocol_name: str | None = None) -> list[ProtocolAdapter]:
+    """`project`'s adapters, optionally of one protocol, by name then versions numerically."""
+    found = ProtocolAdapter.objects.filter(project=project)
+    if protocol_name is not None:
+        found = found.filter(protocol_name=protocol_name)
+    return sorted(found, key=lambda a: (a.protocol_name, version_key(a.from_version), version_key(a.to_version)))
+
+
+def adapters_from(project: Project, protocol_name: str, from_version: str,
+                  to_versions: list[str]) -> dict[str, ProtocolAdapter]:
+    """`project`'s adapters of `protocol_name` from `from_version` to any of `to_versions`, by target version."""
+    found = ProtocolAdapter.objects.filter(project=project, protocol_name=protocol_name, from_version=from_version,
+                                           to_version__in=to_versions)
+    return {adapter.to_version: adapter for adapter in found}
+
+
+def adapter_get(project: Project, adapter_id: Any, protocol_name: str | None = None) -> ProtocolAdapter:
+    """One of `project`'s adapters (of `protocol_name`, when given), or NotFound."""
+    try:
+        pk = adapter_id if isinstance(adapter_id, uuid.UUID) else uuid.UUID(str(adapter_id))
+    except ValueError:
+        pk = None
+    found = ProtocolAdapter.objects.filter(project=project, pk=pk).first() if pk is not None else None
+    if found is None or (protocol_name is not None and found.protocol_name != protocol_name):
+        raise NotFound("No such protocol adapter in this project.", adapter_id=str(adapter_id)[:64])
+    return found
+
+
+def adapter_summary(adapter: ProtocolAdapter) -> dict[str, Any]:
+    return {
+        "id": str(adapter.pk),
+        "protocol_name": adapter.protocol_name,
+        "from_version": adapter.from_version,
+        "to_version": adapter.to_version,
+        "operations": adapter.operations,
+        "author": adapter.author,
+        "created_at": adapter.created_at.isoformat(),
+        "project_id": adapter.project_id,
+    }

@@ -1,4 +1,4 @@
-"""Writes for protocols: register and delete. Every face calls these."""
+"""Writes for protocols and their adapters: register and delete. Every face calls these."""
 
 import logging
 import re
@@ -9,8 +9,10 @@ from django.db import IntegrityError, transaction
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
 from projects.auth import Caller
 from projects.models import ApiKey, Project
-from protocols.models import CAPABILITIES, PROTOCOL_NAME_PATTERN, Protocol, default_capabilities
+from protocols.models import CAPABILITIES, PROTOCOL_NAME_PATTERN, Protocol, ProtocolAdapter, default_capabilities
 from protocols.schemas import schema_check
+from protocols.selectors import adapter_get
+from protocols.transform import operations_check
 from protocols.versions import next_versions, parse_version, version_key
 
 log = logging.getLogger("broker.protocols")
@@ -130,3 +132,69 @@ def protocol_delete(project: Project, caller: Caller | None, name: str, version:
     protocol.delete()
     log.info("protocol_deleted", extra={"project": project.pk, "protocol": name, "version": version,
                                         "actor": caller.actor if caller is not None else ""})
+
+
+def _adapter_duplicate(project: Project, name: str, from_version: str, to_version: str) -> Conflict:
+    existing = ProtocolAdapter.objects.filter(project=project, protocol_name=name, from_version=from_version,
+                                              to_version=to_version).first()
+    return Conflict(f"An adapter for {name} {from_version} -> {to_version} already exists in this project; "
+                    "delete it first to replace it.", name=name, from_version=from_version, to_version=to_version,
+                    adapter_id=str(existing.pk) if existing is not None else None)
+
+
+def adapter_register(project: Project, caller: Caller | None, *, protocol_name: str, from_version: str,
+                     to_version: str, operations: Any) -> ProtocolAdapter:
+    """Register a declarative adapter turning `protocol_name` `from_version` payloads into `to_version` ones.
+
+    Admin keys only, whatever the project's protocol_registration: an adapter changes what every
+    recipient of that version receives. Both versions must be registered in `project`. An adapter
+    is immutable like a protocol version; to change one, delete it and register again.
+    """
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "register protocol adapters")
+    name = _check_name(protocol_name)
+    parse_version(from_version, field="from_version")
+    parse_version(to_version, field="to_version")
+    if from_version == to_version:
+        raise ValidationFailed("from_version and to_version must differ; a version needs no adapter to itself.",
+                               field="to_version", from_version=from_version, to_version=to_version)
+    cleaned = operations_check(operations)
+    registered = set(Protocol.objects.filter(project=project, name=name, version__in=[from_version, to_version])
+                     .values_list("version", flat=True))
+    missing = [(field, v) for field, v in (("from_version", from_version), ("to_version", to_version))
+               if v not in registered]
+    if missing:
+        names = " and ".join(f"{name} {v}" for _, v in missing)
+        raise NotFound(f"No protocol {names} in this project; register it before an adapter that uses it.",
+                       name=name, field=missing[0][0], missing_versions=[v for _, v in missing])
+    if ProtocolAdapter.objects.filter(project=project, protocol_name=name, from_version=from_version,
+                                      to_version=to_version).exists():
+        raise _adapter_duplicate(project, name, from_version, to_version)
+    try:
+        with transaction.atomic():
+            adapter = ProtocolAdapter.objects.create(
+                project=project, protocol_name=name, from_version=from_version, to_version=to_version,
+                operations=cleaned, author=caller.actor if caller is not None else "")
+    except IntegrityError:  # the race: a concurrent registration of the same pair won
+        raise _adapter_duplicate(project, name, from_version, to_version) from None
+    log.info("protocol_adapter_registered", extra={"project": project.pk, "protocol": name,
+                                                   "from_version": from_version, "to_version": to_version})
+    return adapter
+
+
+def adapter_delete(project: Project, caller: Caller | None, adapter_id: Any,
+                   protocol_name: str | None = None) -> ProtocolAdapter:
+    """Delete one of `project`'s adapters (admin keys only); with `protocol_name`, it must be that protocol's.
+
+    Returns the deleted adapter (its fields intact, its pk kept) so a face can report what went.
+    """
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "delete protocol adapters")
+    adapter = adapter_get(project, adapter_id, protocol_name)
+    adapter_pk = adapter.pk
+    adapter.delete()
+    adapter.pk = adapter_pk
+    log.info("protocol_adapter_deleted", extra={"project": project.pk, "protocol": adapter.protocol_name,
+                                                "from_version": adapter.from_version, "to_version": adapter.to_version,
+                                                "actor": caller.actor if caller is not None else ""})
+    return adapter

@@ -1,1 +1,73 @@
-"""Messages live here; the routing issue fills this app in."""
+"""Messages: persisted before anyone is told, so nothing accepted is ever lost."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from projects.models import Project
+from sessions_app.models import AgentSession
+
+
+class Message(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"  # accepted and persisted, waiting for its recipient
+        DELIVERED = "delivered"  # handed to a connection or returned by a receive; waiting for an ack
+        ACKED = "acked"
+        DEAD = "dead"
+
+    class DeadReason(models.TextChoices):
+        QUEUE_FULL = "queue_full"
+        EXPIRED = "expired"
+        MAX_ATTEMPTS = "max_attempts"
+        REJECTED = "rejected"
+
+    class Priority(models.IntegerChoices):
+        LOW = 0, "low"
+        NORMAL = 1, "normal"
+        HIGH = 2, "high"
+        URGENT = 3, "urgent"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="messages")
+    sender = models.ForeignKey(AgentSession, null=True, on_delete=models.SET_NULL, related_name="sent_messages")
+    recipient = models.ForeignKey(AgentSession, on_delete=models.CASCADE, related_name="inbox")
+    # Every copy of one broadcast shares this id; a 1:1 message has none.
+    broadcast_id = models.UUIDField(null=True, blank=True, db_index=True)
+    protocol_name = models.CharField(max_length=100, blank=True, default="")
+    protocol_version = models.CharField(max_length=32, blank=True, default="")
+    transformed_from = models.CharField(max_length=32, blank=True, default="")
+    transformed_to = models.CharField(max_length=32, blank=True, default="")
+    payload = models.JSONField()
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
+    ttl = models.PositiveIntegerField(null=True, blank=True, help_text="seconds")
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    reply_to = models.CharField(max_length=100, blank=True, default="")
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    # When a delivered, unacked message becomes deliverable again.
+    redeliver_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    dead_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-priority", "created_at"]
+        indexes = [
+            # "Next messages for this recipient": pending ones by priority, then age.
+            models.Index(fields=["recipient", "state", "-priority", "created_at"], name="message_inbox"),
+            # The sweeper's two scans, kept small by covering only the rows they can match.
+            models.Index(fields=["redeliver_at"], name="message_redeliver_due",
+                         condition=Q(state="delivered")),
+            models.Index(fields=["expires_at"], name="message_expiry_due",
+                         condition=Q(state__in=["queued", "delivered"], expires_at__isnull=False)),
+            models.Index(fields=["project", "state", "-dead_at"], name="message_dead_letters"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} -> {self.recipient_id} ({self.state})"

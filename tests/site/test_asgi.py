@@ -7,13 +7,13 @@ from broker_site.asgi import application
 async def test_lifespan_startup_and_shutdown_run_the_hooks(monkeypatch):
     ran: list[str] = []
 
-    async def on_start() -> None:
+    def on_start() -> None:
         ran.append("start")
 
     async def on_stop() -> None:
         ran.append("stop")
 
-    monkeypatch.setattr(lifespan_module, "startup_hooks", [on_start])
+    monkeypatch.setattr(lifespan_module, "background_starters", [on_start])
     monkeypatch.setattr(lifespan_module, "shutdown_hooks", [on_stop])
     events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent: list[dict] = []
@@ -30,10 +30,10 @@ async def test_lifespan_startup_and_shutdown_run_the_hooks(monkeypatch):
 
 
 async def test_failed_startup_hook_reports_failure(monkeypatch):
-    async def broken() -> None:
+    def broken() -> None:
         raise RuntimeError("no database")
 
-    monkeypatch.setattr(lifespan_module, "startup_hooks", [broken])
+    monkeypatch.setattr(lifespan_module, "background_starters", [broken])
     sent: list[dict] = []
 
     async def receive():

@@ -1,0 +1,180 @@
+"""REST face for messages and dead letters. Session calls prove the session with X-Session-Token."""
+
+import json
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from django.urls import path
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
+from broker_site.errors_rest import broker_error_json, drf_field_errors
+from broker_site.rest import StrictSerializer
+from projects.authentication import authenticate_request
+from projects.models import ApiKey
+from routing import selectors, services
+from routing.headers import PRIORITIES
+from routing.receive import messages_receive
+from sessions_app.api import SESSION_TOKEN_HEADER, acting_session
+from sessions_app.selectors import session_by_token
+from sessions_app.services import session_heartbeat
+
+PRIORITY = serializers.ChoiceField(choices=list(PRIORITIES), default="normal")
+
+
+class SendIn(StrictSerializer):
+    recipient_id = serializers.CharField(max_length=100, help_text="session id or name")
+    payload = serializers.JSONField()
+    protocol_name = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    protocol_version = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    priority = PRIORITY
+    ttl = serializers.IntegerField(required=False, allow_null=True, default=None)
+    correlation_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    reply_to = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+
+class BroadcastIn(StrictSerializer):
+    payload = serializers.JSONField()
+    protocol_name = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    protocol_version = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    capability_filter = serializers.JSONField(required=False, allow_null=True, default=None)
+    priority = PRIORITY
+    ttl = serializers.IntegerField(required=False, allow_null=True, default=None)
+    correlation_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+
+
+class ReceiveIn(StrictSerializer):
+    max = serializers.IntegerField(min_value=1, max_value=100, default=10)
+    wait_seconds = serializers.FloatField(min_value=0, max_value=60, default=0)
+    auto_ack = serializers.BooleanField(default=False)
+
+
+class AckIn(StrictSerializer):
+    message_ids = serializers.ListField(child=serializers.CharField(max_length=40), min_length=1, max_length=1000)
+
+
+class PurgeIn(StrictSerializer):
+    message_ids = serializers.ListField(child=serializers.CharField(max_length=40), required=False,
+                                       allow_null=True, default=None, max_length=1000)
+
+
+class SendView(APIView):
+    @extend_schema(operation_id="message_send", request=SendIn, responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Send one message; answered once it is persisted")
+    def post(self, request):
+        data = SendIn.validated(request.data)
+        accepted = services.message_send(acting_session(request), recipient=data.pop("recipient_id"), **data)
+        return Response(accepted.as_dict(), status=status.HTTP_201_CREATED)
+
+
+class BroadcastView(APIView):
+    @extend_schema(operation_id="message_broadcast", request=BroadcastIn, responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Send to every live session of the project but you")
+    def post(self, request):
+        data = BroadcastIn.validated(request.data)
+        return Response(services.message_broadcast(acting_session(request), **data), status=status.HTTP_201_CREATED)
+
+
+class AckView(APIView):
+    @extend_schema(operation_id="messages_ack", request=AckIn, responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Acknowledge delivered messages")
+    def post(self, request):
+        session = acting_session(request)
+        result = services.messages_ack(session, AckIn.validated(request.data)["message_ids"])
+        session_heartbeat(session)
+        return Response(result)
+
+
+class ReceiptView(APIView):
+    @extend_schema(operation_id="message_status", responses=OpenApiTypes.OBJECT, parameters=[SESSION_TOKEN_HEADER],
+                   summary="A message's state and timestamps, for its sender or recipient")
+    def get(self, request, message_id: str):
+        return Response(selectors.message_receipt(selectors.message_for_party(acting_session(request), message_id)))
+
+
+class DeadLetterListView(APIView):
+    @extend_schema(operation_id="dead_letters_list", responses=OpenApiTypes.OBJECT, summary="Dead letters (admins)")
+    def get(self, request):
+        request.auth.require_role(ApiKey.Role.ADMIN, "list dead letters")
+        letters = [selectors.message_receipt(m) for m in selectors.dead_letters_of(request.auth.project)]
+        return Response({"dead_letters": letters, "count": len(letters)})
+
+
+class DeadLetterDetailView(APIView):
+    @extend_schema(operation_id="dead_letter_get", responses=OpenApiTypes.OBJECT,
+                   summary="One dead letter with its payload (admins)")
+    def get(self, request, message_id: str):
+        request.auth.require_role(ApiKey.Role.ADMIN, "inspect dead letters")
+        message = selectors.dead_letter_get(request.auth.project, message_id)
+        return Response({**selectors.message_receipt(message), "payload": message.payload})
+
+
+class DeadLetterReplayView(APIView):
+    @extend_schema(operation_id="dead_letter_replay", request=None, responses=OpenApiTypes.OBJECT,
+                   summary="Queue a dead letter again with a fresh attempt count (admins)")
+    def post(self, request, message_id: str):
+        accepted = services.dead_letter_replay(request.auth.project, request.auth, message_id)
+        return Response(accepted.as_dict())
+
+
+class DeadLetterPurgeView(APIView):
+    @extend_schema(operation_id="dead_letters_purge", request=PurgeIn, responses=OpenApiTypes.OBJECT,
+                   summary="Delete dead letters: the ids given, or all (admins)")
+    def post(self, request):
+        ids = PurgeIn.validated(request.data)["message_ids"]
+        return Response({"purged": services.dead_letters_purge(request.auth.project, request.auth, ids)})
+
+
+def _json_object(request) -> dict:
+    try:
+        body = json.loads(request.body or b"{}")
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request body is too large.") from None
+    except ValueError:
+        raise ValidationFailed("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ValidationFailed("The request body must be a JSON object.")
+    return body
+
+
+@csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
+async def receive_view(request):
+    """POST {max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one.
+
+    A plain async view, not DRF: a long poll must not hold one of Django's sync threads.
+    """
+    if request.method != "POST":
+        return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
+    try:
+        caller = await sync_to_async(authenticate_request)(request)
+        session = await sync_to_async(session_by_token)(caller.project, request.headers.get("X-Session-Token"))
+        try:
+            options = ReceiveIn.validated(_json_object(request))
+        except DRFValidationError as exc:
+            raise ValidationFailed("The request is not valid.", fields=drf_field_errors(exc.detail)) from None
+        await sync_to_async(session_heartbeat)(session)
+        messages = await messages_receive(session, max_messages=options["max"],
+                                          wait_seconds=options["wait_seconds"], auto_ack=options["auto_ack"])
+    except BrokerError as exc:
+        return broker_error_json(exc)
+    return JsonResponse({"messages": [selectors.message_summary(m) for m in messages], "count": len(messages)})
+
+
+urlpatterns = [
+    path("messages/", SendView.as_view()),
+    path("messages/broadcast/", BroadcastView.as_view()),
+    path("messages/receive/", receive_view),
+    path("messages/ack/", AckView.as_view()),
+    path("messages/<str:message_id>/", ReceiptView.as_view()),
+    path("dead-letters/", DeadLetterListView.as_view()),
+    path("dead-letters/purge/", DeadLetterPurgeView.as_view()),
+    path("dead-letters/<str:message_id>/", DeadLetterDetailView.as_view()),
+    path("dead-letters/<str:message_id>/replay/", DeadLetterReplayView.as_view()),
+]

@@ -1,0 +1,23 @@
+"""Run the expiry/redelivery sweep outside the server, once or every few seconds."""
+
+import time
+
+from django.core.management.base import BaseCommand
+
+from routing.sweeper import sweep_once
+
+
+class Command(BaseCommand):
+    help = "Expire messages past their ttl and redeliver unacked ones (safe beside the in-server sweeper)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+        parser.add_argument("--interval", type=float, default=2.0, help="seconds between passes")
+
+    def handle(self, *args, once: bool = False, interval: float = 2.0, **options) -> None:
+        while True:
+            counts = sweep_once()
+            if once:
+                self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
+                return
+            time.sleep(interval)

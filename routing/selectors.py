@@ -1,0 +1,80 @@
+"""Reads for messages, scoped by project (and by session where a session asks), and their wire shape."""
+
+import uuid
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from broker_site.errors import NotFound, ValidationFailed
+from projects.models import Project
+from routing.headers import PRIORITIES
+from routing.models import Message
+from sessions_app.models import AgentSession
+
+PRIORITY_LABELS = {value: label for label, value in PRIORITIES.items()}
+
+
+def _iso(moment) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def message_summary(message: Message, *, include_payload: bool = True) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "message_id": str(message.id),
+        "sender_id": str(message.sender_id) if message.sender_id else None,
+        "recipient_id": str(message.recipient_id),
+        "protocol": ({"name": message.protocol_name, "version": message.protocol_version}
+                     if message.protocol_name else None),
+        "priority": PRIORITY_LABELS[message.priority],
+        "ttl": message.ttl,
+        "correlation_id": message.correlation_id or None,
+        "reply_to": message.reply_to or None,
+        "broadcast_id": str(message.broadcast_id) if message.broadcast_id else None,
+        "state": message.state,
+        "attempts": message.attempts,
+        "created_at": _iso(message.created_at),
+    }
+    if message.transformed_to:
+        data.update(transformed_from=message.transformed_from, transformed_to=message.transformed_to)
+    if include_payload:
+        data["payload"] = message.payload
+    return data
+
+
+def message_receipt(message: Message) -> dict[str, Any]:
+    data = message_summary(message, include_payload=False)
+    data.update(delivered_at=_iso(message.delivered_at), acked_at=_iso(message.acked_at),
+                dead_at=_iso(message.dead_at), dead_reason=message.dead_reason or None,
+                expires_at=_iso(message.expires_at))
+    return data
+
+
+def _message_id(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        raise ValidationFailed("That is not a message id.", field="message_id") from None
+
+
+def message_for_party(session: AgentSession, message_id: str) -> Message:
+    """A message this session sent or received; anyone else's is simply not found."""
+    message = (Message.objects.filter(project=session.project, pk=_message_id(message_id))
+               .filter(Q(sender=session) | Q(recipient=session)).first())
+    if message is None:
+        raise NotFound("No message with that id that this session sent or received.", message_id=str(message_id))
+    return message
+
+
+def dead_letters_of(project: Project, limit: int = 100) -> QuerySet[Message]:
+    return Message.objects.filter(project=project, state=Message.State.DEAD).order_by("-dead_at")[:limit]
+
+
+def dead_letter_get(project: Project, message_id: str) -> Message:
+    message = Message.objects.filter(project=project, state=Message.State.DEAD, pk=_message_id(message_id)).first()
+    if message is None:
+        raise NotFound("No dead letter with that id in this project.", message_id=str(message_id))
+    return message
+
+
+def queue_size(session: AgentSession) -> int:
+    return Message.objects.filter(recipient=session, state__in=(Message.State.QUEUED, Message.State.DELIVERED)).count()

@@ -1,0 +1,365 @@
+"""Writes for messages: send, claim (receive), ack, sweep, dead letters.
+
+The guarantee: a send is answered only after the message is committed; an event on the
+channel layer is only a wake-up call after that. Delivery is at-least-once: a delivered
+message not acked within the project's ack_timeout is delivered again, up to max_attempts,
+then it is a dead letter an admin can replay.
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from broker_site.errors import Conflict, Forbidden, Incompatible, NotFound, QueueFull, ValidationFailed
+from projects.auth import Caller
+from projects.models import ApiKey, AuditEvent, Project
+from projects.services import audit_record
+from protocols.models import Protocol
+from protocols.schemas import payload_validate
+from protocols.selectors import protocol_get
+from protocols.transform import transform_for
+from protocols.versions import version_key
+from routing import events
+from routing.headers import Headers, check_payload
+from routing.models import Message
+from sessions_app.models import AgentSession, SessionBlock
+from sessions_app.selectors import live_sessions, session_get
+from sessions_app.services import session_heartbeat
+
+log = logging.getLogger("broker.routing")
+PENDING = (Message.State.QUEUED, Message.State.DELIVERED)
+NEAR_CAPACITY = 0.9
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message: Message
+    queue_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"message_id": str(self.message.id), "status": self.message.state,
+                                "recipient_id": str(self.message.recipient_id), "queue_size": self.queue_size}
+        if self.message.transformed_to:
+            data.update(transformed_from=self.message.transformed_from, transformed_to=self.message.transformed_to)
+        return data
+
+
+def _require_live(sender: AgentSession) -> None:
+    if sender.status == AgentSession.Status.DISCONNECTED:
+        raise Conflict("This session is disconnected; resume it with connect_session and its token.",
+                       session_id=str(sender.id))
+
+
+def resolve_protocol(sender: AgentSession, name: str | None, version: str | None) -> Protocol | None:
+    """The registered protocol a message claims, defaulting the version to the sender's highest declared."""
+    if not name:
+        if version:
+            raise ValidationFailed("protocol_version needs protocol_name.", field="protocol_name")
+        return None
+    if not version:
+        declared = sorted((sender.supported_protocols or {}).get(name, []), key=version_key, reverse=True)
+        registered = set(Protocol.objects.filter(project=sender.project, name=name).values_list("version", flat=True))
+        candidates = [v for v in declared if v in registered] or sorted(registered, key=version_key, reverse=True)
+        if not candidates:
+            raise NotFound(f"No protocol {name} is registered in this project.", protocol_name=name)
+        version = candidates[0]
+    return protocol_get(sender.project, name, version)
+
+
+def _recipient(sender: AgentSession, ref: str) -> AgentSession:
+    try:
+        return session_get(sender.project, ref)
+    except NotFound:
+        _audit_if_cross_project(sender, ref)
+        raise
+
+
+def _audit_if_cross_project(sender: AgentSession, ref: str) -> None:
+    """Cross-project routing is refused for now; an attempt at another project's session is audited."""
+    try:
+        target = AgentSession.objects.filter(pk=uuid.UUID(str(ref))).exclude(project=sender.project).first()
+    except ValueError:
+        return
+    if target is not None:
+        audit_record("cross_project_send", AuditEvent.Outcome.DENIED, actor_key_id=sender.created_by_key,
+                     source_project=sender.project_id, target_project=target.project_id,
+                     details={"sender": str(sender.id), "reason": "no_project_link"})
+
+
+def _pending_count(recipient: AgentSession) -> int:
+    return Message.objects.filter(recipient=recipient, state__in=PENDING).count()
+
+
+def _lock(recipient: AgentSession) -> None:
+    # Race: two sends to one recipient could both see room for one more. Locking the
+    # recipient's row serializes them (SQLite's IMMEDIATE transactions already do).
+    AgentSession.objects.select_for_update().filter(pk=recipient.pk).first()
+
+
+def message_send(sender: AgentSession, *, recipient: str, payload: Any, protocol_name: str | None = None,
+                 protocol_version: str | None = None, priority: str = "normal", ttl: int | None = None,
+                 correlation_id: str = "", reply_to: str = "") -> Accepted:
+    """Persist one message for `recipient` and wake its listeners after commit.
+
+    Refused before anything is stored: a disconnected sender, bad headers or payload, an
+    unknown recipient, a block, an incompatible protocol. A full queue stores the message as
+    a dead letter (`queue_full`) so an operator can see it, and refuses the send.
+    """
+    _require_live(sender)
+    headers = Headers.checked(priority=priority, ttl=ttl, correlation_id=correlation_id, reply_to=reply_to)
+    project = sender.project
+    check_payload(project, payload)
+    target = _recipient(sender, recipient)
+    if SessionBlock.objects.filter(blocker=target, blocked=sender).exists():
+        raise Forbidden("The recipient has blocked this session.", recipient_id=str(target.id))
+    protocol = resolve_protocol(sender, protocol_name, protocol_version)
+    fields = headers.fields()
+    if protocol is not None:
+        payload_validate(protocol, payload)
+        converted = transform_for(project, protocol, payload, target)
+        payload = converted.payload
+        fields.update(protocol_name=protocol.name, protocol_version=converted.protocol.version,
+                      transformed_from=converted.transformed_from or "", transformed_to=converted.transformed_to or "")
+    now = timezone.now()
+    with transaction.atomic():
+        _lock(target)
+        size = _pending_count(target)
+        full = size >= project.max_queue_size
+        message = Message.objects.create(
+            project=project, sender=sender, recipient=target, payload=payload, created_at=now,
+            expires_at=now + timedelta(seconds=headers.ttl) if headers.ttl else None,
+            state=Message.State.DEAD if full else Message.State.QUEUED,
+            dead_reason=Message.DeadReason.QUEUE_FULL if full else "", dead_at=now if full else None, **fields)
+        if not full:
+            events.message_available(target.pk, [str(message.id)])
+    session_heartbeat(sender)
+    if full:
+        log.warning("queue_full", extra={"project": project.pk, "session_id": str(target.id),
+                                         "message_id": str(message.id), "capacity": project.max_queue_size})
+        raise QueueFull(f"The recipient's queue is full ({size} of {project.max_queue_size}); "
+                        "the message was kept as a dead letter.", message_id=str(message.id),
+                        recipient_id=str(target.id), queue_size=size, capacity=project.max_queue_size)
+    _warn_near_capacity(project, target, size + 1)
+    return Accepted(message, size + 1)
+
+
+def _capability_filter(raw: Any) -> dict[str, bool]:
+    if raw is None:
+        return {}
+    if (not isinstance(raw, dict) or len(raw) > 50
+            or any(not isinstance(k, str) or len(k) > 64 or not isinstance(v, bool) for k, v in raw.items())):
+        raise ValidationFailed('capability_filter maps feature names to true (must have) or false (must not have).',
+                               field="capability_filter")
+    return raw
+
+
+def message_broadcast(sender: AgentSession, *, payload: Any, protocol_name: str | None = None,
+                      protocol_version: str | None = None, capability_filter: dict | None = None,
+                      priority: str = "normal", ttl: int | None = None, correlation_id: str = "") -> dict[str, Any]:
+    """One persisted copy per live session of the project (sender excluded), in one transaction.
+
+    Each session is accounted for: queued, failed (incompatible, queue full) or skipped (filtered
+    out, blocking the sender), with a reason; and when nobody got it, the result says why.
+    """
+    _require_live(sender)
+    headers = Headers.checked(priority=priority, ttl=ttl, correlation_id=correlation_id)
+    wanted = _capability_filter(capability_filter)
+    project = sender.project
+    check_payload(project, payload)
+    protocol = resolve_protocol(sender, protocol_name, protocol_version)
+    if protocol is not None:
+        payload_validate(protocol, payload)
+    blockers = set(SessionBlock.objects.filter(blocked=sender).values_list("blocker_id", flat=True))
+    queued: list[dict] = []
+    failed: list[dict] = []
+    skipped: list[dict] = []
+    broadcast_id = uuid.uuid4()
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=headers.ttl) if headers.ttl else None
+    with transaction.atomic():
+        # Lock the recipients in one order, so concurrent broadcasts cannot deadlock on them.
+        candidates = list(live_sessions(project).exclude(pk=sender.pk).select_for_update(of=("self",)).order_by("pk"))
+        sizes = _pending_counts(candidates)
+        rows = []
+        for target in candidates:
+            who = {"session_id": str(target.id), "name": target.name}
+            features = set(target.supported_features or [])
+            mismatch = next((f for f, must in wanted.items() if (f in features) != must), None)
+            if mismatch is not None:
+                skipped.append({**who, "reason": f"capability_filter: {mismatch} "
+                                                 f"{'missing' if wanted[mismatch] else 'present'}"})
+                continue
+            if target.pk in blockers:
+                skipped.append({**who, "reason": "blocks the sender"})
+                continue
+            fields = headers.fields()
+            body = payload
+            if protocol is not None:
+                try:
+                    converted = transform_for(project, protocol, payload, target)
+                except Incompatible as exc:
+                    failed.append({**who, "reason": "incompatible", "detail": exc.message})
+                    continue
+                body = converted.payload
+                fields.update(protocol_name=protocol.name, protocol_version=converted.protocol.version,
+                              transformed_from=converted.transformed_from or "",
+                              transformed_to=converted.transformed_to or "")
+            full = sizes.get(target.pk, 0) >= project.max_queue_size
+            message = Message(project=project, sender=sender, recipient=target, broadcast_id=broadcast_id,
+                              payload=body, created_at=now, expires_at=expires_at, **fields)
+            if full:
+                message.state, message.dead_reason, message.dead_at = (
+                    Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
+                failed.append({**who, "reason": "queue_full", "message_id": str(message.id)})
+            else:
+                queued.append({**who, "message_id": str(message.id)})
+                events.message_available(target.pk, [str(message.id)])
+            rows.append(message)
+        Message.objects.bulk_create(rows)
+    session_heartbeat(sender)
+    result: dict[str, Any] = {
+        "broadcast_id": str(broadcast_id), "delivered": [], "queued": queued, "failed": failed, "skipped": skipped,
+        "counts": {"delivered": 0, "queued": len(queued), "failed": len(failed), "skipped": len(skipped)},
+    }
+    if not queued:
+        result["reason"] = ("no other live session in the project" if not candidates
+                            else "every live session was skipped or failed; see skipped and failed")
+    return result
+
+
+def _pending_counts(sessions: list[AgentSession]) -> dict[uuid.UUID, int]:
+    rows = (Message.objects.filter(recipient__in=sessions, state__in=PENDING)
+            .values("recipient_id").annotate(n=Count("id")))
+    return {row["recipient_id"]: row["n"] for row in rows}
+
+
+def _warn_near_capacity(project: Project, recipient: AgentSession, size: int) -> None:
+    capacity = project.max_queue_size
+    if size >= capacity * NEAR_CAPACITY:
+        log.warning("queue_near_capacity", extra={"project": project.pk, "session_id": str(recipient.id),
+                                                  "size": size, "capacity": capacity,
+                                                  "percent": round(100 * size / capacity)})
+
+
+def messages_claim(session: AgentSession, *, max_messages: int = 10, auto_ack: bool = False) -> list[Message]:
+    """Hand the session its next queued messages (priority, then age) and mark them delivered.
+
+    Race: two connections of one session may claim at once; skip_locked gives each different
+    rows on PostgreSQL, and SQLite's IMMEDIATE transactions run the claims one after the other.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(recipient=session, state=Message.State.QUEUED)
+                   .exclude(expires_at__lte=now)
+                   .order_by("-priority", "created_at").values_list("id", flat=True)[:max_messages])
+        if not ids:
+            return []
+        claimed = Message.objects.filter(id__in=ids, state=Message.State.QUEUED)
+        if auto_ack:
+            claimed.update(state=Message.State.ACKED, attempts=F("attempts") + 1, delivered_at=now, acked_at=now)
+        else:
+            claimed.update(state=Message.State.DELIVERED, attempts=F("attempts") + 1, delivered_at=now,
+                           redeliver_at=now + timedelta(seconds=session.project.ack_timeout))
+        messages = list(Message.objects.filter(id__in=ids).select_related("sender").order_by("-priority", "created_at"))
+    return messages
+
+
+def messages_ack(session: AgentSession, message_ids: list[str]) -> dict[str, list[str]]:
+    """Ack delivered messages of this session; says which ids were acked, already acked, or unknown."""
+    ids = _uuid_list(message_ids, "message_ids")
+    now = timezone.now()
+    mine = Message.objects.filter(recipient=session, id__in=ids)
+    mine.filter(state=Message.State.DELIVERED).update(state=Message.State.ACKED, acked_at=now, redeliver_at=None)
+    states = dict(mine.values_list("id", "state"))
+    acked = [str(i) for i in ids if states.get(i) == Message.State.ACKED]
+    return {"acked": acked, "not_acked": [str(i) for i in ids if states.get(i) not in (None, Message.State.ACKED)],
+            "unknown": [str(i) for i in ids if i not in states]}
+
+
+def _uuid_list(values: Any, field: str, limit: int = 1000) -> list[uuid.UUID]:
+    if not isinstance(values, list) or not values or len(values) > limit:
+        raise ValidationFailed(f"{field} is a list of 1 to {limit} message ids.", field=field, limit=limit)
+    try:
+        return list(dict.fromkeys(uuid.UUID(str(v)) for v in values))
+    except ValueError:
+        raise ValidationFailed(f"{field} holds something that is not a message id.", field=field) from None
+
+
+def sweep(now=None, batch: int = 1000) -> dict[str, int]:
+    """Expire messages past their ttl, and make unacked deliveries deliverable again or dead.
+
+    Safe to run in several processes at once: each pass claims its rows with
+    select_for_update(skip_locked=True), and every UPDATE re-checks the state it expects.
+    """
+    now = now or timezone.now()
+    counts = {"expired": 0, "redelivered": 0, "dead_max_attempts": 0}
+    with transaction.atomic():
+        due = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(state__in=PENDING, expires_at__lte=now).values_list("id", flat=True)[:batch])
+        counts["expired"] = Message.objects.filter(id__in=due, state__in=PENDING).update(
+            state=Message.State.DEAD, dead_reason=Message.DeadReason.EXPIRED, dead_at=now, redeliver_at=None)
+    with transaction.atomic():
+        due = list(Message.objects.select_for_update(skip_locked=True)
+                   .filter(state=Message.State.DELIVERED, redeliver_at__lte=now)
+                   .values_list("id", flat=True)[:batch])
+        delivered = Message.objects.filter(id__in=due, state=Message.State.DELIVERED)
+        counts["dead_max_attempts"] = delivered.filter(attempts__gte=F("project__max_attempts")).update(
+            state=Message.State.DEAD, dead_reason=Message.DeadReason.MAX_ATTEMPTS, dead_at=now, redeliver_at=None)
+        again = list(delivered.values_list("id", "recipient_id"))
+        counts["redelivered"] = Message.objects.filter(id__in=[i for i, _ in again],
+                                                       state=Message.State.DELIVERED).update(
+            state=Message.State.QUEUED, redeliver_at=None)
+        for recipient_id in {r for _, r in again}:
+            events.message_available(recipient_id, [str(i) for i, r in again if r == recipient_id])
+    if any(counts.values()):
+        log.info("sweep", extra=counts)
+    return counts
+
+
+def dead_letter_replay(project: Project, caller: Caller | None, message_id: str) -> Accepted:
+    """Queue a dead letter again with a fresh attempt count (and a fresh ttl, if it had one)."""
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "replay dead letters")
+    message = _dead_letter(project, message_id)
+    now = timezone.now()
+    with transaction.atomic():
+        _lock(message.recipient)
+        size = _pending_count(message.recipient)
+        if size >= project.max_queue_size:
+            raise QueueFull("The recipient's queue is still full; replay later.", message_id=str(message.id),
+                            queue_size=size, capacity=project.max_queue_size)
+        Message.objects.filter(pk=message.pk, state=Message.State.DEAD).update(
+            state=Message.State.QUEUED, attempts=0, dead_reason="", dead_at=None, delivered_at=None,
+            expires_at=now + timedelta(seconds=message.ttl) if message.ttl else None)
+        events.message_available(message.recipient_id, [str(message.id)])
+    message.refresh_from_db()
+    return Accepted(message, size + 1)
+
+
+def dead_letters_purge(project: Project, caller: Caller | None, message_ids: list[str] | None = None) -> int:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "purge dead letters")
+    dead = Message.objects.filter(project=project, state=Message.State.DEAD)
+    if message_ids is not None:
+        dead = dead.filter(id__in=_uuid_list(message_ids, "message_ids"))
+    deleted, _ = dead.delete()
+    return deleted
+
+
+def _dead_letter(project: Project, message_id: str) -> Message:
+    try:
+        key = uuid.UUID(str(message_id))
+    except ValueError:
+        raise ValidationFailed("That is not a message id.", field="message_id") from None
+    message = (Message.objects.filter(project=project, pk=key, state=Message.State.DEAD)
+               .select_related("recipient").first())
+    if message is None:
+        raise NotFound("No dead letter with that id in this project.", message_id=str(message_id)[:40])
+    return message

@@ -1,0 +1,44 @@
+"""The in-process sweeper: expiry and redelivery every few seconds, in every server process.
+
+Several processes sweeping at once is safe (see services.sweep). It starts lazily on the
+first request under daphne, which sends no lifespan events, and from the lifespan under
+uvicorn; `manage.py broker_sweep` runs the same pass as a separate process.
+"""
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+
+from routing.services import sweep
+
+log = logging.getLogger("broker.sweeper")
+_task: asyncio.Task | None = None
+
+
+def sweep_once() -> dict[str, int]:
+    try:
+        return sweep()
+    finally:
+        # This runs outside any request, so nothing else would close its connection.
+        connection.close()
+
+
+async def _run(interval: int) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sync_to_async(sweep_once, thread_sensitive=False)()
+        except Exception:
+            log.exception("sweep failed; trying again next interval")
+
+
+def ensure_sweeper_running() -> None:
+    """Start this process's sweeper if it is not running. Call from inside the event loop."""
+    global _task
+    interval = settings.BROKER["SWEEP_INTERVAL_SECONDS"]
+    if interval <= 0 or (_task is not None and not _task.done()):
+        return
+    _task = asyncio.get_running_loop().create_task(_run(interval), name="broker-sweeper")
