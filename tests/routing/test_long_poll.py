@@ -21,7 +21,7 @@ async def close_thread_connections() -> None:
 async def test_long_poll_returns_soon_after_the_send_not_at_the_deadline(make_tenant):
     tenant = await sync_to_async(make_tenant)("alpha")
     sender, _ = await sync_to_async(tenant.connect)("sender")
-    recipient, token = await sync_to_async(tenant.connect)("recipient")
+    _, token = await sync_to_async(tenant.connect)("recipient")
     client, headers = AsyncClient(), {"Authorization": f"Bearer {tenant.agent_key}", "X-Session-Token": token}
     sent_at: list[float] = []
 
