@@ -14,6 +14,7 @@ from django.utils import timezone
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
 from projects.models import Project
 from projects.services import audit_record
+from routing.events import presence_changed
 from sessions_app.capabilities import clean_capabilities
 from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock
 from sessions_app.selectors import live_sessions, session_get, token_digest
@@ -77,6 +78,7 @@ def session_connect(project: Project, *, actor: str = "", name: str | None = Non
             session = AgentSession.objects.create(
                 project=project, name=name, token_digest=token_digest(token), supported_protocols=protocols,
                 supported_features=features, created_by_key=actor[:100])
+            presence_changed(project.pk, session.pk, session.name, "session_joined")
     except IntegrityError:  # a concurrent connect took the name first
         raise Conflict(f"A session named {name!r} exists.", field="name") from None
     log.info("session_connected", extra={"project": project.pk, "session_id": str(session.id)})
@@ -106,6 +108,8 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
         if capabilities is not None:
             session.supported_protocols, session.supported_features = protocols, features
         session.save()
+        if not was_live:
+            presence_changed(project.pk, session.pk, session.name, "session_joined")
     if was_live:
         log.info("session_replaced", extra={"project": project.pk, "session_id": str(session.id),
                                             "connection_epoch": session.connection_epoch})
@@ -128,14 +132,19 @@ def session_disconnect(session: AgentSession, *, reason: str = "client") -> Agen
         session.disconnect_reason = reason[:32]
         AgentSession.objects.filter(pk=session.pk).update(disconnected_at=session.disconnected_at,
                                                           disconnect_reason=session.disconnect_reason)
+        presence_changed(session.project_id, session.pk, session.name, "session_left")
         log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
                                                 "reason": reason})
     return session
 
 
 def sessions_disconnect_all(project: Project, *, reason: str) -> int:
-    return AgentSession.objects.filter(project=project, disconnected_at__isnull=True).update(
+    leaving = list(AgentSession.objects.filter(project=project, disconnected_at__isnull=True).values_list("pk", "name"))
+    AgentSession.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
         disconnected_at=timezone.now(), disconnect_reason=reason[:32])
+    for pk, name in leaving:
+        presence_changed(project.pk, pk, name, "session_left")
+    return len(leaving)
 
 
 def session_block(blocker: AgentSession, target_ref: str) -> AgentSession:

@@ -50,7 +50,10 @@ def test_unauthenticated_schema_and_docs_are_public(db, client):
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     for expected in ["/api/v1/projects/", "/api/v1/projects/{project_id}/keys/", "/api/v1/protocols/",
-                     "/api/v1/sessions/", "/api/v1/negotiate/", "/api/v1/negotiate/matrix/"]:
+                     "/api/v1/sessions/", "/api/v1/negotiate/", "/api/v1/negotiate/matrix/",
+                     "/api/v1/messages/", "/api/v1/messages/broadcast/", "/api/v1/messages/receive/",
+                     "/api/v1/messages/ack/", "/api/v1/messages/{message_id}/", "/api/v1/dead-letters/",
+                     "/api/v1/dead-letters/{message_id}/replay/", "/api/v1/protocols/{name}/adapters/"]:
         assert expected in paths, expected
     assert client.get("/api/docs/").status_code == 200
 

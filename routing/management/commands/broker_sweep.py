@@ -4,6 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
+from routing.services import sweep
 from routing.sweeper import sweep_once
 
 
@@ -15,9 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=2.0, help="seconds between passes")
 
     def handle(self, *args, once: bool = False, interval: float = 2.0, **options) -> None:
+        if once:
+            counts = sweep()
+            self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
+            return
         while True:
-            counts = sweep_once()
-            if once:
-                self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
-                return
+            sweep_once()  # closes its connection after each pass, so a long-lived loop holds none
             time.sleep(interval)

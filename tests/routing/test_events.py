@@ -1,0 +1,81 @@
+"""Events out: after commit, message and presence events reach the channel-layer groups."""
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.utils import timezone
+
+from broker_site.errors import ValidationFailed
+from routing.events import project_group, session_group
+from routing.models import Message
+from routing.services import message_send
+from sessions_app.services import session_connect, session_disconnect
+
+
+class Listener:
+    """A channel subscribed to one group, read without waiting."""
+
+    def __init__(self, group: str) -> None:
+        self.layer = get_channel_layer()
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(group, self.channel)
+
+    def events(self) -> list[dict]:
+        received = []
+
+        async def drain():
+            import asyncio
+
+            while True:
+                try:
+                    received.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.2))
+                except TimeoutError:
+                    return
+
+        async_to_sync(drain)()
+        return received
+
+
+@pytest.mark.django_db(transaction=True)
+def test_message_event_goes_to_the_recipients_group_after_commit(make_tenant):
+    tenant = make_tenant("alpha")
+    sender, _ = tenant.connect("a")
+    recipient, _ = tenant.connect("b")
+    listener = Listener(session_group(recipient.pk))
+    accepted = message_send(sender, recipient="b", payload={"x": 1})
+    events = listener.events()
+    assert [(e["type"], e["message_ids"]) for e in events] == [("broker.message", [str(accepted.message.id)])]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_presence_events_on_join_and_leave(make_tenant):
+    tenant = make_tenant("alpha")
+    listener = Listener(project_group("alpha"))
+    joined = session_connect(tenant.project, name="worker").session
+    session_disconnect(joined)
+    assert [(e["event"], e["name"]) for e in listener.events()] == [("session_joined", "worker"),
+                                                                    ("session_left", "worker")]
+
+
+def test_a_refused_send_publishes_nothing(alpha, django_capture_on_commit_callbacks):
+    sender, _ = alpha.connect("a")
+    alpha.connect("b")
+    with django_capture_on_commit_callbacks() as callbacks:
+        message_send(sender, recipient="b", payload={"x": 1})
+    assert len(callbacks) == 1  # the publish waits for the commit
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationFailed):
+        message_send(sender, recipient="b", payload=["not", "an", "object"])
+    assert callbacks == []
+
+
+def test_broker_sweep_command_expires_due_messages(alpha, capsys):
+    sender, _ = alpha.connect("a")
+    alpha.connect("b")
+    accepted = message_send(sender, recipient="b", payload={"x": 1}, ttl=5)
+    Message.objects.filter(pk=accepted.message.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    call_command("broker_sweep", "--once")
+    assert "expired=1" in capsys.readouterr().out
+    assert Message.objects.get(pk=accepted.message.pk).dead_reason == "expired"
