@@ -2,8 +2,13 @@
 
 import re
 
+import pytest
+
+from broker_site.errors import QueueFull
 from projects.keys import parse_key
 from projects.models import ApiKey, AuditEvent, Project
+from routing.models import Message
+from routing.services import message_send
 from sessions_app.models import AgentSession
 from tests.conftest import api_client
 
@@ -76,3 +81,19 @@ def test_every_admin_page_renders(admin_client, alpha):
                 "/admin/projects/apikey/", "/admin/projects/auditevent/", "/admin/sessions_app/agentsession/",
                 "/admin/projects/projectlink/", "/admin/sessions_app/sessionblock/"]:
         assert admin_client.get(url).status_code == 200, url
+
+
+def test_admin_lists_messages_and_replays_a_dead_letter(admin_client, alpha):
+    alpha.admin().patch("/api/v1/projects/alpha/", {"max_queue_size": 1}, format="json")
+    alpha.project.refresh_from_db()
+    sender, _ = alpha.connect("a")
+    alpha.connect("b")
+    message_send(sender, recipient="b", payload={"n": 1})
+    with pytest.raises(QueueFull):
+        message_send(sender, recipient="b", payload={"n": 2})
+    dead = Message.objects.get(state="dead")
+    assert admin_client.get("/admin/routing/message/?state=dead").status_code == 200
+    assert admin_client.get(f"/admin/routing/message/{dead.pk}/change/").status_code == 200
+    Message.objects.filter(state="queued").update(state="acked")
+    admin_client.post("/admin/routing/message/", {"action": "replay", "_selected_action": [dead.pk]})
+    assert Message.objects.get(pk=dead.pk).state == "queued"
