@@ -208,6 +208,8 @@ BROKER = {
     # How often each server process looks for expired and unacked messages (0 turns it off).
     "SWEEP_INTERVAL_SECONDS": env_int("BROKER_SWEEP_INTERVAL_SECONDS", 2),
     "MAX_WAIT_SECONDS": 60,
+    # Acked messages and dead letters are deleted this long after they ended (receipts go with them).
+    "RETENTION_SECONDS": env_int("BROKER_RETENTION_SECONDS", 7 * 86_400, minimum=60),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = BROKER["MAX_REQUEST_BYTES"]
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F
 from django.utils import timezone
@@ -299,7 +300,7 @@ def sweep(now=None, batch: int = 1000) -> dict[str, int]:
     select_for_update(skip_locked=True), and every UPDATE re-checks the state it expects.
     """
     now = now or timezone.now()
-    counts = {"expired": 0, "redelivered": 0, "dead_max_attempts": 0}
+    counts = {"expired": 0, "redelivered": 0, "dead_max_attempts": 0, "purged": 0}
     with transaction.atomic():
         due = list(Message.objects.select_for_update(skip_locked=True)
                    .filter(state__in=PENDING, expires_at__lte=now).values_list("id", flat=True)[:batch])
@@ -318,9 +319,19 @@ def sweep(now=None, batch: int = 1000) -> dict[str, int]:
             state=Message.State.QUEUED, redeliver_at=None)
         for recipient_id in {r for _, r in again}:
             events.message_available(recipient_id, [str(i) for i, r in again if r == recipient_id])
+    counts["purged"] = _purge_ended(now - timedelta(seconds=settings.BROKER["RETENTION_SECONDS"]), batch)
     if any(counts.values()):
         log.info("sweep", extra=counts)
     return counts
+
+
+def _purge_ended(before, batch: int) -> int:
+    """Delete acked messages and dead letters that ended before `before`, one batch per pass."""
+    ended = (Message.objects.filter(state=Message.State.ACKED, acked_at__lt=before)
+             | Message.objects.filter(state=Message.State.DEAD, dead_at__lt=before))
+    ids = list(ended.values_list("id", flat=True)[:batch])
+    deleted, _ = Message.objects.filter(id__in=ids).delete()
+    return deleted
 
 
 def dead_letter_replay(project: Project, caller: Caller | None, message_id: str) -> Accepted:

@@ -35,8 +35,20 @@ def test_acked_message_is_never_redelivered(alpha, agent):
     a, b = agent(alpha, "a"), agent(alpha, "b")
     a.send("b")
     b.ack([m["message_id"] for m in b.receive()])
-    assert sweep(now=later(3600)) == {"expired": 0, "redelivered": 0, "dead_max_attempts": 0}
+    assert sweep(now=later(3600)) == {"expired": 0, "redelivered": 0, "dead_max_attempts": 0, "purged": 0}
     assert b.receive() == []
+
+
+def test_ended_messages_are_purged_after_the_retention_period(alpha, agent, settings):
+    settings.BROKER = {**settings.BROKER, "RETENTION_SECONDS": 3600}
+    a, b = agent(alpha, "a"), agent(alpha, "b")
+    acked_id = a.send("b").json()["message_id"]
+    b.ack([m["message_id"] for m in b.receive()])
+    waiting_id = a.send("b").json()["message_id"]
+    assert sweep(now=later(1800))["purged"] == 0
+    assert sweep(now=later(3700))["purged"] == 1
+    assert not Message.objects.filter(pk=acked_id).exists()
+    assert Message.objects.get(pk=waiting_id).state == "queued"  # pending mail is never purged
 
 
 def test_message_past_its_ttl_is_dead_and_never_delivered(alpha, agent):
