@@ -79,7 +79,10 @@ def project_summary(project: Project, *, caller: Caller | None = None, include_s
     return data
 
 
-def api_keys_of(project: Project) -> QuerySet[ApiKey]:
+def api_keys_of(project: Project, caller: Caller | None = None) -> QuerySet[ApiKey]:
+    """A project's keys (never their secrets); only admins may list them."""
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "list keys")
     return ApiKey.objects.filter(project=project).order_by("created_at")
 
 
@@ -104,7 +107,9 @@ def api_key_summary(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def audit_events_of(project: Project, limit: int = 100) -> QuerySet[AuditEvent]:
+def audit_events_of(project: Project, caller: Caller | None = None, limit: int = 100) -> QuerySet[AuditEvent]:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "read the audit trail")
     return (AuditEvent.objects.filter(source_project=project.pk) | AuditEvent.objects.filter(target_project=project.pk)
             ).order_by("-created_at", "-id")[:limit]
 

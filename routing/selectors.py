@@ -6,7 +6,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from broker_site.errors import NotFound, ValidationFailed
-from projects.models import Project
+from projects.auth import Caller
+from projects.models import ApiKey, Project
 from routing.headers import PRIORITIES
 from routing.models import Message
 from sessions_app.models import AgentSession
@@ -65,12 +66,18 @@ def message_for_party(session: AgentSession, message_id: str) -> Message:
     return message
 
 
-def dead_letters_of(project: Project, limit: int = 100) -> QuerySet[Message]:
+def dead_letters_of(project: Project, caller: Caller | None = None, limit: int = 100) -> QuerySet[Message]:
+    """The project's dead letters, newest first; project admins only."""
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "list dead letters")
     return Message.objects.filter(project=project, state=Message.State.DEAD).order_by("-dead_at")[:limit]
 
 
-def dead_letter_get(project: Project, message_id: str) -> Message:
-    message = Message.objects.filter(project=project, state=Message.State.DEAD, pk=_message_id(message_id)).first()
+def dead_letter_get(project: Project, message_id: str, caller: Caller | None = None) -> Message:
+    if caller is not None:
+        caller.require_role(ApiKey.Role.ADMIN, "inspect dead letters")
+    message = (Message.objects.filter(project=project, state=Message.State.DEAD, pk=_message_id(message_id))
+               .select_related("recipient").first())
     if message is None:
         raise NotFound("No dead letter with that id in this project.", message_id=str(message_id))
     return message

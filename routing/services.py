@@ -29,6 +29,7 @@ from protocols.versions import version_key
 from routing import events
 from routing.headers import Headers, check_payload
 from routing.models import Message
+from routing.selectors import dead_letter_get
 from sessions_app.models import AgentSession, SessionBlock
 from sessions_app.selectors import live_sessions, session_get
 from sessions_app.services import session_heartbeat
@@ -338,7 +339,7 @@ def dead_letter_replay(project: Project, caller: Caller | None, message_id: str)
     """Queue a dead letter again with a fresh attempt count (and a fresh ttl, if it had one)."""
     if caller is not None:
         caller.require_role(ApiKey.Role.ADMIN, "replay dead letters")
-    message = _dead_letter(project, message_id)
+    message = dead_letter_get(project, message_id)
     now = timezone.now()
     with transaction.atomic():
         _lock(message.recipient)
@@ -362,15 +363,3 @@ def dead_letters_purge(project: Project, caller: Caller | None, message_ids: lis
         dead = dead.filter(id__in=_uuid_list(message_ids, "message_ids"))
     deleted, _ = dead.delete()
     return deleted
-
-
-def _dead_letter(project: Project, message_id: str) -> Message:
-    try:
-        key = uuid.UUID(str(message_id))
-    except ValueError:
-        raise ValidationFailed("That is not a message id.", field="message_id") from None
-    message = (Message.objects.filter(project=project, pk=key, state=Message.State.DEAD)
-               .select_related("recipient").first())
-    if message is None:
-        raise NotFound("No dead letter with that id in this project.", message_id=str(message_id)[:40])
-    return message
