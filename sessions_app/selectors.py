@@ -65,6 +65,8 @@ def session_by_token(project: Project, token: str | None) -> AgentSession:
     if not token or len(token) > 200:
         raise Unauthorized("This call acts as a session: connect first and pass its session token.",
                            hint="connect_session returns session_token; send it as X-Session-Token")
+    # Looked up by digest: an index hit whose timing reveals nothing, since an attacker cannot
+    # steer the SHA-256 of a guess toward a stored one.
     session = (AgentSession.objects.filter(project=project, token_digest=token_digest(token))
                .select_related("project").first())
     if session is None:
