@@ -1,4 +1,4 @@
-"""The one ASGI router: HTTP (Django), WebSocket (Channels consumers) and lifespan."""
+"""The one ASGI router: HTTP (Django, and MCP at /mcp), WebSocket (Channels consumers) and lifespan."""
 
 import os
 
@@ -14,13 +14,15 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from broker_site.lifespan import StartBackgroundOnFirstRequest, lifespan  # noqa: E402
+from broker_site.mcp.server import MountMcp  # noqa: E402
 from broker_site.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http
 
 application = ProtocolTypeRouter(
     {
-        "http": StartBackgroundOnFirstRequest(http_app),
+        # /mcp goes to the MCP server (it authenticates itself: Django middleware does not run there).
+        "http": StartBackgroundOnFirstRequest(MountMcp(http_app)),
         "websocket": StartBackgroundOnFirstRequest(AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))),
         # daphne sends no lifespan events; uvicorn does. Startup work must not rely on them alone.
         "lifespan": lifespan,

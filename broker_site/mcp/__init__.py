@@ -1,0 +1,1 @@
+"""The MCP face: every broker operation as a tool, over Streamable HTTP at /mcp."""

@@ -1,0 +1,60 @@
+"""The MCP face's one mapper from errors to the SPEC shape {error, message, details}.
+
+Inside a tool call a failure is a tool result with isError set, carrying the shape both as
+JSON text (what most agents read) and as structuredContent. Before MCP handling (a bad key,
+a bad Host, an oversized body) it is a plain HTTP JSON response with the REST status.
+"""
+
+import json
+import logging
+from typing import Any
+
+from mcp_types import CallToolResult, TextContent
+from pydantic import ValidationError
+
+from broker_site.errors import BrokerError, ValidationFailed
+
+log = logging.getLogger("broker.mcp")
+
+
+def as_broker_error(exc: Exception, tool: str) -> BrokerError:
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, ValidationError):
+        return arguments_error(exc, tool)
+    # Anything else is a bug: log it with its traceback, answer without one.
+    log.exception("unhandled error in MCP tool %s", tool)
+    return BrokerError()
+
+
+def arguments_error(exc: ValidationError, tool: str) -> ValidationFailed:
+    """Pydantic's errors as {field: [problem]}: what to change, never the rejected values."""
+    fields: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problem = "unknown argument" if error["type"] == "extra_forbidden" else error["msg"]
+        fields.setdefault(field, []).append(problem)
+    return ValidationFailed(f"The arguments to {tool} are not valid; see details.fields.", fields=fields)
+
+
+def tool_error(exc: Exception, tool: str) -> CallToolResult:
+    body = as_broker_error(exc, tool).as_dict()
+    return CallToolResult(content=[TextContent(type="text", text=_json(body))], structured_content=body, is_error=True)
+
+
+def tool_result(data: dict[str, Any]) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=_json(data))], structured_content=data)
+
+
+def http_error_response(exc: BrokerError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """(status, headers, body) for an error answered before MCP handling, as REST answers it."""
+    headers = [(b"content-type", b"application/json")]
+    if exc.status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    if "retry_after" in exc.details:
+        headers.append((b"retry-after", str(exc.details["retry_after"]).encode()))
+    return exc.status, headers, _json(exc.as_dict()).encode()
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)

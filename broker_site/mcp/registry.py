@@ -1,0 +1,170 @@
+"""How a tool is declared and run: a typed argument model, a thin handler, one error path.
+
+Arguments are validated here against a pydantic model that forbids unknown keys, so a
+mistake comes back as a `validation_error` in the SPEC shape rather than the SDK's text.
+The SDK still sees an ordinary `Tool`: its published inputSchema is the model's schema,
+and its own argument model passes the raw arguments through untouched.
+
+Each call runs in its own asgiref ThreadSensitiveContext: the handler's ORM work gets a
+thread of its own instead of queueing on the process's one shared sync thread, and its
+database connections are closed when the call ends (the thread goes with the context).
+"""
+
+import inspect
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.db import connections
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ConfigDict
+
+from broker_site.errors import Unauthorized
+from broker_site.mcp.auth import caller_of, mcp_session_id_of
+from broker_site.mcp.binding import bindings
+from broker_site.mcp.errors import tool_error, tool_result
+from projects.auth import Caller
+from sessions_app.models import AgentSession
+from sessions_app.selectors import session_by_token
+
+
+class Args(BaseModel):
+    """Base for tool arguments: unknown keys are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SessionArgs(Args):
+    session_token: str | None = None
+
+
+class _RawArguments(ArgModelBase):
+    """The SDK-side argument model: hands every argument on, for `Args` to judge."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def model_dump_one_level(self) -> dict[str, Any]:
+        return {"arguments": dict(self.model_extra or {})}
+
+
+@dataclass
+class ToolCall:
+    """What a handler gets besides its arguments: who calls, and on which MCP connection."""
+
+    tool: str
+    caller: Caller
+    mcp_session_id: str | None
+
+    @property
+    def project(self):
+        return self.caller.project
+
+    def session(self, session_token: str | None) -> AgentSession:
+        """The broker session this call acts as: the explicit token, else the connection's binding."""
+        if session_token:
+            return session_by_token(self.project, session_token)
+        if self.mcp_session_id:
+            pk = bindings.lookup(self.mcp_session_id, self.project.pk)
+            if pk is not None:
+                session = AgentSession.objects.filter(project=self.project, pk=pk).select_related("project").first()
+                if session is not None:
+                    return session
+        raise Unauthorized(f"{self.tool} acts as a session, and none is connected here: call connect_session "
+                           "first, or pass the session_token it returned.", next_step="connect_session")
+
+    def bind(self, session_pk: uuid.UUID) -> bool:
+        if not self.mcp_session_id:
+            return False
+        bindings.bind(self.mcp_session_id, self.project.pk, session_pk)
+        return True
+
+    def unbind(self, session_pk: uuid.UUID) -> None:
+        if self.mcp_session_id:
+            bindings.unbind(self.mcp_session_id, session_pk)
+
+
+Handler = Callable[[ToolCall, Any], Any]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    args: type[Args]
+    handler: Handler
+    read_only: bool = False
+
+
+registry: list[ToolSpec] = []
+
+
+def tool(name: str, description: str, args: type[Args], *, read_only: bool = False) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        registry.append(ToolSpec(name, description, args, handler, read_only))
+        return handler
+
+    return register
+
+
+def _compact(schema: Any) -> Any:
+    """Drop what costs an agent's context and says nothing: titles, `null` arms of optionals, null defaults."""
+    if isinstance(schema, list):
+        return [_compact(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            out[key] = {name: _compact(prop) for name, prop in value.items()}
+            continue
+        out[key] = _compact(value)
+    arms = out.get("anyOf")
+    if isinstance(arms, list):
+        rest = [arm for arm in arms if arm != {"type": "null"}]
+        if len(rest) == 1 and len(rest) < len(arms):
+            del out["anyOf"]
+            out = {**rest[0], **out}
+    return out
+
+
+def input_schema(args: type[Args]) -> dict[str, Any]:
+    schema = _compact(args.model_json_schema())
+    schema.pop("description", None)  # the model's docstring; the tool has its own description
+    return schema
+
+
+async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+    try:
+        args = spec.args.model_validate(arguments)
+        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx))
+        async with ThreadSensitiveContext():
+            try:
+                if inspect.iscoroutinefunction(spec.handler):
+                    result = await spec.handler(call, args)
+                else:
+                    result = await sync_to_async(spec.handler)(call, args)
+            finally:
+                await sync_to_async(connections.close_all)()
+    except Exception as exc:
+        return tool_error(exc, spec.name)
+    return tool_result(result)
+
+
+def sdk_tool(spec: ToolSpec) -> Tool:
+    async def call(arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+        return await run_tool(spec, arguments, ctx)
+
+    return Tool(
+        fn=call, name=spec.name, description=spec.description, parameters=input_schema(spec.args),
+        fn_metadata=FuncMetadata(arg_model=_RawArguments), is_async=True, context_kwarg="ctx",
+        annotations=ToolAnnotations(read_only_hint=True) if spec.read_only else None,
+    )

@@ -1,0 +1,95 @@
+"""The MCP server: the SDK's MCPServer over Streamable HTTP, mounted at /mcp in the one ASGI router.
+
+The SDK's session manager must be running (`session_manager.run()`, once per process) before
+it serves a request. daphne sends no lifespan events, so it is started by a background
+starter (broker_site.lifespan): on the first request under daphne, from the lifespan under
+uvicorn, whichever comes first; a request that arrives while it is starting waits for it.
+"""
+
+import asyncio
+import logging
+
+from django.conf import settings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+from broker_site.lifespan import background_starters, shutdown_hooks
+from broker_site.mcp import tools  # noqa: F401  (registers the tools)
+from broker_site.mcp.auth import ApiKeyAuthMiddleware
+from broker_site.mcp.registry import registry, sdk_tool
+
+log = logging.getLogger("broker.mcp")
+MCP_PATH = "/mcp"
+INSTRUCTIONS = ("Message broker between agents. Call connect_session first; later calls on this connection act "
+                "as that session (or pass session_token). Wait for mail with receive_messages(wait_seconds=...).")
+
+server = MCPServer(name="mcp-broker", instructions=INSTRUCTIONS, tools=[sdk_tool(spec) for spec in registry])
+# The body limit sits above the largest payload a project may allow, so an oversized payload is
+# refused by the service as a clear tool error rather than by the transport. Host and Origin are
+# checked against ALLOWED_HOSTS by ApiKeyAuthMiddleware with Django's own rules (wildcards and
+# all), which the SDK's list cannot express; so its duplicate check is off.
+starlette_app = server.streamable_http_app(
+    streamable_http_path=MCP_PATH,
+    json_response=True,
+    max_request_body_size=settings.BROKER["MAX_REQUEST_BYTES"],
+    transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+)
+
+_ready = asyncio.Event()
+_stop = asyncio.Event()
+_task: asyncio.Task | None = None
+
+
+async def _run_session_manager() -> None:
+    try:
+        async with server.session_manager.run():
+            _ready.set()
+            await _stop.wait()
+    except Exception:
+        log.exception("MCP session manager stopped")
+        raise
+
+
+def ensure_mcp_running() -> None:
+    """Start the SDK's session manager in this process's event loop, once. Idempotent."""
+    global _task
+    if _task is None:
+        _task = asyncio.get_running_loop().create_task(_run_session_manager(), name="mcp-session-manager")
+
+
+async def stop_mcp() -> None:
+    if _task is not None and not _task.done():
+        _stop.set()
+        await asyncio.wait_for(_task, timeout=10)
+
+
+background_starters.append(ensure_mcp_running)
+shutdown_hooks.append(stop_mcp)
+
+
+async def _serve(scope, receive, send) -> None:
+    if not _ready.is_set():
+        ensure_mcp_running()
+        ready = asyncio.ensure_future(_ready.wait())
+        await asyncio.wait({ready, _task}, return_when=asyncio.FIRST_COMPLETED)
+        if not _ready.is_set():  # it failed to start (logged above): answer 500, not hang
+            ready.cancel()
+            raise RuntimeError("The MCP session manager is not running.")
+    await starlette_app(scope, receive, send)
+
+
+mcp_app = ApiKeyAuthMiddleware(_serve, max_body_bytes=settings.BROKER["MAX_REQUEST_BYTES"])
+
+
+class MountMcp:
+    """HTTP router: /mcp (and /mcp/) to the MCP app, everything else to Django."""
+
+    def __init__(self, django_app) -> None:
+        self.django_app = django_app
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if path in (MCP_PATH, MCP_PATH + "/"):
+            # The SDK's route is exactly /mcp; its router would redirect /mcp/ rather than serve it.
+            return await mcp_app({**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}, receive, send)
+        return await self.django_app(scope, receive, send)
