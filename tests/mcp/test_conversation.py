@@ -82,3 +82,27 @@ async def test_queued_mail_waits_for_a_resume_with_the_token(live_broker):
         assert resumed["resumed"] and "session_token" not in resumed
         inbox = await call(again, "receive_messages")
         assert [m["message_id"] for m in inbox["messages"]] == [sent["message_id"]]
+
+
+async def test_two_agents_converse_on_the_stateless_protocol(live_broker):
+    caps = {"supported_protocols": {"stateless_task": ["1.0.0"]}}
+    async with live_broker.client(mode="auto") as alice, live_broker.client(mode="auto") as bob:
+        a = await call(alice, "connect_session", name="alice-stateless", capabilities=caps)
+        b = await call(bob, "connect_session", name="bob-stateless", capabilities=caps)
+        as_a, as_b = {"session_token": a["session_token"]}, {"session_token": b["session_token"]}
+        await call(alice, "register_protocol", name="stateless_task", version="1.0.0", schema=TASK_SCHEMA)
+        found = await call(bob, "discover_protocols", name="stateless_task", version_range=">=1.0.0,<2.0.0")
+        assert [p["version"] for p in found["protocols"]] == ["1.0.0"]
+        negotiated = await call(alice, "negotiate_capabilities", target_session_id="bob-stateless", **as_a)
+        assert negotiated["supported_protocols"] == {"stateless_task": "1.0.0"}
+        waiting = asyncio.create_task(call(bob, "receive_messages", wait_seconds=10, **as_b))
+        await asyncio.sleep(0.3)
+        sent = await call(alice, "send_message", recipient_id="bob-stateless", payload={"task": "t"},
+                          protocol_name="stateless_task", **as_a)
+        inbox = await asyncio.wait_for(waiting, 15)
+        assert [m["message_id"] for m in inbox["messages"]] == [sent["message_id"]]
+        assert (await call(bob, "ack_messages", message_ids=[sent["message_id"]], **as_b))["acked"]
+        receipt = await call(alice, "get_message_status", message_id=sent["message_id"], **as_a)
+        assert receipt["state"] == "acked"
+        without = await fails(alice, "send_message", recipient_id="bob-stateless", payload={"task": "t"})
+        assert without["details"]["next_step"] == "connect_session"
