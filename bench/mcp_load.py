@@ -92,9 +92,11 @@ def live_server(database_url: str | None, redis_url: str | None):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                   "broker_site.asgi:application"], cwd=ROOT, env=env, start_new_session=True,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log_path = Path(tempfile.gettempdir()) / f"broker-bench-{port}.log"
+        with open(log_path, "w") as log:
+            server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                       "broker_site.asgi:application"], cwd=ROOT, env=env, start_new_session=True,
+                                      stdout=log, stderr=subprocess.STDOUT)
         try:
             for _ in range(300):
                 try:
@@ -102,7 +104,7 @@ def live_server(database_url: str | None, redis_url: str | None):
                         break
                 except httpx2.TransportError:
                     time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}/mcp", admin_key, server.pid
+            yield f"http://127.0.0.1:{port}/mcp", admin_key, server.pid, log_path
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
@@ -167,9 +169,11 @@ def main() -> None:
     parser.add_argument("--database-url", help="PostgreSQL server to bench on (a throwaway database is made)")
     parser.add_argument("--redis-url")
     options = parser.parse_args()
-    with live_server(options.database_url, options.redis_url) as (url, key, pid):
+    with live_server(options.database_url, options.redis_url) as (url, key, pid, log_path):
         result = asyncio.run(run_clients(url, key, options.clients, options.seconds))
         result["server_rss_mb"] = rss_mb(pid)
+        if result["errors"]:
+            result["server_log"] = str(log_path)  # kept for reading what went wrong
     result.update(
         benchmark="mcp_send_receive", clients=options.clients, seconds=options.seconds,
         stack="postgresql+redis" if options.database_url else "sqlite+in-memory",

@@ -61,8 +61,12 @@ def database_from_url(url: str) -> dict:
             "PASSWORD": unquote(parsed.password or ""),
             "HOST": parsed.hostname or "",
             "PORT": str(parsed.port or ""),
-            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0),
-            "CONN_HEALTH_CHECKS": True,
+            # A pool, not persistent connections: async faces run each call in a thread of its own,
+            # so a connection per thread would mean a new connection per call, and too many of them
+            # under load. The pool bounds them and hands them on; a call waits `timeout` for one.
+            "OPTIONS": {"pool": {"min_size": env_int("DATABASE_POOL_MIN", 2, minimum=1),
+                                 "max_size": env_int("DATABASE_POOL_MAX", 20, minimum=1),
+                                 "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1)}},
         }
     if parsed.scheme == "sqlite":
         # sqlite:////abs/path.db is absolute, sqlite:///rel.db relative (the usual URL convention).

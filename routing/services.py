@@ -101,7 +101,9 @@ def _pending_count(recipient: AgentSession) -> int:
 def _lock(recipient: AgentSession) -> None:
     # Race: two sends to one recipient could both see room for one more. Locking the
     # recipient's row serializes them (SQLite's IMMEDIATE transactions already do).
-    AgentSession.objects.select_for_update().filter(pk=recipient.pk).first()
+    # NO KEY UPDATE, because inserting a message takes KEY SHARE on the sender's row for its
+    # foreign key: with a plain FOR UPDATE, A->B and B->A at once deadlock on each other.
+    AgentSession.objects.select_for_update(no_key=True).filter(pk=recipient.pk).first()
 
 
 def message_send(sender: AgentSession, *, recipient: str, payload: Any, protocol_name: str | None = None,
@@ -186,7 +188,8 @@ def message_broadcast(sender: AgentSession, *, payload: Any, protocol_name: str 
     expires_at = now + timedelta(seconds=headers.ttl) if headers.ttl else None
     with transaction.atomic():
         # Lock the recipients in one order, so concurrent broadcasts cannot deadlock on them.
-        candidates = list(live_sessions(project).exclude(pk=sender.pk).select_for_update(of=("self",)).order_by("pk"))
+        candidates = list(live_sessions(project).exclude(pk=sender.pk)
+                          .select_for_update(no_key=True, of=("self",)).order_by("pk"))
         sizes = _pending_counts(candidates)
         rows = []
         for target in candidates:

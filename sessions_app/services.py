@@ -97,7 +97,7 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
         raise Forbidden("That session token does not belong to this session.", session=ref)
     with transaction.atomic():
         # Lock the row so two resumes of one session cannot both think they own it.
-        session = AgentSession.objects.select_for_update().select_related("project").get(pk=session.pk)
+        session = AgentSession.objects.select_for_update(no_key=True).select_related("project").get(pk=session.pk)
         was_live = session.status != AgentSession.Status.DISCONNECTED
         now = timezone.now()
         session.connection_epoch += 1

@@ -34,7 +34,7 @@ def test_debug_on_starts_without_secret_key(tmp_path):
 @pytest.mark.parametrize(("env", "named"), [
     ({"DEBUG": "maybe"}, "DEBUG"),
     ({"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL"),
-    ({"DATABASE_CONN_MAX_AGE": "-5", "DATABASE_URL": "postgres://u@h/db"}, "DATABASE_CONN_MAX_AGE"),
+    ({"DATABASE_POOL_MAX": "0", "DATABASE_URL": "postgres://u@h/db"}, "DATABASE_POOL_MAX"),
     ({"CHANNEL_CAPACITY": "lots", "REDIS_URL": "redis://localhost:6379/0"}, "CHANNEL_CAPACITY"),
 ])
 def test_bad_values_name_the_variable(tmp_path, env, named):
