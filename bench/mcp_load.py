@@ -19,22 +19,23 @@ import platform
 import random
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the project importable
+
+from devtools.live import free_port, throwaway_database, wait_until_healthy  # noqa: E402
+
 SHOWN_ONCE = re.compile(r"\(shown once\):\s+(\S+)")
 
 
@@ -51,21 +52,12 @@ def summary(ms: list[float]) -> dict:
 
 
 @contextmanager
-def throwaway_database(url: str | None):
+def maybe_throwaway_database(url: str | None):
     if not url:
         yield None
         return
-    import psycopg
-
-    name = f"broker_bench_{uuid.uuid4().hex[:10]}"
-    admin = urlunparse(urlparse(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(url, prefix="broker_bench") as db_url:
+        yield db_url
 
 
 def manage(env: dict, *args: str) -> str:
@@ -76,7 +68,7 @@ def manage(env: dict, *args: str) -> str:
 
 @contextmanager
 def live_server(database_url: str | None, redis_url: str | None):
-    with tempfile.TemporaryDirectory() as var_dir, throwaway_database(database_url) as db_url:
+    with tempfile.TemporaryDirectory() as var_dir, maybe_throwaway_database(database_url) as db_url:
         env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
         env.update(SECRET_KEY="bench-secret", BROKER_VAR_DIR=var_dir, LOG_LEVEL="WARNING")
         if db_url:
@@ -89,21 +81,14 @@ def live_server(database_url: str | None, redis_url: str | None):
         manage(env, "shell", "-c", "from projects.models import Project; from projects.services import project_update; "
                "project_update(Project.objects.get(pk='bench'), {'rate_limit_per_minute': 1_000_000, "
                "'max_sessions': 10_000, 'max_queue_size': 1_000_000})")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         log_path = Path(tempfile.gettempdir()) / f"broker-bench-{port}.log"
         with open(log_path, "w") as log:
             server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                        "broker_site.asgi:application"], cwd=ROOT, env=env, start_new_session=True,
                                       stdout=log, stderr=subprocess.STDOUT)
         try:
-            for _ in range(300):
-                try:
-                    if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    time.sleep(0.1)
+            wait_until_healthy(f"http://127.0.0.1:{port}", server)
             yield f"http://127.0.0.1:{port}/mcp", admin_key, server.pid, log_path
         finally:
             os.killpg(server.pid, signal.SIGTERM)

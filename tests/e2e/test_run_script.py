@@ -4,7 +4,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -12,14 +11,10 @@ from pathlib import Path
 
 import httpx
 
+from devtools.live import free_port, wait_until_healthy
+
 ROOT = Path(__file__).resolve().parents[2]
 KEY = re.compile(r"agent key[^:]*:\s+(\S+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_run_script_serves_the_broker_with_the_printed_key(tmp_path):
@@ -43,12 +38,7 @@ def test_run_script_serves_the_broker_with_the_printed_key(tmp_path):
         assert f"claude mcp add --transport http broker http://127.0.0.1:{port}/mcp" in output
 
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(base, server)
         headers = {"Authorization": f"Bearer {agent_key}"}
         connected = httpx.post(f"{base}/api/v1/sessions/", json={"name": "newcomer"}, headers=headers)
         assert connected.status_code == 201, connected.text

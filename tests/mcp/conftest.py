@@ -10,23 +10,19 @@ as a newcomer would make them.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
-import httpx
 import httpx2
-import psycopg
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
+from devtools.live import free_port, throwaway_database, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOWN_ONCE = re.compile(r"\(shown once\):\s+(\S+)")
@@ -49,12 +45,6 @@ class LiveBroker:
             yield client
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120, check=False)
@@ -64,20 +54,6 @@ def _manage(env: dict[str, str], *args: str) -> str:
 
 def _new_key(env: dict[str, str], *args: str) -> str:
     return SHOWN_ONCE.search(_manage(env, *args)).group(1)
-
-
-@contextmanager
-def throwaway_database(url: str):
-    """A fresh PostgreSQL database on the server `url` names, dropped afterwards; yields its URL."""
-    name = f"broker_live_{uuid.uuid4().hex[:12]}"
-    admin_url = urlunparse(urlparse(url)._replace(path="/postgres"))
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +79,7 @@ def _serve(tmp_path_factory, stack: dict[str, str]):
     _new_key(env, "broker_project", "create", "--id", "ops", "--name", "Ops")
     operator_key = _new_key(env, "broker_key", "create", "--project", "ops", "--role", "operator")
 
-    port = _free_port()
+    port = free_port()
     log_path = var_dir / "daphne.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
@@ -111,16 +87,10 @@ def _serve(tmp_path_factory, stack: dict[str, str]):
                                   stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
+        try:
+            wait_until_healthy(base, server)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(log_path.read_text()) from exc
         yield LiveBroker(f"{base}/mcp", admin_key, agent_key, other_key, operator_key)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
