@@ -11,7 +11,7 @@ from broker_site.errors import ValidationFailed
 from broker_site.rest import StrictSerializer, query_flag
 from protocols import negotiation, selectors, services, transform
 from protocols.models import CAPABILITIES
-from sessions_app.selectors import live_sessions, session_by_token, session_get
+from sessions_app.selectors import session_by_token, session_get
 
 
 class ProtocolRegisterIn(StrictSerializer):
@@ -162,14 +162,7 @@ class MatrixView(APIView):
                    operation_id="negotiate_matrix", responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
         data = MatrixIn.validated(request.data)
-        project = request.auth.project
-        if "session_ids" in data:
-            sessions = [session_get(project, ref) for ref in data["session_ids"]]
-        else:
-            sessions = list(live_sessions(project)[: negotiation.MATRIX_MAX])
-            if len(sessions) < negotiation.MATRIX_MIN:
-                raise ValidationFailed("The project has fewer than two live sessions to compare.",
-                                       field="session_ids", live_sessions=len(sessions))
+        sessions = selectors.matrix_sessions(request.auth.project, data.get("session_ids"))
         return Response(negotiation.compatibility_matrix(sessions))
 
 

@@ -132,3 +132,17 @@ def adapter_summary(adapter: ProtocolAdapter) -> dict[str, Any]:
         "created_at": adapter.created_at.isoformat(),
         "project_id": adapter.project_id,
     }
+
+
+def matrix_sessions(project: Project, refs: list[str] | None = None) -> list:
+    """The sessions a compatibility matrix covers: those named, else the project's live ones (at most 50)."""
+    from protocols.negotiation import MATRIX_MAX, MATRIX_MIN
+    from sessions_app.selectors import live_sessions, session_get
+
+    if refs is not None:
+        return [session_get(project, ref) for ref in refs]
+    sessions = list(live_sessions(project)[:MATRIX_MAX])
+    if len(sessions) < MATRIX_MIN:
+        raise ValidationFailed("The project has fewer than two live sessions to compare.",
+                               field="session_ids", live_sessions=len(sessions))
+    return sessions

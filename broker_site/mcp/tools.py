@@ -13,7 +13,6 @@ from pydantic import Field
 from broker_site.mcp.registry import Args, SessionArgs, ToolCall, tool
 from projects import selectors as project_selectors
 from projects import services as project_services
-from projects.models import ApiKey
 from protocols import negotiation
 from protocols import selectors as protocol_selectors
 from protocols import services as protocol_services
@@ -208,8 +207,8 @@ def get_message_status(call: ToolCall, args: MessageArgs) -> dict[str, Any]:
 
 @tool("list_dead_letters", "Messages that could not be delivered, newest first (admin keys).", Args, read_only=True)
 def list_dead_letters(call: ToolCall, args: Args) -> dict[str, Any]:
-    call.caller.require_role(ApiKey.Role.ADMIN, "list dead letters")
-    letters = [message_selectors.message_receipt(m) for m in message_selectors.dead_letters_of(call.project)]
+    letters = [message_selectors.message_receipt(m)
+               for m in message_selectors.dead_letters_of(call.project, call.caller)]
     return {"dead_letters": letters, "count": len(letters)}
 
 

@@ -61,6 +61,5 @@ async def test_dead_letter_tools_need_an_admin_key(live_broker):
     async with live_broker.client() as agent, live_broker.client(live_broker.admin_key) as admin:
         refused = await fails(agent, "list_dead_letters")
         assert refused["error"] == "forbidden" and refused["details"]["required_role"] == "admin"
-        assert (await call(admin, "list_dead_letters"))["count"] >= 0
         missing = await fails(admin, "replay_dead_letter", message_id="00000000-0000-0000-0000-000000000000")
         assert missing["error"] == "not_found"
