@@ -9,10 +9,10 @@ from django.core.asgi import get_asgi_application
 django_http = get_asgi_application()  # sets Django up before anything imports models
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from broker_site.hosts import WebsocketHostGuard  # noqa: E402
 from broker_site.lifespan import StartBackgroundOnFirstRequest, lifespan  # noqa: E402
 from broker_site.mcp.server import MountMcp  # noqa: E402
 from broker_site.websocket_urls import websocket_urlpatterns  # noqa: E402
@@ -23,7 +23,7 @@ application = ProtocolTypeRouter(
     {
         # /mcp goes to the MCP server (it authenticates itself: Django middleware does not run there).
         "http": StartBackgroundOnFirstRequest(MountMcp(http_app)),
-        "websocket": StartBackgroundOnFirstRequest(AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns))),
+        "websocket": StartBackgroundOnFirstRequest(WebsocketHostGuard(URLRouter(websocket_urlpatterns))),
         # daphne sends no lifespan events; uvicorn does. Startup work must not rely on them alone.
         "lifespan": lifespan,
     }

@@ -86,3 +86,9 @@ class LimitReached(BrokerError):
     code = "limit_reached"
     status = 409
     default_message = "A project limit has been reached."
+
+
+class ShuttingDown(BrokerError):
+    code = "shutting_down"
+    status = 503
+    default_message = "The server is shutting down; reconnect and try again."

@@ -214,6 +214,10 @@ BROKER = {
     "MAX_WAIT_SECONDS": 60,
     # Acked messages and dead letters are deleted this long after they ended (receipts go with them).
     "RETENTION_SECONDS": env_int("BROKER_RETENTION_SECONDS", 7 * 86_400, minimum=60),
+    # Threads (and so at most this many database connections) for WebSocket consumers' queries.
+    "DB_THREADS": env_int("BROKER_DB_THREADS", 8, minimum=1),
+    # On SIGTERM, how long in-flight WebSocket work may take before the connection is closed.
+    "SHUTDOWN_GRACE_SECONDS": env_int("BROKER_SHUTDOWN_GRACE_SECONDS", 10, minimum=1),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = BROKER["MAX_REQUEST_BYTES"]
 

@@ -1,3 +1,16 @@
-"""WebSocket routes. The real-time delivery issue adds the session consumer at /ws/sessions/."""
+"""WebSocket routes. Any other path is refused at the handshake instead of raising in the router."""
 
-websocket_urlpatterns: list = []
+from django.urls import path, re_path
+
+from routing.consumers import SessionConsumer
+
+
+async def unknown_path(scope, receive, send) -> None:
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 4404})
+
+
+websocket_urlpatterns = [
+    path("ws/sessions/", SessionConsumer.as_asgi()),
+    re_path(r"", unknown_path),
+]

@@ -1,11 +1,16 @@
-"""Start-up plumbing for a live broker process: a free port, a throwaway database, readiness."""
+"""Plumbing for live broker processes (tests and benchmarks): ports, databases, keys, daphne itself."""
 
+import os
+import re
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import httpx
@@ -47,3 +52,78 @@ def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout: float =
         if time.monotonic() > deadline:
             raise TimeoutError(f"{base_url}/healthz did not answer within {timeout} s")
         time.sleep(0.1)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOWN_ONCE = re.compile(r"\(shown once\):\s+(\S+)")
+
+
+def broker_env(var_dir: Path | str, *, database_url: str = "", redis_url: str = "", **extra: str) -> dict[str, str]:
+    """The environment of a broker process: this one's, minus its stack, plus the given stack."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(DJANGO_SETTINGS_MODULE="broker_site.settings", SECRET_KEY="live-test-secret",
+               BROKER_VAR_DIR=str(var_dir), LOG_LEVEL="WARNING")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args[:2])} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def new_key(env: dict[str, str], *args: str) -> str:
+    """Run a management command that prints a key once, and return that key."""
+    return SHOWN_ONCE.search(manage(env, *args)).group(1)
+
+
+class BrokerProcess:
+    """One daphne process serving the broker, as the README runs it; restartable on the same port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/sessions/"
+
+    def start(self) -> "BrokerProcess":
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                 "broker_site.asgi:application"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        try:
+            wait_until_healthy(self.http_url, self.process)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop(signal.SIGKILL)
+            raise RuntimeError(self.log_path.read_text()[-5000:]) from exc
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
+        """Signal the process group and wait for it; returns the exit code."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        os.killpg(self.process.pid, sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""

@@ -24,3 +24,27 @@ def rate_limit_check(caller: Caller) -> None:
     if count > limit:
         retry_after = max(1, int(60 - now % 60))
         raise RateLimited(f"This key is limited to {limit} requests a minute.", limit=limit, retry_after=retry_after)
+
+
+class FrameBudget:
+    """A token bucket for one WebSocket connection: `rate` frames a second, bursts up to `burst`.
+
+    In memory and per connection, so one client flooding frames is slowed down (each refused
+    frame gets a rate_limited error) while every other connection keeps its own budget.
+    """
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            retry_after = round((1 - self.tokens) / self.rate, 3)
+            raise RateLimited(f"This connection is limited to {self.rate:g} frames a second.",
+                              limit_per_second=self.rate, retry_after=retry_after)
+        self.tokens -= 1

@@ -16,6 +16,7 @@ log = logging.getLogger("broker.events")
 
 MESSAGE_EVENT = "broker.message"
 PRESENCE_EVENT = "broker.presence"
+REPLACED_EVENT = "broker.replaced"
 
 
 def session_group(session_id: uuid.UUID | str) -> str:
@@ -48,3 +49,8 @@ def message_available(recipient_id: uuid.UUID, message_ids: list[str]) -> None:
 def presence_changed(project_id: str, session_id: uuid.UUID, name: str | None, event: str) -> None:
     publish_on_commit(project_group(project_id), {"type": PRESENCE_EVENT, "event": event,
                                                   "session_id": str(session_id), "name": name})
+
+
+def session_replaced(session_id: uuid.UUID, connection_epoch: int) -> None:
+    """Tell the session's older connections that connection `connection_epoch` took over."""
+    publish_on_commit(session_group(session_id), {"type": REPLACED_EVENT, "connection_epoch": connection_epoch})

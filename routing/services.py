@@ -43,9 +43,11 @@ NEAR_CAPACITY = 0.9
 class Accepted:
     message: Message
     queue_size: int
+    pushed: bool = False  # the recipient holds a live WebSocket, which is being handed the message
 
     def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"message_id": str(self.message.id), "status": self.message.state,
+        status = "delivered" if self.pushed else self.message.state
+        data: dict[str, Any] = {"message_id": str(self.message.id), "status": status,
                                 "recipient_id": str(self.message.recipient_id), "queue_size": self.queue_size}
         if self.message.transformed_to:
             data.update(transformed_from=self.message.transformed_from, transformed_to=self.message.transformed_to)
@@ -92,6 +94,10 @@ def _audit_if_cross_project(sender: AgentSession, ref: str) -> None:
         audit_record("cross_project_send", AuditEvent.Outcome.DENIED, actor_key_id=sender.created_by_key,
                      source_project=sender.project_id, target_project=target.project_id,
                      details={"sender": str(sender.id), "reason": "no_project_link"})
+
+
+def _holds_push_connection(session: AgentSession, now) -> bool:
+    return session.push_until is not None and session.push_until > now
 
 
 def _pending_count(recipient: AgentSession) -> int:
@@ -150,7 +156,7 @@ def message_send(sender: AgentSession, *, recipient: str, payload: Any, protocol
                         "the message was kept as a dead letter.", message_id=str(message.id),
                         recipient_id=str(target.id), queue_size=size, capacity=project.max_queue_size)
     _warn_near_capacity(project, target, size + 1)
-    return Accepted(message, size + 1)
+    return Accepted(message, size + 1, pushed=_holds_push_connection(target, now))
 
 
 def _capability_filter(raw: Any) -> dict[str, bool]:
@@ -180,6 +186,7 @@ def message_broadcast(sender: AgentSession, *, payload: Any, protocol_name: str 
     if protocol is not None:
         payload_validate(protocol, payload)
     blockers = set(SessionBlock.objects.filter(blocked=sender).values_list("blocker_id", flat=True))
+    delivered: list[dict] = []  # to sessions with a live WebSocket, which are being pushed the message now
     queued: list[dict] = []
     failed: list[dict] = []
     skipped: list[dict] = []
@@ -223,16 +230,18 @@ def message_broadcast(sender: AgentSession, *, payload: Any, protocol_name: str 
                     Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
                 failed.append({**who, "reason": "queue_full", "message_id": str(message.id)})
             else:
-                queued.append({**who, "message_id": str(message.id)})
+                (delivered if _holds_push_connection(target, now) else queued).append(
+                    {**who, "message_id": str(message.id)})
                 events.message_available(target.pk, [str(message.id)])
             rows.append(message)
         Message.objects.bulk_create(rows)
     session_heartbeat(sender)
     result: dict[str, Any] = {
-        "broadcast_id": str(broadcast_id), "delivered": [], "queued": queued, "failed": failed, "skipped": skipped,
-        "counts": {"delivered": 0, "queued": len(queued), "failed": len(failed), "skipped": len(skipped)},
+        "broadcast_id": str(broadcast_id), "delivered": delivered, "queued": queued, "failed": failed,
+        "skipped": skipped,
+        "counts": {"delivered": len(delivered), "queued": len(queued), "failed": len(failed), "skipped": len(skipped)},
     }
-    if not queued:
+    if not queued and not delivered:
         result["reason"] = ("no other live session in the project" if not candidates
                             else "every live session was skipped or failed; see skipped and failed")
     return result

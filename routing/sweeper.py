@@ -1,4 +1,4 @@
-"""The in-process sweeper: expiry and redelivery every few seconds, in every server process.
+"""The in-process sweeper: expiry, redelivery and session time-outs every few seconds, in every process.
 
 Several processes sweeping at once is safe (see services.sweep). It starts lazily on the
 first request under daphne, which sends no lifespan events, and from the lifespan under
@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 
 from routing.services import sweep
+from sessions_app.services import sessions_time_out
 
 log = logging.getLogger("broker.sweeper")
 _task: asyncio.Task | None = None
@@ -20,7 +21,9 @@ _task: asyncio.Task | None = None
 
 def sweep_once() -> dict[str, int]:
     try:
-        return sweep()
+        counts = sweep()
+        counts["sessions_timed_out"] = sessions_time_out()
+        return counts
     finally:
         # This runs outside any request, so nothing else would close its connection.
         connection.close()

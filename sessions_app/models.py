@@ -30,6 +30,10 @@ class AgentSession(models.Model):
     disconnect_reason = models.CharField(max_length=32, blank=True, default="")
     # Bumped when a resume replaces the connection, so the old connection can tell it was replaced.
     connection_epoch = models.PositiveIntegerField(default=1)
+    # While a live WebSocket holds the session, its server process renews this lease every few
+    # seconds; a send to a session with a current lease is being pushed, so it reports `delivered`.
+    # A lease, not a flag, so a killed process cannot leave a session looking connected.
+    push_until = models.DateTimeField(null=True, blank=True)
     created_by_key = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:

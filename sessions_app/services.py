@@ -1,4 +1,4 @@
-"""Writes for sessions: connect, resume, heartbeat, disconnect, block."""
+"""Writes for sessions: connect, resume, heartbeat, keep-alive, disconnect, time-out, block."""
 
 import hmac
 import logging
@@ -6,6 +6,7 @@ import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -14,7 +15,8 @@ from django.utils import timezone
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
 from projects.models import Project
 from projects.services import audit_record
-from routing.events import presence_changed
+from routing.events import presence_changed, session_replaced
+from routing.models import Message
 from sessions_app.capabilities import clean_capabilities
 from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock
 from sessions_app.selectors import live_sessions, session_get, token_digest
@@ -58,7 +60,9 @@ def session_connect(project: Project, *, actor: str = "", name: str | None = Non
     """Connect a new session, or resume one by id or name with its token.
 
     A resume replaces whatever connection the session had: the old one is logged as
-    `session_replaced` and sees its connection_epoch move on.
+    `session_replaced`, sees its connection_epoch move on, and is told so (a WebSocket closes).
+    Messages handed to the old connection and not acked are queued again at once: the agent
+    that resumes gets them now rather than after ack_timeout (same ids, so it can drop repeats).
     """
     protocols, features = clean_capabilities(capabilities)
     if name is not None:
@@ -108,7 +112,11 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
         if capabilities is not None:
             session.supported_protocols, session.supported_features = protocols, features
         session.save()
-        if not was_live:
+        Message.objects.filter(recipient=session, state=Message.State.DELIVERED).update(
+            state=Message.State.QUEUED, redeliver_at=None)
+        if was_live:
+            session_replaced(session.pk, session.connection_epoch)
+        else:
             presence_changed(project.pk, session.pk, session.name, "session_joined")
     if was_live:
         log.info("session_replaced", extra={"project": project.pk, "session_id": str(session.id),
@@ -126,16 +134,65 @@ def session_heartbeat(session: AgentSession) -> AgentSession:
     return session
 
 
-def session_disconnect(session: AgentSession, *, reason: str = "client") -> AgentSession:
-    if session.disconnected_at is None:
-        session.disconnected_at = timezone.now()
-        session.disconnect_reason = reason[:32]
-        AgentSession.objects.filter(pk=session.pk).update(disconnected_at=session.disconnected_at,
-                                                          disconnect_reason=session.disconnect_reason)
+def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> int:
+    """Heartbeat the sessions a live connection holds, and renew their push lease, in one UPDATE."""
+    now = timezone.now()
+    return AgentSession.objects.filter(pk__in=session_ids, disconnected_at__isnull=True).update(
+        last_heartbeat_at=now, push_until=now + timedelta(seconds=lease_seconds))
+
+
+def session_push_released(session: AgentSession, connection_epoch: int) -> None:
+    """A WebSocket let go of the session; a newer connection's lease is left alone."""
+    AgentSession.objects.filter(pk=session.pk, connection_epoch=connection_epoch).update(push_until=None)
+
+
+def session_disconnect(session: AgentSession, *, reason: str = "client",
+                       connection_epoch: int | None = None) -> AgentSession:
+    """Mark the session gone and tell its project's other sessions.
+
+    With `connection_epoch`, only if that connection still owns the session: a WebSocket that
+    closes after a resume took the session over must not disconnect the new connection.
+    """
+    if session.disconnected_at is not None:
+        return session
+    now = timezone.now()
+    owned = AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True)
+    if connection_epoch is not None:
+        owned = owned.filter(connection_epoch=connection_epoch)
+    if owned.update(disconnected_at=now, disconnect_reason=reason[:32], push_until=None):
+        session.disconnected_at, session.disconnect_reason = now, reason[:32]
         presence_changed(session.project_id, session.pk, session.name, "session_left")
         log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
                                                 "reason": reason})
     return session
+
+
+def sessions_time_out(now=None, batch: int = 500) -> int:
+    """Mark sessions silent past their project's disconnect_after as gone, and say so to their peers.
+
+    Status is derived from the last heartbeat anyway; this pass (run by the sweeper) is what
+    turns a silent session into a `session_left` event. Several sweepers at once are safe: the
+    conditional UPDATE lets exactly one of them publish each event.
+    """
+    now = now or timezone.now()
+    shortest = Project.objects.order_by("disconnect_after").values_list("disconnect_after", flat=True).first()
+    if shortest is None:
+        return 0
+    candidates = (AgentSession.objects.filter(disconnected_at__isnull=True,
+                                              last_heartbeat_at__lt=now - timedelta(seconds=shortest))
+                  .select_related("project")[:batch])
+    timed_out = 0
+    for session in candidates:
+        if session.status_at(now) != AgentSession.Status.DISCONNECTED:
+            continue
+        if AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True,
+                                       last_heartbeat_at=session.last_heartbeat_at).update(
+                disconnected_at=now, disconnect_reason="timeout", push_until=None):
+            presence_changed(session.project_id, session.pk, session.name, "session_left")
+            timed_out += 1
+    if timed_out:
+        log.info("sessions_timed_out", extra={"count": timed_out})
+    return timed_out
 
 
 def sessions_disconnect_all(project: Project, *, reason: str) -> int:

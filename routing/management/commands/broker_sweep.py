@@ -1,10 +1,9 @@
-"""Run the expiry/redelivery sweep outside the server, once or every few seconds."""
+"""Run the expiry/redelivery/time-out sweep outside the server, once or every few seconds."""
 
 import time
 
 from django.core.management.base import BaseCommand
 
-from routing.services import sweep
 from routing.sweeper import sweep_once
 
 
@@ -17,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool = False, interval: float = 2.0, **options) -> None:
         if once:
-            counts = sweep()
+            counts = sweep_once()
             self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
             return
         while True:

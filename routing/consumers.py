@@ -1,0 +1,343 @@
+"""WebSocket face at /ws/sessions/: one connection acts as one session; its mail is pushed as it commits.
+
+The conversation: the client sends `hello` (its API key, unless an Authorization or
+X-API-Key header carried it; a session id or name plus token to resume); the server answers
+`welcome`, drains the session's queue in order, then pushes each new message as a `message`
+frame. Client `ack`, `heartbeat`, `send` and `broadcast` frames call the same services as
+REST and MCP; `send` and `broadcast` always get a `result` frame, the others when they carry
+a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` frame and the connection stays up.
+
+Delivery is at-least-once and the database is the source of truth. The pump claims queued
+messages (priority, then age; the claim marks them delivered) and pushes them. A channel-
+layer event only wakes it, and a periodic re-check covers events the layer dropped (both
+layers are at-most-once and drop past capacity). If the layer fails (Redis down) the pump
+polls the database every second and logs push_fallback; push resumes when the layer is back.
+A pushed message not acked is delivered again after ack_timeout (the sweeper), or at once
+when the session resumes; a repeat carries the same message id.
+
+Leaving: a close with code 1000 or 1001 disconnects the session (peers get session_left).
+Any other end (a dropped network, a crash) keeps it, so the agent can resume with its token;
+if it does not come back, the sweeper times it out. On shutdown (routing.live) the frame in
+hand finishes and is answered, later frames are refused, then `server_shutdown` and close 1012.
+"""
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from broker_site.errors import BrokerError, Conflict, Forbidden, ProjectBoundary, ShuttingDown, Unauthorized, ValidationFailed
+from projects.auth import authenticate, credentials_from_headers
+from projects.ratelimit import FrameBudget, rate_limit_check
+from routing import events
+from routing.frames import error_frame, frame_check, frame_decode, message_frame, request_id_of, result_frame
+from routing.live import LEASE_SECONDS, connections, db
+from routing.services import message_broadcast, message_send, messages_ack, messages_claim
+from sessions_app.selectors import session_get
+from sessions_app.services import (
+    session_connect,
+    session_disconnect,
+    session_heartbeat,
+    session_push_released,
+    sessions_keep_alive,
+)
+
+log = logging.getLogger("broker.websocket")
+
+HELLO_TIMEOUT_SECONDS = 10
+WINDOW = 100  # messages pushed and not yet acked on one connection before the pump waits for acks
+CLAIM_BATCH = 50
+RECHECK_SECONDS = 5.0
+FALLBACK_POLL_SECONDS = 1.0
+FRAMES_PER_SECOND_BEFORE_HELLO = 10.0
+LEAVING_CODES = (1000, 1001)
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_HELLO_TIMEOUT = 4408
+CLOSE_REPLACED = 4409
+SEND_FIELDS = ("protocol_name", "protocol_version", "priority", "ttl", "correlation_id", "reply_to")
+BROADCAST_FIELDS = ("protocol_name", "protocol_version", "capability_filter", "priority", "ttl", "correlation_id")
+
+
+def _open_session(raw_key: str | None, project_id: str | None, remote_addr: str, frame: dict[str, Any]):
+    """Authenticate the hello and connect (or resume) its session, with its push lease taken at once."""
+    caller = authenticate(raw_key, project_id, remote_addr=remote_addr)
+    rate_limit_check(caller)
+    connected = session_connect(caller.project, actor=caller.actor, name=frame.get("name"),
+                                capabilities=frame.get("capabilities"), session_id=frame.get("session_id"),
+                                session_token=frame.get("session_token"))
+    sessions_keep_alive([connected.session.pk], LEASE_SECONDS)
+    return caller, connected
+
+
+def _as_current(session, action, **options):
+    """Run `action` as the session's current row, so a disconnect or new limits elsewhere count."""
+    return action(session_get(session.project, str(session.pk)), **options)
+
+
+def _options(frame: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: frame[name] for name in names if frame.get(name) is not None}
+
+
+class SessionConsumer(AsyncWebsocketConsumer):
+    # No channel of Channels' own: the listener below subscribes itself, so a layer outage
+    # degrades to polling instead of ending the consumer.
+    channel_layer_alias = "__broker_consumers_subscribe_themselves__"
+
+    async def __call__(self, scope, receive, send):
+        self.session = None
+        self.epoch = 0
+        self.in_flight: dict[uuid.UUID, float] = {}
+        self.wake = asyncio.Event()
+        self.idle = asyncio.Event()  # no client frame is being handled
+        self.idle.set()
+        self.closed = asyncio.Event()
+        self.listening = False
+        self.stopping = False
+        self.cancelled_mid_call = False  # answer the call in hand, then let the cancellation through
+        self.replaced = False
+        self.close_code: int | None = None
+        self.budget = FrameBudget(FRAMES_PER_SECOND_BEFORE_HELLO, FRAMES_PER_SECOND_BEFORE_HELLO)
+        self.tasks: list[asyncio.Task] = []
+        self._goodbye: asyncio.Future | None = None
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # The server cancelled us (daphne on SIGTERM, when its own cancel step works).
+            await self.shut_down()
+            raise
+        finally:
+            await self._release()
+
+    @property
+    def session_id(self) -> uuid.UUID | None:
+        return self.session.pk if self.session is not None else None
+
+    # -- connection lifecycle
+
+    async def connect(self) -> None:
+        if connections.stopping:
+            await self.close(code=CLOSE_SERVICE_RESTART)  # before accept: the handshake is refused
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
+        self.header_key, self.header_project = credentials_from_headers(headers)
+        await self.accept()
+        connections.add(self)
+        self.tasks.append(asyncio.create_task(self._expect_hello()))
+
+    async def disconnect(self, code: int) -> None:
+        self.close_code = code
+        self.closed.set()
+
+    async def _expect_hello(self) -> None:
+        await asyncio.sleep(HELLO_TIMEOUT_SECONDS)
+        if self.session is None:
+            await self.send_json(error_frame(Unauthorized(f"No hello within {HELLO_TIMEOUT_SECONDS} s.")))
+            await self.close(code=CLOSE_HELLO_TIMEOUT)
+
+    async def _release(self) -> None:
+        connections.discard(self)
+        for task in self.tasks:
+            task.cancel()
+        if self.session is None:
+            return
+        try:
+            if self.close_code in LEAVING_CODES and not (self.replaced or self.stopping):
+                await db(session_disconnect)(self.session, reason="client_closed", connection_epoch=self.epoch)
+            else:
+                await db(session_push_released)(self.session, self.epoch)
+        except Exception:  # the session times out on its own if this write is lost
+            log.exception("could not release the session", extra={"session_id": str(self.session.pk)})
+
+    async def shut_down(self) -> None:
+        """Finish the frame in hand, send server_shutdown, close with 1012. Idempotent."""
+        if self._goodbye is None:
+            self._goodbye = asyncio.ensure_future(self._say_goodbye())
+        await asyncio.shield(self._goodbye)
+
+    async def _say_goodbye(self) -> None:
+        self.stopping = True
+        for task in self.tasks:
+            task.cancel()
+        grace = settings.BROKER["SHUTDOWN_GRACE_SECONDS"]
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout=grace)
+        except TimeoutError:
+            log.warning("in-flight frame still running at shutdown", extra={"session_id": str(self.session_id)})
+        try:
+            await self.send_json({"type": "server_shutdown", "grace_seconds": grace, "reconnect": True,
+                                  "message": "The server is restarting; reconnect and resume with your session token."})
+            await self.close(code=CLOSE_SERVICE_RESTART)
+            # Let the closing handshake finish before the server drops its sockets.
+            await asyncio.wait_for(self.closed.wait(), timeout=2)
+        except Exception:  # the socket is already gone
+            log.debug("server_shutdown not sent", exc_info=True)
+
+    # -- client frames
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        kind = request_id = None
+        self.idle.clear()
+        cancelled = False
+        try:
+            if self.stopping:
+                raise ShuttingDown("The server is shutting down; this frame was not taken. Reconnect and send it again.")
+            decoded = frame_decode(text_data, bytes_data)
+            request_id = request_id_of(decoded)
+            self.budget.take()
+            frame = frame_check(decoded)
+            kind = frame["type"]
+            result = await self._handle(kind, frame)
+            if kind in ("send", "broadcast") or (request_id is not None and kind != "hello"):
+                await self.send_json(result_frame(kind, request_id, result))
+        except BrokerError as exc:
+            await self.send_json(error_frame(exc, request_id))
+            if kind == "hello" and self.session is None and isinstance(exc, Unauthorized | Forbidden | ProjectBoundary):
+                await self.close(code=CLOSE_UNAUTHORIZED)
+        except asyncio.CancelledError:
+            cancelled = True
+        except Exception:
+            log.exception("websocket frame failed", extra={"frame_type": kind})
+            await self.send_json(error_frame(BrokerError(), request_id))
+        finally:
+            self.idle.set()
+        if cancelled or self.cancelled_mid_call:
+            raise asyncio.CancelledError
+
+    async def _handle(self, kind: str, frame: dict[str, Any]) -> dict[str, Any]:
+        if kind == "hello":
+            if self.session is not None:
+                raise Conflict("This connection already said hello; one connection is one session.")
+            return await self._hello(frame)
+        if self.session is None:
+            raise Unauthorized("Send a hello frame first.", hint='{"type": "hello", "key": "..."}')
+        if kind == "ack":
+            return await self._ack(frame)
+        if kind == "heartbeat":
+            await self._call(session_heartbeat, self.session)
+            return {"session_id": str(self.session.pk), "status": "active"}
+        if kind == "send":
+            if not frame.get("recipient_id"):
+                raise ValidationFailed("A send frame names its recipient_id (a session id or name).",
+                                       field="recipient_id")
+            accepted = await self._call(_as_current, self.session, message_send, recipient=frame["recipient_id"],
+                                        payload=frame.get("payload"), **_options(frame, SEND_FIELDS))
+            return accepted.as_dict()
+        return await self._call(_as_current, self.session, message_broadcast, payload=frame.get("payload"),
+                                **_options(frame, BROADCAST_FIELDS))
+
+    async def _hello(self, frame: dict[str, Any]) -> dict[str, Any]:
+        client = self.scope.get("client") or ("", 0)
+        caller, connected = await self._call(_open_session, frame.get("key") or self.header_key,
+                                             frame.get("project_id") or self.header_project, client[0] or "", frame)
+        request_id = request_id_of(frame)
+        self.session, self.epoch = connected.session, connected.session.connection_epoch
+        rate = caller.project.rate_limit_per_minute / 60
+        self.budget = FrameBudget(rate, max(rate, 10.0))
+        welcome = {"type": "welcome", "request_id": request_id, **connected.as_dict(),
+                   "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
+                                "heartbeat": "not needed while this connection is open"}}
+        await self.send_json(welcome)
+        self.tasks += [asyncio.create_task(self._listen()), asyncio.create_task(self._pump())]
+        log.info("websocket_session", extra={"session_id": str(self.session.pk), "resumed": connected.resumed})
+        return {"session_id": str(self.session.pk)}
+
+    async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
+        result = await self._call(messages_ack, self.session, frame.get("message_ids"))
+        was_full = len(self.in_flight) >= WINDOW
+        for message_id in result["acked"] + result["not_acked"]:
+            self.in_flight.pop(uuid.UUID(message_id), None)
+        if was_full:
+            self.wake.set()
+        return result
+
+    async def _call(self, fn, *args, **kwargs):
+        """Run a database call to its end even if the server cancels us meanwhile (a write cannot be taken back)."""
+        work = asyncio.ensure_future(db(fn)(*args, **kwargs))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self.cancelled_mid_call = True
+            return await work
+
+    # -- pushing
+
+    async def _pump(self) -> None:
+        while True:
+            await self._push_available()
+            try:
+                await asyncio.wait_for(self.wake.wait(), RECHECK_SECONDS if self.listening else FALLBACK_POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self.wake.clear()
+
+    async def _push_available(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Unacked past ack_timeout: the sweeper takes them back, so they no longer fill the window.
+        cutoff = loop.time() - self.session.project.ack_timeout
+        self.in_flight = {i: at for i, at in self.in_flight.items() if at > cutoff}
+        while len(self.in_flight) < WINDOW:
+            batch = await db(messages_claim)(self.session, max_messages=min(CLAIM_BATCH, WINDOW - len(self.in_flight)))
+            if not batch:
+                return
+            for message in batch:
+                self.in_flight[message.id] = loop.time()
+                await self.send_json(message_frame(message))
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        if layer is None:
+            return  # no channel layer configured: the pump polls
+        groups = (events.session_group(self.session.pk), events.project_group(self.session.project_id))
+        backoff, failed = 0.5, False
+        while True:
+            channel = None
+            try:
+                channel = await layer.new_channel()
+                for group in groups:
+                    await layer.group_add(group, channel)
+                if failed:
+                    log.info("push_resumed", extra={"session_id": str(self.session.pk)})
+                self.listening, failed, backoff = True, False, 0.5
+                self.wake.set()  # a message committed while we were not listening sent its event to nobody
+                while True:
+                    await self._on_event(await layer.receive(channel))
+            except asyncio.CancelledError:
+                await self._unsubscribe(layer, groups, channel)
+                raise
+            except Exception as exc:
+                if not failed:
+                    log.warning("push_fallback", extra={"session_id": str(self.session.pk), "error": str(exc)})
+                self.listening, failed = False, True
+                self.wake.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _unsubscribe(self, layer, groups, channel) -> None:
+        if channel is None:
+            return
+        try:
+            for group in groups:
+                await asyncio.wait_for(layer.group_discard(group, channel), timeout=1)
+        except Exception:  # the layer is gone; group entries expire on their own
+            log.debug("group_discard failed", exc_info=True)
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == events.MESSAGE_EVENT:
+            self.wake.set()
+        elif kind == events.PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
+            await self.send_json({"type": event["event"], "session_id": event["session_id"], "name": event.get("name")})
+        elif kind == events.REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
+            self.replaced = True
+            await self.send_json(error_frame(Conflict("Another connection resumed this session; this one closes.",
+                                                      session_id=str(self.session.pk))))
+            await self.close(code=CLOSE_REPLACED)
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(data, separators=(",", ":")))
