@@ -44,6 +44,7 @@ async def test_send_to_an_offline_session_is_queued_and_drained_in_order_on_resu
     async with live_broker.connect() as sender:
         async with live_broker.connect() as recipient:
             recipient_id, token = recipient.session_id, recipient.token
+        await live_broker.wait_for_status(recipient_id, "disconnected")
         first = await sender.request({"type": "send", "recipient_id": recipient_id, "payload": {"n": 1}})
         assert first["result"]["status"] == "queued"
         await sender.request({"type": "send", "recipient_id": recipient_id, "payload": {"n": 2}})
