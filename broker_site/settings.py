@@ -156,7 +156,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=1)},
+            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels-redis
+            # blocks in BZPOPMIN waiting for a message: every idle receive would fail. Read longer.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                       "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=1)},
         }
     }
     # Shared by every server process, so per-key rate-limit windows hold across them.

@@ -1,11 +1,14 @@
 """Per-key request rate limit, one fixed one-minute window per key, shared by every face."""
 
+import logging
 import time
 
 from django.core.cache import cache
 
 from broker_site.errors import RateLimited
 from projects.auth import Caller
+
+log = logging.getLogger("broker.ratelimit")
 
 
 def rate_limit_check(caller: Caller) -> None:
@@ -14,16 +17,24 @@ def rate_limit_check(caller: Caller) -> None:
     now = time.time()
     window = int(now // 60)
     cache_key = f"ratelimit:{caller.key.project_id}:{caller.key.key_id}:{window}"
-    # add() is a no-op when the window exists; incr() is atomic in every shared cache backend.
-    cache.add(cache_key, 0, timeout=120)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:  # evicted between add and incr: start the window again
-        cache.set(cache_key, 1, timeout=120)
-        count = 1
+        count = _count_in_window(cache_key)
+    except Exception as exc:  # the shared cache (Redis) is down: keep serving rather than refuse everyone
+        log.warning("rate_limit_unavailable", extra={"error": str(exc)})
+        return
     if count > limit:
         retry_after = max(1, int(60 - now % 60))
         raise RateLimited(f"This key is limited to {limit} requests a minute.", limit=limit, retry_after=retry_after)
+
+
+def _count_in_window(cache_key: str) -> int:
+    # add() is a no-op when the window exists; incr() is atomic in every shared cache backend.
+    cache.add(cache_key, 0, timeout=120)
+    try:
+        return cache.incr(cache_key)
+    except ValueError:  # evicted between add and incr: start the window again
+        cache.set(cache_key, 1, timeout=120)
+        return 1
 
 
 class FrameBudget:

@@ -301,8 +301,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 channel = await layer.new_channel()
                 for group in groups:
                     await layer.group_add(group, channel)
-                if failed:
-                    log.info("push_resumed", extra={"session_id": str(self.session.pk)})
+                if failed:  # a warning like push_fallback, so whoever saw the one sees the other
+                    log.warning("push_resumed", extra={"session_id": str(self.session.pk)})
                 self.listening, failed, backoff = True, False, 0.5
                 self.wake.set()  # a message committed while we were not listening sent its event to nobody
                 while True:

@@ -1,0 +1,66 @@
+"""Two daphne processes sharing PostgreSQL and Redis act as one broker."""
+
+import asyncio
+import time
+
+import pytest
+
+from devtools.live import BrokerProcess, broker_env, new_key, throwaway_database
+from tests.websocket.conftest import LiveBroker, serve, stack_from_environment, uses_postgres_and_redis
+
+pytestmark = pytest.mark.skipif(not uses_postgres_and_redis(),
+                                reason="scale-out shares PostgreSQL and Redis between processes: the .ci/run second pass")
+# Push, not the pump's 5 s safety re-check, when a message arrives well inside this.
+PUSHED_WITHIN_SECONDS = 2.5
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    stack = stack_from_environment()
+    with throwaway_database(stack["database_url"], prefix="broker_ws") as url:
+        a_dir, b_dir = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
+        server_a, env = serve(a_dir, url, stack["redis_url"])
+        admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
+        agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
+        server_b = BrokerProcess(broker_env(b_dir, database_url=url, redis_url=stack["redis_url"]), b_dir / "daphne.log")
+        server_a.start()
+        server_b.start()
+        try:
+            yield (LiveBroker(server_a, admin_key, agent_key, ""), LiveBroker(server_b, admin_key, agent_key, ""))
+        finally:
+            server_a.stop()
+            server_b.stop()
+        for server in (server_a, server_b):
+            assert "Traceback" not in server.log_text(), server.log_text()[-5000:]
+
+
+async def test_a_session_on_one_process_gets_what_a_session_on_the_other_sends_in_real_time(two_processes):
+    on_a, on_b = two_processes
+    async with on_a.connect() as recipient, on_b.connect() as sender:
+        await asyncio.sleep(0.5)  # both listening
+        for n in range(5):
+            started = time.monotonic()
+            sent = await sender.request({"type": "send", "recipient_id": recipient.session_id, "payload": {"n": n}})
+            assert sent["result"]["status"] == "delivered"  # process A holds the recipient's lease
+            [message] = await recipient.messages(1)
+            assert message["payload"] == {"n": n}
+            assert time.monotonic() - started < PUSHED_WITHIN_SECONDS
+            await recipient.ack([message])
+
+
+async def test_broadcast_reaches_sessions_on_every_process(two_processes):
+    on_a, on_b = two_processes
+    async with on_a.connect() as a1, on_a.connect() as a2, on_b.connect() as b1, on_b.connect() as sender:
+        result = await sender.request({"type": "broadcast", "payload": {"hello": "everyone"}})
+        assert result["result"]["counts"]["delivered"] >= 3
+        for peer in (a1, a2, b1):
+            [message] = await peer.messages(1)
+            assert message["payload"] == {"hello": "everyone"}
+
+
+async def test_presence_crosses_processes(two_processes):
+    on_a, on_b = two_processes
+    async with on_a.connect() as watcher:
+        async with on_b.connect() as visitor:
+            await watcher.next("session_joined", session_id=visitor.session_id)
+        await watcher.next("session_left", session_id=visitor.session_id)
