@@ -3,7 +3,8 @@
 import uuid
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.auth import Caller
@@ -13,6 +14,7 @@ from routing.models import Message
 from sessions_app.models import AgentSession
 
 PRIORITY_LABELS = {value: label for label, value in PRIORITIES.items()}
+INBOX_PREVIEW_SIZE = 5
 
 
 def _iso(moment) -> str | None:
@@ -85,3 +87,23 @@ def dead_letter_get(project: Project, message_id: str, caller: Caller | None = N
 
 def queue_size(session: AgentSession) -> int:
     return Message.objects.filter(recipient=session, state__in=(Message.State.QUEUED, Message.State.DELIVERED)).count()
+
+
+def inbox_summary(session: AgentSession) -> dict[str, Any]:
+    """Pending mail of `session`, read without claiming: counts and the next few queued, in delivery order."""
+    # Expired messages are left to the sweeper to mark dead; receive would not hand them out either.
+    pending = (Message.objects.filter(recipient=session, state__in=(Message.State.QUEUED, Message.State.DELIVERED))
+               .exclude(expires_at__lte=timezone.now()))
+    counts = dict(pending.order_by().values_list("state").annotate(n=Count("id")))
+    upcoming = (pending.filter(state=Message.State.QUEUED).order_by("-priority", "created_at")
+                .select_related("sender")[:INBOX_PREVIEW_SIZE])
+    return {
+        "session_id": str(session.pk),
+        "queued": counts.get(Message.State.QUEUED, 0),
+        "awaiting_ack": counts.get(Message.State.DELIVERED, 0),
+        "next": [{"message_id": str(m.id), "sender_id": str(m.sender_id) if m.sender_id else None,
+                  "sender_name": m.sender.name if m.sender else None,
+                  "protocol": f"{m.protocol_name}@{m.protocol_version}" if m.protocol_name else None,
+                  "priority": PRIORITY_LABELS[m.priority], "created_at": m.created_at.isoformat()}
+                 for m in upcoming],
+    }

@@ -13,14 +13,13 @@ always sees the credential of its own request, on every protocol version.
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.conf import settings
 from django.db import connections
-from django.http.request import split_domain_port, validate_host
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
 
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
+from broker_site.hosts import host_allowed
 from broker_site.mcp.errors import http_error_response
 from projects.auth import Caller, authenticate, credentials_from_headers
 from projects.ratelimit import rate_limit_check
@@ -37,17 +36,6 @@ def _authenticate(raw_key: str | None, project_id: str | None, remote_addr: str)
         # This thread is discarded with its ThreadSensitiveContext; nothing would reuse the connection.
         connections.close_all()
 
-
-def _host_allowed(headers: dict[str, str]) -> bool:
-    host, _ = split_domain_port(headers.get("host", ""))
-    if not host or not validate_host(host, settings.ALLOWED_HOSTS):
-        return False
-    origin = headers.get("origin")
-    if origin:
-        # A browser page elsewhere (DNS rebinding) names its own origin; it must be one of ours too.
-        origin_host, _ = split_domain_port(origin.partition("://")[2])
-        return bool(origin_host) and validate_host(origin_host, settings.ALLOWED_HOSTS)
-    return True
 
 
 class ApiKeyAuthMiddleware:
@@ -74,7 +62,7 @@ class ApiKeyAuthMiddleware:
         await self.app(scope, receive, send)
 
     async def _check(self, scope, headers: dict[str, str]) -> Caller:
-        if not _host_allowed(headers):
+        if not host_allowed(headers):
             raise ValidationFailed("The Host (or Origin) header names a host this broker does not serve.",
                                    field="host", hint="add it to ALLOWED_HOSTS")
         length = headers.get("content-length", "")
@@ -90,7 +78,11 @@ class ApiKeyAuthMiddleware:
 
 
 def caller_of(ctx: Context) -> Caller:
-    request: Any = ctx.request_context.request
+    return caller_of_request(ctx.request_context.request)
+
+
+def caller_of_request(request: Any) -> Caller:
+    """The Caller of the HTTP request that carried an MCP message (tools, resources, subscriptions)."""
     scope = getattr(request, "scope", None) or {}
     caller = scope.get("state", {}).get(CALLER_STATE_KEY)
     if not isinstance(caller, Caller):  # only reachable if the app were mounted without the middleware
@@ -99,7 +91,10 @@ def caller_of(ctx: Context) -> Caller:
 
 
 def mcp_session_id_of(ctx: Context) -> str | None:
+    return mcp_session_id_of_request(ctx.request_context.request)
+
+
+def mcp_session_id_of_request(request: Any) -> str | None:
     """The Mcp-Session-Id of the connection (older, session-based protocol versions); None when stateless."""
-    request: Any = ctx.request_context.request
     headers = getattr(request, "headers", None)
     return headers.get("mcp-session-id") if headers is not None else None

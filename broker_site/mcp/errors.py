@@ -1,15 +1,18 @@
 """The MCP face's one mapper from errors to the SPEC shape {error, message, details}.
 
 Inside a tool call a failure is a tool result with isError set, carrying the shape both as
-JSON text (what most agents read) and as structuredContent. Before MCP handling (a bad key,
-a bad Host, an oversized body) it is a plain HTTP JSON response with the REST status.
+JSON text (what most agents read) and as structuredContent. A failed resource read or
+subscription has no result to carry it, so it is a JSON-RPC error whose message is ours and
+whose `data` is the shape. Before MCP handling (a bad key, a bad Host, an oversized body) it
+is a plain HTTP JSON response with the REST status.
 """
 
 import json
 import logging
 from typing import Any
 
-from mcp_types import CallToolResult, TextContent
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import ValidationError
 
 from broker_site.errors import BrokerError, ValidationFailed
@@ -23,7 +26,7 @@ def as_broker_error(exc: Exception, tool: str) -> BrokerError:
     if isinstance(exc, ValidationError):
         return arguments_error(exc, tool)
     # Anything else is a bug: log it with its traceback, answer without one.
-    log.exception("unhandled error in MCP tool %s", tool)
+    log.exception("unhandled error in MCP handler %s", tool)
     return BrokerError()
 
 
@@ -44,6 +47,14 @@ def tool_error(exc: Exception, tool: str) -> CallToolResult:
 
 def tool_result(data: dict[str, Any]) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=_json(data))], structured_content=data)
+
+
+def request_error(exc: Exception, what: str) -> MCPError:
+    """A JSON-RPC error for a failed request other than a tool call: the caller's mistakes are
+    INVALID_PARAMS (there is no closer JSON-RPC code for "not yours" or "not found"), ours INTERNAL_ERROR."""
+    error = as_broker_error(exc, what)
+    code = INVALID_PARAMS if error.status < 500 else INTERNAL_ERROR
+    return MCPError(code=code, message=error.message, data=error.as_dict())
 
 
 def http_error_response(exc: BrokerError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -5,9 +5,10 @@ mistake comes back as a `validation_error` in the SPEC shape rather than the SDK
 The SDK still sees an ordinary `Tool`: its published inputSchema is the model's schema,
 and its own argument model passes the raw arguments through untouched.
 
-Each call runs in its own asgiref ThreadSensitiveContext: the handler's ORM work gets a
-thread of its own instead of queueing on the process's one shared sync thread, and its
-database connections are closed when the call ends (the thread goes with the context).
+Each call (and each inbox read, see inbox.py) runs in its own asgiref ThreadSensitiveContext:
+the handler's ORM work gets a thread of its own instead of queueing on the process's one
+shared sync thread, and its database connections are closed when the call ends (the thread
+goes with the context).
 """
 
 import inspect
@@ -142,18 +143,22 @@ def input_schema(args: type[Args]) -> dict[str, Any]:
     return schema
 
 
+async def run_in_own_context(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a handler (sync or async) in its own ThreadSensitiveContext, closing its connections after."""
+    async with ThreadSensitiveContext():
+        try:
+            if inspect.iscoroutinefunction(fn):
+                return await fn(*args)
+            return await sync_to_async(fn)(*args)
+        finally:
+            await sync_to_async(connections.close_all)()
+
+
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
         args = spec.args.model_validate(arguments)
         call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx))
-        async with ThreadSensitiveContext():
-            try:
-                if inspect.iscoroutinefunction(spec.handler):
-                    result = await spec.handler(call, args)
-                else:
-                    result = await sync_to_async(spec.handler)(call, args)
-            finally:
-                await sync_to_async(connections.close_all)()
+        result = await run_in_own_context(spec.handler, call, args)
     except Exception as exc:
         return tool_error(exc, spec.name)
     return tool_result(result)

@@ -4,6 +4,9 @@ The SDK's session manager must be running (`session_manager.run()`, once per pro
 it serves a request. daphne sends no lifespan events, so it is started by a background
 starter (broker_site.lifespan): on the first request under daphne, from the lifespan under
 uvicorn, whichever comes first; a request that arrives while it is starting waits for it.
+
+Besides the tools (registry.py, tools.py) it serves one resource template, each session's
+inbox (inbox.py), which session-based clients may subscribe to for push (inbox_push.py).
 """
 
 import asyncio
@@ -16,14 +19,21 @@ from mcp.server.transport_security import TransportSecuritySettings
 from broker_site.lifespan import background_starters, shutdown_hooks
 from broker_site.mcp import tools  # noqa: F401  (registers the tools)
 from broker_site.mcp.auth import ApiKeyAuthMiddleware
+from broker_site.mcp.inbox import register_inbox_resource
+from broker_site.mcp.inbox_push import register_inbox_push, subscriptions
 from broker_site.mcp.registry import registry, sdk_tool
 
 log = logging.getLogger("broker.mcp")
 MCP_PATH = "/mcp"
 INSTRUCTIONS = ("Message broker between agents. Call connect_session first; later calls on this connection act "
-                "as that session (or pass session_token). Wait for mail with receive_messages(wait_seconds=...).")
+                "as that session (or pass session_token). Wait for mail with receive_messages(wait_seconds=...), "
+                "or subscribe to the inbox resource connect_session names.")
 
-server = MCPServer(name="mcp-broker", instructions=INSTRUCTIONS, tools=[sdk_tool(spec) for spec in registry])
+# The SDK's own `subscriptions/listen` (2026-07-28 protocol) is off: it would accept any URI from
+# any caller, and a listen request carries nothing that proves which session it is (inbox_push.py).
+server = MCPServer(name="mcp-broker", instructions=INSTRUCTIONS, tools=[sdk_tool(spec) for spec in registry],
+                   subscriptions=False)
+register_inbox_resource(server)
 # The body limit sits above the largest payload a project may allow, so an oversized payload is
 # refused by the service as a clear tool error rather than by the transport. Host and Origin are
 # checked against ALLOWED_HOSTS by ApiKeyAuthMiddleware with Django's own rules (wildcards and
@@ -34,6 +44,8 @@ starlette_app = server.streamable_http_app(
     max_request_body_size=settings.BROKER["MAX_REQUEST_BYTES"],
     transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
 )
+# MCPServer has no parameter for subscribe handlers; its low-level Server (the session manager's app) takes them.
+register_inbox_push(server.session_manager.app)
 
 _ready = asyncio.Event()
 _stop = asyncio.Event()
@@ -64,6 +76,7 @@ async def stop_mcp() -> None:
 
 
 background_starters.append(ensure_mcp_running)
+shutdown_hooks.append(subscriptions.close_all)
 shutdown_hooks.append(stop_mcp)
 
 
@@ -75,7 +88,30 @@ async def _serve(scope, receive, send) -> None:
         if not _ready.is_set():  # it failed to start (logged above): answer 500, not hang
             ready.cancel()
             raise RuntimeError("The MCP session manager is not running.")
-    await starlette_app(scope, receive, send)
+    await _serve_to_the_end(scope, receive, send)
+
+
+async def _serve_to_the_end(scope, receive, send) -> None:
+    """Serve with the SDK's app, then end a response it started and left open.
+
+    The SDK's SSE responses (sse_starlette) stop on uvicorn's exit signal without sending the
+    final body, and uvicorn logs "ASGI callable returned without completing response" for each
+    GET stream still open at shutdown. Ending it here closes the stream the way HTTP expects;
+    servers ignore a send after the client has gone.
+    """
+    started = ended = False
+
+    async def tracking_send(message) -> None:
+        nonlocal started, ended
+        if message["type"] == "http.response.start":
+            started = True
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            ended = True
+        await send(message)
+
+    await starlette_app(scope, receive, tracking_send)
+    if started and not ended:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 mcp_app = ApiKeyAuthMiddleware(_serve, max_body_bytes=settings.BROKER["MAX_REQUEST_BYTES"])

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from asgiref.sync import sync_to_async
 from pydantic import Field
 
+from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.registry import Args, SessionArgs, ToolCall, tool
 from projects import selectors as project_selectors
 from projects import services as project_services
@@ -46,7 +47,9 @@ def connect_session(call: ToolCall, args: ConnectArgs) -> dict[str, Any]:
     connected = session_services.session_connect(call.project, actor=call.caller.actor, **args.model_dump())
     data = connected.as_dict()
     data["bound"] = call.bind(connected.session.pk)
-    if not data["bound"]:
+    if data["bound"]:
+        data["inbox"] = inbox_uri(connected.session.pk)  # a resource this connection may read and subscribe to
+    else:
         data["hint"] = "This connection is stateless: pass session_token to session tools."
     return data
 

@@ -1,0 +1,75 @@
+"""The `inbox` resource: `broker://sessions/{session_id}/inbox`, one per session.
+
+Reading it returns a compact JSON view of the session's pending mail: how many messages wait
+for a receive, how many were received and wait for an ack, and the next few in delivery
+order (id, sender, protocol, priority; no payloads). Reading changes nothing: messages are
+taken with receive_messages, which marks them delivered. The view is for deciding when to
+call it, and is what a resource-updated notification (inbox_push.py) invites a client to read.
+
+Only the session itself may read or subscribe, and it proves who it is the way session tools
+do on a session-based connection: connect_session bound this MCP connection to it. A read
+carries no arguments, so the stateless protocol's `session_token` cannot be offered; stateless
+clients wait for mail with receive_messages(wait_seconds=..., session_token=...). A key of the
+same project on a connection bound elsewhere (or nowhere) gets `forbidden`; another project's
+key gets `not_found`, exactly as for a session that does not exist.
+"""
+
+import json
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.uri_template import UriTemplate
+
+from broker_site.errors import Forbidden
+from broker_site.mcp.auth import caller_of_request, mcp_session_id_of_request
+from broker_site.mcp.binding import bindings
+from broker_site.mcp.errors import request_error
+from broker_site.mcp.registry import run_in_own_context
+from projects.auth import Caller
+from routing.selectors import inbox_summary
+from sessions_app.models import AgentSession
+from sessions_app.selectors import session_get
+
+INBOX_URI_TEMPLATE = "broker://sessions/{session_id}/inbox"
+INBOX_DESCRIPTION = ("Your session's pending mail (counts, next few ids); reading changes nothing. "
+                     "Subscribe for an update when mail arrives; take it with receive_messages.")
+_template = UriTemplate.parse(INBOX_URI_TEMPLATE)
+
+
+def inbox_uri(session_id: Any) -> str:
+    return _template.expand({"session_id": str(session_id)})
+
+
+def inbox_session_ref(uri: str) -> str | None:
+    """The session id (or name) an inbox URI names; None if the URI is not an inbox URI."""
+    params = _template.match(uri)
+    ref = params.get("session_id") if params else None
+    return ref if isinstance(ref, str) else None
+
+
+def inbox_owner(caller: Caller, mcp_session_id: str | None, session_ref: str) -> AgentSession:
+    """The session whose inbox this is, provided this MCP connection is bound to it."""
+    session = session_get(caller.project, session_ref)  # another project's session: not found
+    bound = bindings.lookup(mcp_session_id, caller.project.pk) if mcp_session_id else None
+    if bound != session.pk:
+        raise Forbidden("Only the session itself reads or subscribes to its inbox: call connect_session for it "
+                        "on this session-based MCP connection first (stateless clients use receive_messages).",
+                        next_step="connect_session")
+    return session
+
+
+
+def _read_inbox(caller: Caller, mcp_session_id: str | None, session_ref: str) -> dict[str, Any]:
+    return inbox_summary(inbox_owner(caller, mcp_session_id, session_ref))
+
+
+def register_inbox_resource(server: MCPServer) -> None:
+    @server.resource(INBOX_URI_TEMPLATE, name="inbox", description=INBOX_DESCRIPTION, mime_type="application/json")
+    async def read_inbox(session_id: str, ctx: Context) -> str:
+        request = ctx.request_context.request
+        try:
+            summary = await run_in_own_context(_read_inbox, caller_of_request(request),
+                                               mcp_session_id_of_request(request), session_id)
+        except Exception as exc:
+            raise request_error(exc, "resources/read") from None
+        return json.dumps(summary, separators=(",", ":"))

@@ -1,0 +1,146 @@
+"""The inbox push listener's life cycle, in process: bounded, ended with its MCP session, and
+surviving a channel-layer failure. (test_inbox.py drives the same push over HTTP.)"""
+
+import asyncio
+import logging
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from channels.layers import InMemoryChannelLayer
+from mcp.server.connection import Connection
+
+from broker_site.errors import LimitReached
+from broker_site.mcp import inbox_push
+from broker_site.mcp.binding import bindings
+from broker_site.mcp.inbox import inbox_uri
+from broker_site.mcp.inbox_push import InboxSubscriptions
+from routing.events import MESSAGE_EVENT, session_group
+
+
+class RecordingOutbound:
+    """The connection's standalone stream, as the SDK would write it: here, a queue of (method, params)."""
+
+    def __init__(self) -> None:
+        self.sent: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
+
+    async def notify(self, method, params, opts=None) -> None:
+        self.sent.put_nowait((method, dict(params or {})))
+
+    async def send_raw_request(self, method, params, opts=None):
+        raise AssertionError("push sends notifications only")
+
+
+class FlakyLayer:
+    """The in-memory layer, failing its first calls of `new_channel` and `receive` as an unreachable Redis would."""
+
+    def __init__(self, new_channel_failures: int = 0, receive_failures: int = 0) -> None:
+        self.inner = InMemoryChannelLayer()
+        self.failures = {"new_channel": new_channel_failures, "receive": receive_failures}
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+        if self.failures.get(name):
+            async def failing(*args, **kwargs):
+                self.failures[name] -= 1
+                raise ConnectionError("Redis is unreachable")
+            return failing
+        return method
+
+
+@pytest.fixture
+def layer(monkeypatch) -> FlakyLayer:
+    layer = FlakyLayer()
+    monkeypatch.setattr(inbox_push, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(inbox_push, "RETRY_FIRST_SECONDS", 0.01)
+    return layer
+
+
+def bound_connection() -> tuple[Connection, RecordingOutbound, SimpleNamespace]:
+    """A session-based MCP connection that connect_session bound to a (stand-in) broker session."""
+    outbound = RecordingOutbound()
+    connection = Connection(outbound, protocol_version="2025-11-25", session_id=uuid.uuid4().hex)
+    session = SimpleNamespace(pk=uuid.uuid4(), project_id="alpha")
+    bindings.bind(connection.session_id, "alpha", session.pk)
+    return connection, outbound, session
+
+
+async def mail_for(layer, session) -> None:
+    await layer.inner.group_send(session_group(session.pk), {"type": MESSAGE_EVENT, "message_ids": ["m"]})
+
+
+async def next_update(outbound: RecordingOutbound) -> str:
+    method, params = await asyncio.wait_for(outbound.sent.get(), 5)
+    assert method == "notifications/resources/updated"
+    return params["uri"]
+
+
+async def until(condition, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_mail_event_becomes_a_resource_updated_notification(layer):
+    subscriptions = InboxSubscriptions()
+    connection, outbound, session = bound_connection()
+    await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    await layer.inner.group_send(session_group(session.pk), {"type": "broker.replaced", "connection_epoch": 2})
+    await mail_for(layer, session)
+    # Only the mail event counts: the first notification is the mail's, and it is alone.
+    assert await next_update(outbound) == inbox_uri(session.pk)
+    assert outbound.sent.empty()
+    await subscriptions.close_all()
+
+
+async def test_subscription_ends_with_its_mcp_session_and_leaves_the_group(layer):
+    subscriptions = InboxSubscriptions()
+    connection, _, session = bound_connection()
+    await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    assert layer.inner.groups.get(session_group(session.pk))
+    await connection.exit_stack.aclose()  # what the SDK does when the MCP session ends (DELETE, idle, crash)
+    assert len(subscriptions) == 0
+    await until(lambda: not layer.inner.groups.get(session_group(session.pk)))
+
+
+async def test_subscriptions_are_bounded_and_one_per_mcp_session_and_uri(layer):
+    subscriptions = InboxSubscriptions(limit=1)
+    connection, _, session = bound_connection()
+    await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    assert len(subscriptions) == 1
+    other, _, other_session = bound_connection()
+    with pytest.raises(LimitReached):
+        await subscriptions.subscribe(other, other_session, inbox_uri(other_session.pk))
+    await subscriptions.close_all()
+    assert len(subscriptions) == 0
+
+
+async def test_connection_no_longer_bound_to_the_session_stops_hearing(layer):
+    subscriptions = InboxSubscriptions()
+    connection, outbound, session = bound_connection()
+    await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    bindings.unbind(connection.session_id, session.pk)  # disconnect_session on that connection
+    await mail_for(layer, session)
+    await until(lambda: len(subscriptions) == 0)
+    assert outbound.sent.empty()
+
+
+async def test_layer_failure_logs_push_fallback_retries_and_catches_up(layer, monkeypatch, caplog):
+    layer.failures.update(new_channel=2, receive=1)
+    monkeypatch.setattr(inbox_push, "_has_queued_mail", lambda session_pk: True)
+    subscriptions = InboxSubscriptions()
+    connection, outbound, session = bound_connection()
+    with caplog.at_level(logging.WARNING, logger="broker.mcp"):
+        # Redis is down when the client subscribes: the subscription still stands.
+        await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+        # Once the layer answers, mail may have come in meanwhile: one catch-up notification.
+        assert await next_update(outbound) == inbox_uri(session.pk)
+        # Its first receive fails too; it joins again from a fresh channel, catches up again, then hears live mail.
+        assert await next_update(outbound) == inbox_uri(session.pk)
+        await until(lambda: bool(layer.inner.groups.get(session_group(session.pk))))
+        await mail_for(layer, session)
+        assert await next_update(outbound) == inbox_uri(session.pk)
+    assert [r.message for r in caplog.records].count("push_fallback") == 3
+    assert all(r.session_id == str(session.pk) for r in caplog.records)
+    await subscriptions.close_all()
