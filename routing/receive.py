@@ -17,6 +17,7 @@ from routing.events import session_group
 from routing.models import Message
 from routing.services import messages_claim
 from sessions_app.models import AgentSession
+from sessions_app.services import session_heartbeat
 
 log = logging.getLogger("broker.routing")
 SAFETY_RECHECK_SECONDS = 5.0
@@ -46,6 +47,8 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
             # Claim again after subscribing: a message committed between the first claim and
             # group_add sent its event before we listened, so only the database knows of it.
             messages = await claim(session, max_messages=max_messages, auto_ack=auto_ack)
+            # A session waiting for mail is alive: without this a 60 s wait outlasts disconnect_after.
+            await sync_to_async(session_heartbeat)(session)
             remaining = deadline - loop.time()
             if messages or remaining <= 0:
                 return messages

@@ -12,7 +12,9 @@ from broker_site.errors import ValidationFailed
 from routing.events import project_group, session_group
 from routing.models import Message
 from routing.services import message_send
-from sessions_app.services import session_connect, session_disconnect
+from sessions_app.models import AgentSession
+from sessions_app.selectors import session_get
+from sessions_app.services import session_connect, session_disconnect, sessions_time_out
 
 
 class Listener:
@@ -79,3 +81,22 @@ def test_broker_sweep_command_expires_due_messages(alpha, capsys):
     call_command("broker_sweep", "--once")
     assert "expired=1" in capsys.readouterr().out
     assert Message.objects.get(pk=accepted.message.pk).dead_reason == "expired"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_silent_past_disconnect_after_times_out_once_with_session_left(make_tenant):
+    tenant = make_tenant("alpha")
+    silent = session_connect(tenant.project, name="silent").session
+    session_connect(tenant.project, name="chatty")
+    listener = Listener(project_group("alpha"))
+    # Time passes for the silent one only (its last heartbeat moves into the past).
+    quiet_for = timedelta(seconds=tenant.project.disconnect_after - 1)
+    AgentSession.objects.filter(pk=silent.pk).update(last_heartbeat_at=timezone.now() - quiet_for)
+    assert sessions_time_out() == 0  # stale, not gone yet
+    AgentSession.objects.filter(pk=silent.pk).update(last_heartbeat_at=timezone.now() - quiet_for * 2)
+    assert sessions_time_out() == 1
+    assert sessions_time_out() == 0  # a second sweeper finds nothing left to announce
+    assert [(e["event"], e["name"]) for e in listener.events()] == [("session_left", "silent")]
+    silent.refresh_from_db()
+    assert (silent.status, silent.disconnect_reason) == ("disconnected", "timeout")
+    assert session_get(tenant.project, "chatty").status == "active"
