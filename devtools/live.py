@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -84,13 +84,20 @@ def new_key(env: dict[str, str], *args: str) -> str:
     return SHOWN_ONCE.search(manage(env, *args)).group(1)
 
 
-class BrokerProcess:
-    """One daphne process serving the broker, as the README runs it; restartable on the same port."""
+def daphne_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "broker_site.asgi:application"]
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+
+class BrokerProcess:
+    """One server process serving the broker (daphne, as the README runs it, unless `command` says
+    otherwise); restartable on the same port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None,
+                 command: Callable[[int], list[str]] = daphne_command) -> None:
         self.env = env
         self.log_path = log_path
         self.port = port or free_port()
+        self.command = command
         self.process: subprocess.Popen | None = None
 
     @property
@@ -103,10 +110,8 @@ class BrokerProcess:
 
     def start(self) -> "BrokerProcess":
         with open(self.log_path, "a") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                 "broker_site.asgi:application"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
+            self.process = subprocess.Popen(self.command(self.port), cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_until_healthy(self.http_url, self.process)
         except (RuntimeError, TimeoutError) as exc:
@@ -115,7 +120,7 @@ class BrokerProcess:
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        """Signal the process group and wait for it; returns the exit code."""
+        """Signal the process group (once) and wait for it; its exit code, or the signal that killed it (negative)."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
         os.killpg(self.process.pid, sig)
