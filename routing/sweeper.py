@@ -19,11 +19,16 @@ log = logging.getLogger("broker.sweeper")
 _task: asyncio.Task | None = None
 
 
+def sweep_pass() -> dict[str, int]:
+    """One pass of everything the sweeper does: expiry, redelivery, purge, session time-outs."""
+    counts = sweep()
+    counts["sessions_timed_out"] = sessions_time_out()
+    return counts
+
+
 def sweep_once() -> dict[str, int]:
     try:
-        counts = sweep()
-        counts["sessions_timed_out"] = sessions_time_out()
-        return counts
+        return sweep_pass()
     finally:
         # This runs outside any request, so nothing else would close its connection.
         connection.close()

@@ -4,7 +4,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from routing.sweeper import sweep_once
+from routing.sweeper import sweep_once, sweep_pass
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, once: bool = False, interval: float = 2.0, **options) -> None:
         if once:
-            counts = sweep_once()
+            counts = sweep_pass()
             self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
             return
         while True:
