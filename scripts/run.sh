@@ -26,6 +26,8 @@ cat <<INFO
 
 MCP Broker on $BROKER_PUBLIC_URL
   REST API    $BROKER_PUBLIC_URL/api/v1/    (docs: $BROKER_PUBLIC_URL/api/docs/, schema: /api/schema/)
+  MCP         $BROKER_PUBLIC_URL/mcp
+  WebSocket   ${BROKER_PUBLIC_URL/http/ws}/ws/sessions/    (frames: README, "WebSockets")
   Admin       $BROKER_PUBLIC_URL/admin/     (make a login: $PY manage.py createsuperuser)
   Health      $BROKER_PUBLIC_URL/healthz and /readyz
 Send the key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY'. Ctrl-C stops the broker.
