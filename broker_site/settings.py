@@ -156,9 +156,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 reads with a 5 s socket timeout by default, the same 5 s that channels-redis
-            # blocks in BZPOPMIN waiting for a message: every idle receive would fail. Read longer.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            # redis-py 8 changed two defaults channels-redis relies on: reads time out after 5 s, the
+            # same 5 s channels-redis blocks in BZPOPMIN waiting for a message (every idle receive
+            # would fail), and a pool holds at most 100 connections (a thousand sockets subscribing
+            # at once would get "Too many connections"). Read longer; allow as many as before.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                                  "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000, minimum=10)}],
                        "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=1)},
         }
     }

@@ -232,6 +232,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
                                 **_options(frame, BROADCAST_FIELDS))
 
     async def _hello(self, frame: dict[str, Any]) -> dict[str, Any]:
+        presence = frame.get("presence", True)
+        if not isinstance(presence, bool):
+            raise ValidationFailed("presence is true (tell me who joins and leaves) or false.", field="presence")
+        self.presence = presence
         client = self.scope.get("client") or ("", 0)
         caller, connected = await self._call(_open_session, frame.get("key") or self.header_key,
                                              frame.get("project_id") or self.header_project, client[0] or "", frame)
@@ -293,7 +297,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         layer = get_channel_layer()
         if layer is None:
             return  # no channel layer configured: the pump polls
-        groups = (events.session_group(self.session.pk), events.project_group(self.session.project_id))
+        groups = (events.session_group(self.session.pk),)
+        if self.presence:  # every join and leave goes to every subscriber: N sockets joining cost N² frames
+            groups += (events.project_group(self.session.project_id),)
         backoff, failed = 0.5, False
         while True:
             channel = None

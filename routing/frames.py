@@ -15,7 +15,7 @@ from routing.models import Message
 from routing.selectors import message_summary
 
 CLIENT_FIELDS: dict[str, frozenset[str]] = {
-    "hello": frozenset({"key", "project_id", "session_id", "name", "session_token", "capabilities"}),
+    "hello": frozenset({"key", "project_id", "session_id", "name", "session_token", "capabilities", "presence"}),
     "ack": frozenset({"message_ids"}),
     "heartbeat": frozenset(),
     "send": frozenset({"recipient_id", "payload", "protocol_name", "protocol_version", "priority", "ttl",

@@ -96,3 +96,15 @@ async def test_resume_from_another_connection_closes_the_old_one(live_broker):
                 raise AssertionError("the replaced connection stayed open")
             answer = await second.request({"type": "heartbeat"})
             assert answer["result"]["status"] == "active"
+
+
+async def test_a_session_that_opts_out_of_presence_gets_no_join_frames(live_broker):
+    async with live_broker.connect(presence=False) as quiet, live_broker.connect() as watcher:
+        async with live_broker.connect() as visitor:
+            await watcher.next("session_joined", session_id=visitor.session_id)
+            answer = await quiet.request({"type": "heartbeat"})  # frames before this one have arrived
+            assert answer["type"] == "result"
+            assert not [f for f in quiet.backlog if f["type"].startswith("session_")]
+    async with live_broker.raw(Authorization=f"Bearer {live_broker.agent_key}") as client:
+        bad = await client.request({"type": "hello", "presence": "yes"})
+        assert (bad["error"], bad["details"]["field"]) == ("validation_error", "presence")

@@ -1,0 +1,487 @@
+"""WebSocket load: N sessions sending to random peers, on the broker and on a bare Channels echo (the ceiling).
+
+    .venv/bin/python bench/ws_load.py                                   # the full run: both stacks, 1,000 sessions
+    .venv/bin/python bench/ws_load.py --sessions 200 --seconds 5        # a quick look
+    .venv/bin/python bench/ws_load.py --stack postgres --profile-dir /tmp/prof   # py-spy the broker under load
+    .venv/bin/python bench/profile_summary.py /tmp/prof/postgres.txt --lines      # ... and read the profile
+
+For each stack (`default`: SQLite + in-memory layer; `postgres`: PostgreSQL + Redis, on a
+throwaway database made with devtools.live.throwaway_database; `both`, the default, runs the
+second only when PostgreSQL and Redis answer) it starts the broker under daphne, makes a
+project whose limits the load cannot reach, and then:
+
+1. opens --sessions WebSocket sessions (--connect-concurrency handshakes at once, spread over
+   --client-processes worker processes, see bench/ws_clients.py; the ones not connected after
+   --connect-deadline count as failures) and reads the server's RSS once it is quiet again
+   (at most SETTLE_MAX_S). Sessions say hello with presence false unless --presence: with
+   it, N sessions joining cost the server N^2 session_joined frames, counted in the output;
+2. has them send to random peers at --rate messages/s in total for --seconds, acking what
+   they are pushed; a session with --max-in-flight unanswered sends skips its turn (counted),
+   so an overloaded server gets a bounded backlog rather than an ever-growing one;
+3. drains (at most DRAIN_MAX_S) and checks that every accepted send (a result with status
+   delivered or queued) was pushed to its recipient: accepted ids against unique received ids;
+4. broadcasts from one session to all the others --broadcasts times: send -> last push
+   (a round not complete within BROADCAST_TIMEOUT_S has no time).
+
+Measured: deliveries/s in the load window (pushes received, first copy of each id),
+send -> push latency p50/p95/p99 (the sender's time.time() travels in the payload and every
+process reads the same clock), send -> result latency, errors and timeouts (sends never
+answered), server RSS (VmRSS summed over daphne's process group) idle, peak and at the end,
+and the CPU of the server, each client process, PostgreSQL, Redis and the whole machine
+during the load, from which it names the side that saturated ("other" is whatever else ran
+on the machine: on a shared box every figure suffers).
+
+Then the same load on bench/echo_app.py, once per channel layer the stacks used (Redis for
+postgres, in-memory for default): daphne, Channels and the layer with no database and no
+broker code. The broker's deliveries/s is given as a ratio of the echo's; when the echo
+itself could not carry the offered load, the ratio says so. --echo-redis-layer pubsub runs
+the echo on channels-redis's pub/sub layer instead of the core layer the broker uses.
+
+Every phase has a time limit, so the run ends even on a struggling server: about 2 minutes
+when the targets are met, 4 to 5 on a server far from them. One JSON document goes to stdout
+(machine, git revision, parameters, results per stack, ceilings, ratios, and SPEC section 5's
+targets with met true/false); progress goes to stderr; the servers' logs stay in a
+ws-bench-logs-* directory under the temp dir, named in the output.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the project and bench/ importable
+
+from bench.proc_stats import CpuWatch, RssPeak, process_group, rss_mb, wait_until_quiet  # noqa: E402
+from bench.ws_clients import ClientPool  # noqa: E402
+from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+TARGETS = {"sessions_held": 1000, "deliveries_per_s": 2000, "delivery_p99_ms": 50, "broadcast_1000_last_push_ms": 250,
+           "rss_mb": 300}
+DRAIN_MAX_S = 15
+DRAIN_STALL_S = 6  # longer than the broker's 5 s re-check of a queue
+BROADCAST_TIMEOUT_S = 5
+SETTLE_MAX_S = 10
+
+
+def say(text: str) -> None:
+    print(f"[ws_load {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# -- numbers
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def latency_summary(ms: list[float]) -> dict:
+    if not ms:
+        return {"count": 0}
+    return {"count": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p95_ms": round(percentile(ms, 95), 2),
+            "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2), "mean_ms": round(statistics.fmean(ms), 2)}
+
+
+def saturated_side(cpu: dict, achieved: float, offered: float) -> str:
+    """A hint at what limited the throughput, from the CPU figures of the load window."""
+    if achieved >= 0.95 * offered:
+        return "none: the offered load was delivered"
+    if cpu["server_percent"] >= 90:
+        return "server: its process used a full core (one Python process, one GIL)"
+    if any(p >= 90 for p in cpu["client_processes_percent"]):
+        return "clients: a client process used a full core; add --client-processes"
+    if cpu["postgres_percent"] >= 90:
+        return "database: PostgreSQL's processes used a full core"
+    if (cpu["machine_busy_percent"] or 0) >= 90:
+        return (f"machine: every core busy (server, clients, database and Redis together; other processes "
+                f"{cpu.get('other_percent', 0)}% of a core)")
+    return "unclear: no process used a full core; look at the database, locks and the in-flight cap"
+
+
+# -- servers
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    database_url: str
+    redis_url: str
+
+    @property
+    def layer(self) -> str:
+        return "redis" if self.redis_url else "in-memory"
+
+    @property
+    def description(self) -> str:
+        return "postgresql+redis" if self.database_url else "sqlite+in-memory"
+
+
+def echo_command(port: int) -> list[str]:
+    """daphne serving bench/echo_app.py instead of the broker."""
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.echo_app:application"]
+
+
+@contextmanager
+def running(server: BrokerProcess):
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def broker_server(stack: Stack, work_dir: Path, logs: Path):
+    """The broker on `stack`, migrated, with a project whose limits the load cannot reach; yields (server, key)."""
+    with ExitStack() as resources:
+        database_url = ""
+        if stack.database_url:
+            database_url = resources.enter_context(throwaway_database(stack.database_url, prefix="broker_bench"))
+        var_dir = work_dir / f"var-{stack.name}"
+        var_dir.mkdir()
+        env = broker_env(var_dir, database_url=database_url, redis_url=stack.redis_url)
+        manage(env, "migrate", "--noinput", "-v", "0")
+        project_id = f"bench-{uuid.uuid4().hex[:8]}"  # its own groups on a Redis others may share
+        key = new_key(env, "broker_project", "create", "--id", project_id, "--name", f"Bench {project_id}")
+        manage(env, "shell", "-c", "from projects.models import Project; from projects.services import project_update; "
+               f"project_update(Project.objects.get(pk='{project_id}'), {{'rate_limit_per_minute': 1_000_000, "
+               "'max_sessions': 10_000, 'max_queue_size': 1_000_000})")
+        server = resources.enter_context(running(BrokerProcess(env, logs / f"broker-{stack.name}.log")))
+        yield server, key
+
+
+@contextmanager
+def echo_server(redis_url: str, redis_layer: str, work_dir: Path, logs: Path):
+    env = broker_env(work_dir, redis_url=redis_url, DJANGO_SETTINGS_MODULE="bench.echo_settings",
+                     BENCH_ECHO_REDIS_LAYER=redis_layer)
+    log = logs / f"echo-{'redis' if redis_url else 'in-memory'}.log"
+    with running(BrokerProcess(env, log, command=echo_command)) as server:
+        yield server, "no-key-needed"
+
+
+@contextmanager
+def py_spy(pid: int, seconds: float, output: Path | None, gil_only: bool = False):
+    """py-spy record on `pid` for the load window when --profile-dir is given (raw collapsed stacks)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if output is None or not Path(binary).exists():
+        if output is not None:
+            say("py-spy not found; no profile (pip install py-spy, locally)")
+        yield
+        return
+    recorder = subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                                 "--format", "raw", "--nonblocking", "--output", str(output), *(["--gil"] if gil_only else [])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+    finally:
+        try:
+            _, errors = recorder.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            errors = "timed out"
+        say(f"profile written to {output}" if output.exists() else f"py-spy failed: {errors[-500:]}")
+
+
+# -- the phases of one measurement
+
+
+def connect_phase(pool: ClientPool, sessions: int, server: BrokerProcess) -> tuple[dict, list[str]]:
+    started = time.monotonic()
+    replies = pool.ask_all("connect")
+    peers = [session_id for reply in replies for session_id in reply["session_ids"]]
+    failures, frames = Counter(), Counter()
+    for reply in replies:
+        failures.update(reply["failures"])
+        frames.update(reply["frames"])
+    figures = {"requested": sessions, "connected": len(peers), "connect_seconds": round(time.monotonic() - started, 1),
+               "connect_failures": dict(failures), "frames_received_while_connecting": dict(frames)}
+    say(f"{len(peers)}/{sessions} sessions connected in {figures['connect_seconds']} s")
+    figures["settled"] = wait_until_quiet(server.process.pid, SETTLE_MAX_S)
+    figures["server_rss_mb_idle"] = rss_mb(process_group(server.process.pid))
+    return figures, peers
+
+
+def load_phase(pool: ClientPool, peers: list[str], server: BrokerProcess, options, profile: Path | None) -> dict:
+    """Offer the load, drain, and merge what the workers saw."""
+    workers = len(pool.pids())
+    start_at = time.time() + 0.5
+    plan = {"peers": peers, "rate": options.rate / workers, "seconds": options.seconds, "start_at": start_at}
+    say(f"load: {options.rate} msg/s for {options.seconds} s")
+    pgid = server.process.pid
+    with RssPeak(pgid) as rss, CpuWatch(pgid, pool.pids()) as cpu, py_spy(pgid, options.seconds, profile, options.profile_gil):
+        offered = pool.ask_all("load", [plan] * workers)
+    rss_end_of_load = rss_mb(process_group(pgid))
+    drain_seconds = drain(pool)
+    report = merge_reports(pool.ask_all("report"), options.seconds)
+    report["offered"] = {"per_s": options.rate, "per_session_per_s": round(options.rate / max(1, len(peers)), 3),
+                         "made": sum(o["offered"] for o in offered)}
+    report["delivery_check"]["drain_seconds"] = drain_seconds
+    report["cpu_during_load"] = cpu.figures
+    report["saturated"] = saturated_side(cpu.figures, report["deliveries_per_s"], options.rate)
+    report["server_rss_mb_peak_load"] = max(rss.peak, rss_end_of_load)
+    report["server_rss_mb_end_of_load"] = rss_end_of_load
+    say(f"delivered {report['deliveries_per_s']} msg/s, p99 {report['push_latency'].get('p99_ms')} ms, "
+        f"missing {report['delivery_check']['missing']}; saturated: {report['saturated']}")
+    return report
+
+
+def drain(pool: ClientPool) -> float:
+    """Wait until every accepted send was pushed and every send answered (or nothing moves for a while)."""
+    started = last_progress = time.monotonic()
+    seen = -1
+    while time.monotonic() - started < DRAIN_MAX_S and time.monotonic() - last_progress < DRAIN_STALL_S:
+        statuses = pool.ask_all("status")
+        accepted, received = sum(s["accepted"] for s in statuses), sum(s["received"] for s in statuses)
+        if received >= accepted and not any(s["in_flight"] for s in statuses):
+            break
+        if received + accepted != seen:
+            seen, last_progress = received + accepted, time.monotonic()
+        time.sleep(0.25)
+    return round(time.monotonic() - started, 1)
+
+
+def merge_reports(reports: list[dict], seconds: float) -> dict:
+    accepted = {i for r in reports for i in r["accepted_ids"]}
+    received = {i for r in reports for i in r["received_ids"]}
+    by_second, errors, frames = Counter(), Counter(), Counter()
+    for r in reports:
+        by_second.update({int(k): v for k, v in r["deliveries_by_second"].items()})
+        errors.update(r["errors"])
+        frames.update(r["frames"])
+    in_window = sum(n for second, n in by_second.items() if 0 <= second < seconds)
+    return {
+        "sent": sum(r["sent"] for r in reports),
+        "skipped_at_in_flight_cap": sum(r["skipped"] for r in reports),
+        "accepted": len(accepted),
+        "accepted_per_s": round(len(accepted) / seconds, 1),
+        "deliveries_per_s": round(in_window / seconds, 1),
+        "deliveries_by_second": [by_second.get(s, 0) for s in range(int(max(by_second, default=-1)) + 1)],
+        "push_latency": latency_summary([ms for r in reports for ms in r["push_latency_ms"]]),
+        "send_result_latency": latency_summary([ms for r in reports for ms in r["send_rtt_ms"]]),
+        "errors": dict(errors),
+        "timeouts": sum(r["timeouts"] for r in reports),
+        "frames_received": frames,
+        "delivery_check": {"accepted": len(accepted), "received_unique": len(received),
+                           "missing": len(accepted - received), "unexpected": len(received - accepted),
+                           "duplicates": sum(r["duplicates"] for r in reports),
+                           "all_delivered": accepted <= received},
+    }
+
+
+def broadcast_phase(pool: ClientPool, rounds: int) -> dict:
+    """One session broadcasts `rounds` times; a round's time is its send -> the last recipient's push.
+
+    A round not complete within BROADCAST_TIMEOUT_S has no time (None) and the figures say so.
+    """
+    workers = len(pool.pids())
+    times_ms, arrived, expected, counts = [], [], 0, None
+    for number in range(rounds):
+        plans = [{"round_number": number, "sender": n == 0, "timeout": BROADCAST_TIMEOUT_S} for n in range(workers)]
+        replies = pool.ask_all("broadcast", plans)
+        expected = sum(r["expected"] for r in replies)
+        arrived.append(sum(r["arrived"] for r in replies))
+        last = max(r["last"] for r in replies) if arrived[-1] == expected else None
+        times_ms.append(round((last - replies[0]["sent_at"]) * 1000, 1) if last else None)
+        counts = (replies[0].get("result") or {}).get("counts", counts)
+        time.sleep(0.5)
+    complete = [ms for ms in times_ms if ms is not None]
+    figures = {"rounds": rounds, "recipients": expected, "arrived_per_round": arrived, "last_push_ms": times_ms,
+               "all_arrived": len(complete) == rounds, "timeout_s": BROADCAST_TIMEOUT_S, "result_counts": counts,
+               "p50_ms": percentile(complete, 50) if complete else None,
+               "max_ms": max(complete) if len(complete) == rounds else None}
+    late = f" (None: not every copy within {BROADCAST_TIMEOUT_S} s)" if None in times_ms else ""
+    say(f"broadcast to {expected}: last push {times_ms} ms{late}")
+    return figures
+
+
+def measure(server: BrokerProcess, key: str, options, profile: Path | None = None) -> dict:
+    """Connect, load, drain, broadcast against one running server."""
+    run = uuid.uuid4().hex[:6]  # names (and the echo's groups) never meet a previous run's
+    names = [f"bench-{run}-{n}" for n in range(options.sessions)]
+    client_options = {"connect_concurrency": max(1, options.connect_concurrency // options.client_processes),
+                      "max_in_flight": options.max_in_flight, "connect_deadline": options.connect_deadline,
+                      "presence": options.presence}
+    with ClientPool(options.client_processes, server.ws_url, key, names, client_options) as pool:
+        sessions, peers = connect_phase(pool, options.sessions, server)
+        if len(peers) < 2:
+            raise RuntimeError(f"only {len(peers)} sessions connected; see {server.log_path}")
+        load = load_phase(pool, peers, server, options, profile)
+        load["frames_received_during_load_and_drain"] = dict(
+            load.pop("frames_received") - Counter(sessions["frames_received_while_connecting"]))
+        broadcast = broadcast_phase(pool, options.broadcasts) if options.broadcasts else None
+        sessions["open_at_end"] = sum(s["open"] for s in pool.ask_all("status"))
+        server_figures = {"rss_mb_idle": sessions.pop("server_rss_mb_idle"),
+                          "rss_mb_peak_load": load.pop("server_rss_mb_peak_load"),
+                          "rss_mb_end_of_load": load.pop("server_rss_mb_end_of_load"),
+                          "rss_mb_end": rss_mb(process_group(server.process.pid)), "log": str(server.log_path)}
+    return {"sessions": sessions, "load": load, "broadcast": broadcast, "server": server_figures}
+
+
+# -- the run
+
+
+def reachable(stack_urls: tuple[str, str]) -> bool:
+    """Whether the PostgreSQL server and Redis answer."""
+    import psycopg
+    import redis
+
+    database_url, redis_url = stack_urls
+    try:
+        psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3).close()
+        redis.Redis.from_url(redis_url, socket_timeout=3).ping()
+    except Exception as exc:
+        say(f"PostgreSQL/Redis not reachable ({type(exc).__name__}: {exc}); the postgres stack is skipped")
+        return False
+    return True
+
+
+def echo_layer_name(stack: Stack, options) -> str:
+    if not stack.redis_url:
+        return "channels.layers.InMemoryChannelLayer"
+    return {"core": "channels_redis.core.RedisChannelLayer",
+            "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer"}[options.echo_redis_layer]
+
+
+def chosen_stacks(options) -> list[Stack]:
+    postgres = Stack("postgres", options.database_url, options.redis_url)
+    default = Stack("default", "", "")
+    if options.stack == "default":
+        return [default]
+    if options.stack == "postgres":
+        return [postgres]
+    return [default, postgres] if reachable((options.database_url, options.redis_url)) else [default]
+
+
+def targets_met(result: dict) -> dict:
+    """SPEC section 5 side by side with this stack's figures."""
+    sessions, load, broadcast, server = result["sessions"], result["load"], result["broadcast"] or {}, result["server"]
+    p99 = load["push_latency"].get("p99_ms")
+    peak_rss = max(server["rss_mb_idle"], server["rss_mb_peak_load"], server["rss_mb_end"])
+    held = sessions["connected"] if sessions["open_at_end"] >= sessions["connected"] else sessions["open_at_end"]
+    return {
+        "sessions_held": {"target": ">= 1000", "measured": held, "met": held >= TARGETS["sessions_held"]},
+        "deliveries": {"target": ">= 2000 msg/s sustained with p99 <= 50 ms",
+                       "measured": {"per_s": load["deliveries_per_s"], "p99_ms": p99},
+                       "met": load["deliveries_per_s"] >= TARGETS["deliveries_per_s"] and p99 is not None
+                       and p99 <= TARGETS["delivery_p99_ms"] and load["delivery_check"]["all_delivered"]},
+        "broadcast_to_1000": {"target": "<= 250 ms send -> last push (judged on the slowest round)",
+                              "measured": {"recipients": broadcast.get("recipients"), "max_ms": broadcast.get("max_ms")},
+                              "met": broadcast_met(broadcast)},
+        "server_rss": {"target": "<= 300 MB with 1000 sessions", "measured_mb": peak_rss,
+                       "met": held >= TARGETS["sessions_held"] and peak_rss <= TARGETS["rss_mb"]},
+    }
+
+
+def broadcast_met(broadcast: dict) -> bool:
+    slowest = broadcast.get("max_ms")
+    return bool(broadcast.get("recipients", 0) >= TARGETS["sessions_held"] - 1 and broadcast.get("all_arrived")
+                and slowest is not None and slowest <= TARGETS["broadcast_1000_last_push_ms"])
+
+
+def ratio_to_ceiling(result: dict, ceiling: dict) -> dict:
+    """The broker's deliveries/s over the echo's, under the same offered load; says when the echo itself fell short."""
+    broker, echo = result["load"]["deliveries_per_s"], ceiling["load"]["deliveries_per_s"]
+    ratio = {"ceiling_layer": ceiling["layer"], "broker_per_s": broker, "ceiling_per_s": echo,
+             "deliveries_per_s": round(broker / echo, 3) if echo else None}
+    check = ceiling["load"]["delivery_check"]
+    if not check["all_delivered"] or echo < 0.95 * ceiling["load"]["offered"]["per_s"]:
+        ratio["note"] = (f"the echo did not carry the offered load itself ({echo} of {ceiling['load']['offered']['per_s']} "
+                         f"msg/s, {check['missing']} accepted messages never pushed): the layer is the limit there")
+    return ratio
+
+
+def git_revision() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def parse_options(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 1)[1])
+    parser.add_argument("--stack", choices=["default", "postgres", "both"], default="both",
+                        help="both: default and postgres, the latter only if PostgreSQL and Redis answer")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=2000, help="messages/s offered, in total over all sessions")
+    parser.add_argument("--seconds", type=float, default=10, help="how long the load lasts")
+    parser.add_argument("--broadcasts", type=int, default=3, help="broadcast rounds after the load (0: none)")
+    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in progress at once, in total")
+    parser.add_argument("--max-in-flight", type=int, default=2, help="unanswered sends per session before it skips a turn")
+    parser.add_argument("--connect-deadline", type=float, default=30,
+                        help="seconds for all sessions to connect; the ones still trying then count as failures")
+    parser.add_argument("--presence", action="store_true",
+                        help="sessions ask for session_joined/left frames (N sessions joining then cost N^2 frames)")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the bare Channels echo")
+    parser.add_argument("--echo-redis-layer", choices=["core", "pubsub"], default="core",
+                        help="the echo's Redis layer: core (RedisChannelLayer, the broker's) or pubsub (RedisPubSubChannelLayer)")
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
+                        help="PostgreSQL server for the postgres stack (a throwaway database is made on it)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the postgres stack and its ceiling")
+    parser.add_argument("--profile-dir", type=Path, help="py-spy record the broker during the load into DIR/<stack>.txt")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="sample only the thread holding the GIL (the process's Python CPU) instead of every busy thread")
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    options = parse_options()
+    started = time.monotonic()
+    load_at_start = [round(n, 2) for n in os.getloadavg()]
+    stacks = chosen_stacks(options)
+    if options.profile_dir:
+        options.profile_dir.mkdir(parents=True, exist_ok=True)
+    results, ceilings = {}, {}
+    logs = Path(tempfile.mkdtemp(prefix="ws-bench-logs-"))  # the servers' logs outlive the run
+    say(f"server logs in {logs}")
+    with tempfile.TemporaryDirectory(prefix="ws-bench-") as work:
+        for stack in stacks:
+            say(f"stack {stack.name} ({stack.description})")
+            profile = options.profile_dir / f"{stack.name}.txt" if options.profile_dir else None
+            with broker_server(stack, Path(work), logs) as (server, key):
+                results[stack.name] = {"stack": stack.description, **measure(server, key, options, profile)}
+            results[stack.name]["targets"] = targets_met(results[stack.name])
+        if not options.no_ceiling:
+            for stack in stacks:
+                if stack.layer in ceilings:
+                    continue
+                say(f"ceiling: bare Channels echo on the {stack.layer} layer")
+                with echo_server(stack.redis_url, options.echo_redis_layer, Path(work), logs) as (server, key):
+                    ceilings[stack.layer] = {"layer": echo_layer_name(stack, options), **measure(server, key, options)}
+    for stack in stacks:
+        if stack.layer in ceilings:
+            results[stack.name]["ratio_to_ceiling"] = ratio_to_ceiling(results[stack.name], ceilings[stack.layer])
+    document = {
+        "benchmark": "websocket_sessions",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "load_average_at_start": load_at_start},
+        "git_revision": git_revision(),
+        "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()},
+        "results": results,
+        "ceilings": ceilings,
+        "targets": TARGETS,
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(document, indent=2))
+
+
+if __name__ == "__main__":
+    main()
