@@ -58,14 +58,14 @@ class Tally:
 
 
 class BroadcastWatch:
-    """When each copy of each broadcast round arrived (a redelivered copy counts once)."""
+    """When each session got its copy of each broadcast round (a redelivered copy counts once)."""
 
     def __init__(self) -> None:
-        self.arrivals: dict[int, dict[str, float]] = {}  # round -> message id -> arrival time
+        self.arrivals: dict[int, dict[str, float]] = {}  # round -> receiving session id -> arrival time
         self.changed = asyncio.Event()
 
-    def arrived(self, round_number: int, message_id: str, now: float) -> None:
-        self.arrivals.setdefault(round_number, {}).setdefault(message_id, now)
+    def arrived(self, round_number: int, session_id: str, now: float) -> None:
+        self.arrivals.setdefault(round_number, {}).setdefault(session_id, now)
         self.changed.set()
 
     async def wait_for(self, round_number: int, expected: int, timeout: float) -> list[float]:
@@ -125,7 +125,7 @@ class Session:
             self.ack_timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self.flush_acks)
         payload = message.get("payload") or {}
         if "round" in payload:
-            self.broadcasts.arrived(payload["round"], message["message_id"], now)
+            self.broadcasts.arrived(payload["round"], self.session_id, now)
         else:
             self.tally.record_delivery(message["message_id"], payload.get("t"), now)
 

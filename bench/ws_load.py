@@ -18,8 +18,9 @@ project whose limits the load cannot reach, and then:
 2. has them send to random peers at --rate messages/s in total for --seconds, acking what
    they are pushed; a session with --max-in-flight unanswered sends skips its turn (counted),
    so an overloaded server gets a bounded backlog rather than an ever-growing one;
-3. drains (at most DRAIN_MAX_S) and checks that every accepted send (a result with status
-   delivered or queued) was pushed to its recipient: accepted ids against unique received ids;
+3. drains (at most --drain-seconds) and checks that every accepted send (a result with status
+   delivered or queued) was pushed to its recipient: accepted ids against unique received ids
+   (after a drain cut short by its limit, the missing ones may be late rather than lost);
 4. broadcasts from one session to all the others --broadcasts times: send -> last push
    (a round not complete within BROADCAST_TIMEOUT_S has no time).
 
@@ -71,7 +72,6 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = {"sessions_held": 1000, "deliveries_per_s": 2000, "delivery_p99_ms": 50, "broadcast_1000_last_push_ms": 250,
            "rss_mb": 300}
-DRAIN_MAX_S = 15
 DRAIN_STALL_S = 6  # longer than the broker's 5 s re-check of a queue
 BROADCAST_TIMEOUT_S = 5
 SETTLE_MAX_S = 10
@@ -225,33 +225,38 @@ def load_phase(pool: ClientPool, peers: list[str], server: BrokerProcess, option
     with RssPeak(pgid) as rss, CpuWatch(pgid, pool.pids()) as cpu, py_spy(pgid, options.seconds, profile, options.profile_gil):
         offered = pool.ask_all("load", [plan] * workers)
     rss_end_of_load = rss_mb(process_group(pgid))
-    drain_seconds = drain(pool)
+    drained = drain(pool, options.drain_seconds)
     report = merge_reports(pool.ask_all("report"), options.seconds)
     report["offered"] = {"per_s": options.rate, "per_session_per_s": round(options.rate / max(1, len(peers)), 3),
                          "made": sum(o["offered"] for o in offered)}
-    report["delivery_check"]["drain_seconds"] = drain_seconds
+    report["delivery_check"]["drain"] = drained
     report["cpu_during_load"] = cpu.figures
     report["saturated"] = saturated_side(cpu.figures, report["deliveries_per_s"], options.rate)
     report["server_rss_mb_peak_load"] = max(rss.peak, rss_end_of_load)
     report["server_rss_mb_end_of_load"] = rss_end_of_load
     say(f"delivered {report['deliveries_per_s']} msg/s, p99 {report['push_latency'].get('p99_ms')} ms, "
-        f"missing {report['delivery_check']['missing']}; saturated: {report['saturated']}")
+        f"not pushed after the drain {report['delivery_check']['missing_after_drain']}; saturated: {report['saturated']}")
     return report
 
 
-def drain(pool: ClientPool) -> float:
-    """Wait until every accepted send was pushed and every send answered (or nothing moves for a while)."""
+def drain(pool: ClientPool, limit_s: float) -> dict:
+    """Wait until every accepted send was pushed and every send answered, nothing moves for DRAIN_STALL_S,
+    or `limit_s` is up; says which (messages missing after a time limit may still be on their way)."""
     started = last_progress = time.monotonic()
-    seen = -1
-    while time.monotonic() - started < DRAIN_MAX_S and time.monotonic() - last_progress < DRAIN_STALL_S:
+    seen, ended = -1, "time limit"
+    while time.monotonic() - started < limit_s:
         statuses = pool.ask_all("status")
         accepted, received = sum(s["accepted"] for s in statuses), sum(s["received"] for s in statuses)
         if received >= accepted and not any(s["in_flight"] for s in statuses):
+            ended = "all pushed and answered"
             break
         if received + accepted != seen:
             seen, last_progress = received + accepted, time.monotonic()
+        elif time.monotonic() - last_progress > DRAIN_STALL_S:
+            ended = f"nothing arrived for {DRAIN_STALL_S} s"
+            break
         time.sleep(0.25)
-    return round(time.monotonic() - started, 1)
+    return {"seconds": round(time.monotonic() - started, 1), "ended": ended}
 
 
 def merge_reports(reports: list[dict], seconds: float) -> dict:
@@ -276,7 +281,7 @@ def merge_reports(reports: list[dict], seconds: float) -> dict:
         "timeouts": sum(r["timeouts"] for r in reports),
         "frames_received": frames,
         "delivery_check": {"accepted": len(accepted), "received_unique": len(received),
-                           "missing": len(accepted - received), "unexpected": len(received - accepted),
+                           "missing_after_drain": len(accepted - received), "unexpected": len(received - accepted),
                            "duplicates": sum(r["duplicates"] for r in reports),
                            "all_delivered": accepted <= received},
     }
@@ -334,12 +339,11 @@ def measure(server: BrokerProcess, key: str, options, profile: Path | None = Non
 # -- the run
 
 
-def reachable(stack_urls: tuple[str, str]) -> bool:
+def reachable(database_url: str, redis_url: str) -> bool:
     """Whether the PostgreSQL server and Redis answer."""
     import psycopg
     import redis
 
-    database_url, redis_url = stack_urls
     try:
         psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", connect_timeout=3).close()
         redis.Redis.from_url(redis_url, socket_timeout=3).ping()
@@ -363,7 +367,7 @@ def chosen_stacks(options) -> list[Stack]:
         return [default]
     if options.stack == "postgres":
         return [postgres]
-    return [default, postgres] if reachable((options.database_url, options.redis_url)) else [default]
+    return [default, postgres] if reachable(options.database_url, options.redis_url) else [default]
 
 
 def targets_met(result: dict) -> dict:
@@ -371,7 +375,7 @@ def targets_met(result: dict) -> dict:
     sessions, load, broadcast, server = result["sessions"], result["load"], result["broadcast"] or {}, result["server"]
     p99 = load["push_latency"].get("p99_ms")
     peak_rss = max(server["rss_mb_idle"], server["rss_mb_peak_load"], server["rss_mb_end"])
-    held = sessions["connected"] if sessions["open_at_end"] >= sessions["connected"] else sessions["open_at_end"]
+    held = min(sessions["connected"], sessions["open_at_end"])
     return {
         "sessions_held": {"target": ">= 1000", "measured": held, "met": held >= TARGETS["sessions_held"]},
         "deliveries": {"target": ">= 2000 msg/s sustained with p99 <= 50 ms",
@@ -400,7 +404,7 @@ def ratio_to_ceiling(result: dict, ceiling: dict) -> dict:
     check = ceiling["load"]["delivery_check"]
     if not check["all_delivered"] or echo < 0.95 * ceiling["load"]["offered"]["per_s"]:
         ratio["note"] = (f"the echo did not carry the offered load itself ({echo} of {ceiling['load']['offered']['per_s']} "
-                         f"msg/s, {check['missing']} accepted messages never pushed): the layer is the limit there")
+                         f"msg/s, {check['missing_after_drain']} accepted messages not pushed): the layer is the limit there")
     return ratio
 
 
@@ -419,11 +423,13 @@ def parse_options(argv: list[str] | None = None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 1)[1])
     parser.add_argument("--stack", choices=["default", "postgres", "both"], default="both",
                         help="both: default and postgres, the latter only if PostgreSQL and Redis answer")
-    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=1000, help="WebSocket sessions held at once")
     parser.add_argument("--rate", type=float, default=2000, help="messages/s offered, in total over all sessions")
     parser.add_argument("--seconds", type=float, default=10, help="how long the load lasts")
+    parser.add_argument("--drain-seconds", type=float, default=15,
+                        help="after the load, how long to wait for every accepted message to be pushed")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcast rounds after the load (0: none)")
-    parser.add_argument("--client-processes", type=int, default=2)
+    parser.add_argument("--client-processes", type=int, default=2, help="load generator processes sharing the sessions")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in progress at once, in total")
     parser.add_argument("--max-in-flight", type=int, default=2, help="unanswered sends per session before it skips a turn")
     parser.add_argument("--connect-deadline", type=float, default=30,
@@ -442,37 +448,47 @@ def parse_options(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
+def bench_stacks(stacks: list[Stack], options, work: Path, logs: Path) -> dict:
+    results = {}
+    for stack in stacks:
+        say(f"stack {stack.name} ({stack.description})")
+        profile = options.profile_dir / f"{stack.name}.txt" if options.profile_dir else None
+        with broker_server(stack, work, logs) as (server, key):
+            results[stack.name] = {"stack": stack.description, **measure(server, key, options, profile)}
+        results[stack.name]["targets"] = targets_met(results[stack.name])
+    return results
+
+
+def bench_ceilings(stacks: list[Stack], options, work: Path, logs: Path) -> dict:
+    """The echo once per channel layer the stacks used, keyed "in-memory" or "redis"."""
+    ceilings = {}
+    for stack in stacks:
+        if stack.layer not in ceilings:
+            say(f"ceiling: bare Channels echo on the {stack.layer} layer")
+            with echo_server(stack.redis_url, options.echo_redis_layer, work, logs) as (server, key):
+                ceilings[stack.layer] = {"layer": echo_layer_name(stack, options), **measure(server, key, options)}
+    return ceilings
+
+
 def main() -> None:
     options = parse_options()
     started = time.monotonic()
-    load_at_start = [round(n, 2) for n in os.getloadavg()]
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+               "load_average_at_start": [round(n, 2) for n in os.getloadavg()]}
     stacks = chosen_stacks(options)
     if options.profile_dir:
         options.profile_dir.mkdir(parents=True, exist_ok=True)
-    results, ceilings = {}, {}
     logs = Path(tempfile.mkdtemp(prefix="ws-bench-logs-"))  # the servers' logs outlive the run
     say(f"server logs in {logs}")
     with tempfile.TemporaryDirectory(prefix="ws-bench-") as work:
-        for stack in stacks:
-            say(f"stack {stack.name} ({stack.description})")
-            profile = options.profile_dir / f"{stack.name}.txt" if options.profile_dir else None
-            with broker_server(stack, Path(work), logs) as (server, key):
-                results[stack.name] = {"stack": stack.description, **measure(server, key, options, profile)}
-            results[stack.name]["targets"] = targets_met(results[stack.name])
-        if not options.no_ceiling:
-            for stack in stacks:
-                if stack.layer in ceilings:
-                    continue
-                say(f"ceiling: bare Channels echo on the {stack.layer} layer")
-                with echo_server(stack.redis_url, options.echo_redis_layer, Path(work), logs) as (server, key):
-                    ceilings[stack.layer] = {"layer": echo_layer_name(stack, options), **measure(server, key, options)}
+        results = bench_stacks(stacks, options, Path(work), logs)
+        ceilings = {} if options.no_ceiling else bench_ceilings(stacks, options, Path(work), logs)
     for stack in stacks:
         if stack.layer in ceilings:
             results[stack.name]["ratio_to_ceiling"] = ratio_to_ceiling(results[stack.name], ceilings[stack.layer])
     document = {
         "benchmark": "websocket_sessions",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "load_average_at_start": load_at_start},
+        "machine": machine,
         "git_revision": git_revision(),
         "parameters": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(options).items()},
         "results": results,
