@@ -29,7 +29,7 @@ from protocols.versions import version_key
 from routing import events
 from routing.headers import Headers, check_payload
 from routing.models import Message
-from routing.selectors import dead_letter_get
+from routing.selectors import dead_letter_get, queue_size
 from sessions_app.models import AgentSession, SessionBlock
 from sessions_app.selectors import live_sessions, session_get
 from sessions_app.services import session_heartbeat
@@ -100,10 +100,6 @@ def _holds_push_connection(session: AgentSession, now) -> bool:
     return session.push_until is not None and session.push_until > now
 
 
-def _pending_count(recipient: AgentSession) -> int:
-    return Message.objects.filter(recipient=recipient, state__in=PENDING).count()
-
-
 def _lock(recipient: AgentSession) -> None:
     # Race: two sends to one recipient could both see room for one more. Locking the
     # recipient's row serializes them (SQLite's IMMEDIATE transactions already do).
@@ -139,7 +135,7 @@ def message_send(sender: AgentSession, *, recipient: str, payload: Any, protocol
     now = timezone.now()
     with transaction.atomic():
         _lock(target)
-        size = _pending_count(target)
+        size = queue_size(target)
         full = size >= project.max_queue_size
         message = Message.objects.create(
             project=project, sender=sender, recipient=target, payload=payload, created_at=now,
@@ -355,7 +351,7 @@ def dead_letter_replay(project: Project, caller: Caller | None, message_id: str)
     now = timezone.now()
     with transaction.atomic():
         _lock(message.recipient)
-        size = _pending_count(message.recipient)
+        size = queue_size(message.recipient)
         if size >= project.max_queue_size:
             raise QueueFull("The recipient's queue is still full; replay later.", message_id=str(message.id),
                             queue_size=size, capacity=project.max_queue_size)

@@ -43,7 +43,7 @@ from broker_site.mcp.errors import request_error
 from broker_site.mcp.inbox import INBOX_URI_TEMPLATE, inbox_owner, inbox_session_ref
 from broker_site.mcp.registry import run_in_own_context
 from routing.events import MESSAGE_EVENT, session_group
-from routing.models import Message
+from routing.selectors import has_queued_mail
 from sessions_app.models import AgentSession
 
 log = logging.getLogger("broker.mcp")
@@ -201,14 +201,10 @@ async def _next_event(group: str, channel: str) -> dict | None:
 async def _mail_may_have_arrived(sub: Subscription) -> bool:
     """After an outage: is mail waiting? If the database cannot say either, assume so."""
     try:
-        return await run_in_own_context(_has_queued_mail, sub.session_pk)
+        return await run_in_own_context(has_queued_mail, sub.session_pk)
     except Exception as exc:
         _push_fallback(sub, exc)
         return True
-
-
-def _has_queued_mail(session_pk: uuid.UUID) -> bool:
-    return Message.objects.filter(recipient_id=session_pk, state=Message.State.QUEUED).exists()
 
 
 async def _join(sub: Subscription) -> str | None:
