@@ -304,33 +304,30 @@ class SessionConsumer(AsyncWebsocketConsumer):
         groups = (events.session_group(self.session.pk),)
         if self.presence:  # every join and leave goes to every subscriber: N sockets joining cost N² frames
             groups += (events.project_group(self.session.project_id),)
+        channel = await layer.new_channel()  # one channel for the connection's life: a retry joins it again
         backoff, failed = 0.5, False
-        while True:
-            channel = None
-            try:
-                channel = await layer.new_channel()
-                for group in groups:
-                    await layer.group_add(group, channel)
-                if failed:  # a warning like push_fallback, so whoever saw the one sees the other
-                    log.warning("push_resumed", extra={"session_id": str(self.session.pk)})
-                self.listening, failed, backoff = True, False, 0.5
-                self.wake.set()  # a message committed while we were not listening sent its event to nobody
-                while True:
-                    await self._on_event(await layer.receive(channel))
-            except asyncio.CancelledError:
-                await self._unsubscribe(layer, groups, channel)
-                raise
-            except Exception as exc:
-                if not failed:
-                    log.warning("push_fallback", extra={"session_id": str(self.session.pk), "error": str(exc)})
-                self.listening, failed = False, True
-                self.wake.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        try:
+            while True:
+                try:
+                    for group in groups:
+                        await layer.group_add(group, channel)
+                    if failed:  # a warning like push_fallback, so whoever saw the one sees the other
+                        log.warning("push_resumed", extra={"session_id": str(self.session.pk)})
+                    self.listening, failed, backoff = True, False, 0.5
+                    self.wake.set()  # a message committed while we were not listening sent its event to nobody
+                    while True:
+                        await self._on_event(await layer.receive(channel))
+                except Exception as exc:
+                    if not failed:
+                        log.warning("push_fallback", extra={"session_id": str(self.session.pk), "error": str(exc)})
+                    self.listening, failed = False, True
+                    self.wake.set()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            await self._unsubscribe(layer, groups, channel)
 
     async def _unsubscribe(self, layer, groups, channel) -> None:
-        if channel is None:
-            return
         try:
             for group in groups:
                 await asyncio.wait_for(layer.group_discard(group, channel), timeout=1)
