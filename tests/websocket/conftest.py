@@ -8,8 +8,8 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ class WsClient:
     connection: Any
     session_id: str = ""
     token: str = ""
+    welcome: dict = field(default_factory=dict)
     backlog: list[dict] = field(default_factory=list)
 
     async def send(self, frame: dict) -> None:
@@ -115,10 +116,22 @@ class LiveBroker:
                 while rest.get(f"/api/v1/sessions/{session_id}/").json()["status"] != status:
                     await asyncio.sleep(0.05)
 
-    def configure(self, **config: Any) -> None:
+    def configure(self, **config: Any) -> dict[str, Any]:
+        """Change project alpha's settings; returns the settings as they were before."""
         with self.rest(self.admin_key) as admin:
+            before = admin.get("/api/v1/projects/alpha/", params={"include_config": "true"}).json()["config"]
             response = admin.patch("/api/v1/projects/alpha/", json=config)
             assert response.status_code == 200, response.text
+        return {name: before[name] for name in config}
+
+    @contextmanager
+    def configured(self, **config: Any) -> Iterator[None]:
+        """Project alpha with these settings for the block, as it was afterwards (the server is per module)."""
+        before = self.configure(**config)
+        try:
+            yield
+        finally:
+            self.configure(**before)
 
 
 def serve(tmp_path, database_url: str = "", redis_url: str = "", **extra: str) -> tuple[BrokerProcess, dict]:

@@ -43,7 +43,8 @@ async def test_a_bad_key_gets_unauthorized_and_the_socket_closes(live_broker, ke
     async with live_broker.raw() as client:
         refused = await client.request({"type": "hello", "key": key})
         assert refused["error"] == "unauthorized"
-        assert "key" not in json.dumps(refused["details"]).lower() or key not in json.dumps(refused)
+        if key:
+            assert key not in json.dumps(refused)  # the error never echoes the key
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await client.next(timeout=5)
         assert closed.value.rcvd.code == 4401
@@ -61,8 +62,7 @@ async def test_another_projects_session_is_not_reachable(live_broker):
 
 
 async def test_a_frame_flood_is_rate_limited_without_hurting_another_connection(live_broker):
-    live_broker.configure(rate_limit_per_minute=600)  # 10 frames a second per connection
-    try:
+    with live_broker.configured(rate_limit_per_minute=600):  # 10 frames a second per connection
         async with live_broker.connect() as flooder, live_broker.connect() as neighbour:
             for i in range(60):
                 await flooder.send({"type": "heartbeat", "request_id": i})
@@ -74,8 +74,6 @@ async def test_a_frame_flood_is_rate_limited_without_hurting_another_connection(
             assert (await neighbour.request({"type": "heartbeat"}))["type"] == "result"
             await asyncio.sleep(1.2)
             assert (await flooder.request({"type": "heartbeat"}))["type"] == "result"
-    finally:
-        live_broker.configure(rate_limit_per_minute=6000)
 
 
 async def test_unknown_path_is_refused_at_the_handshake(live_broker):
