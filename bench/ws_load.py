@@ -48,9 +48,7 @@ ws-bench-logs-* directory under the temp dir, named in the output.
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +63,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the project and bench/ importable
 
 from bench.proc_stats import CpuWatch, RssPeak, process_group, rss_mb, wait_until_quiet  # noqa: E402
+from bench.report import git_revision, latency_summary, percentile  # noqa: E402
+from bench.report import machine as report_machine  # noqa: E402
 from bench.ws_clients import ClientPool  # noqa: E402
 from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
@@ -82,18 +82,6 @@ def say(text: str) -> None:
 
 
 # -- numbers
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
-
-
-def latency_summary(ms: list[float]) -> dict:
-    if not ms:
-        return {"count": 0}
-    return {"count": len(ms), "p50_ms": round(percentile(ms, 50), 2), "p95_ms": round(percentile(ms, 95), 2),
-            "p99_ms": round(percentile(ms, 99), 2), "max_ms": round(max(ms), 2), "mean_ms": round(statistics.fmean(ms), 2)}
 
 
 def saturated_side(cpu: dict, achieved: float, offered: float) -> str:
@@ -408,16 +396,6 @@ def ratio_to_ceiling(result: dict, ceiling: dict) -> dict:
     return ratio
 
 
-def git_revision() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-    try:
-        return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def parse_options(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 1)[1])
@@ -473,7 +451,7 @@ def bench_ceilings(stacks: list[Stack], options, work: Path, logs: Path) -> dict
 def main() -> None:
     options = parse_options()
     started = time.monotonic()
-    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+    machine = {**report_machine(),
                "load_average_at_start": [round(n, 2) for n in os.getloadavg()]}
     stacks = chosen_stacks(options)
     if options.profile_dir:
