@@ -128,7 +128,7 @@ async def test_connection_no_longer_bound_to_the_session_stops_hearing(layer):
 
 async def test_layer_failure_logs_push_fallback_retries_and_catches_up(layer, monkeypatch, caplog):
     layer.failures.update(new_channel=2, receive=1)
-    monkeypatch.setattr(inbox_push, "_has_queued_mail", lambda session_pk: True)
+    monkeypatch.setattr(inbox_push, "has_queued_mail", lambda session_pk: True)
     subscriptions = InboxSubscriptions()
     connection, outbound, session = bound_connection()
     with caplog.at_level(logging.WARNING, logger="broker.mcp"):
