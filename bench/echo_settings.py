@@ -1,7 +1,7 @@
 """Django settings for the echo ceiling (bench/echo_app.py): no apps, no database, only a channel layer.
 
 With REDIS_URL set the layer is channels-redis on that server (under its own key prefix, so it
-never meets the broker's groups); without it, Channels' in-memory layer. Capacity matches the
+never meets the broker's groups); without it, the broker's in-memory layer. Capacity matches the
 broker's (CHANNEL_CAPACITY, default 1000), so both drop or block at the same depth.
 
 Two redis-py 8 defaults are changed, because a ceiling that drops messages is no ceiling: the
@@ -36,4 +36,6 @@ elif REDIS_URL:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_HOST], "capacity": CAPACITY, "prefix": "bench-echo"}}}
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": CAPACITY}}}
+    # The broker's own in-memory layer (Channels' one, sweeping expired entries once a second).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "broker_site.channel_layers.ThrottledInMemoryChannelLayer",
+                                  "CONFIG": {"capacity": CAPACITY}}}

@@ -343,7 +343,7 @@ def reachable(database_url: str, redis_url: str) -> bool:
 
 def echo_layer_name(stack: Stack, options) -> str:
     if not stack.redis_url:
-        return "channels.layers.InMemoryChannelLayer"
+        return "broker_site.channel_layers.ThrottledInMemoryChannelLayer"
     return {"core": "channels_redis.core.RedisChannelLayer",
             "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer"}[options.echo_redis_layer]
 
