@@ -28,6 +28,11 @@ def project_for(caller: Caller, project_id: str, *, allow_discoverable: bool = F
     raise ProjectBoundary("That project is outside this key's reach.", project_id=project_id[:64])
 
 
+def projects_by_id(project_ids: set[str]) -> dict[str, Project]:
+    """Current settings of projects this process already serves (the server's own read, not a caller's)."""
+    return Project.objects.in_bulk(list(project_ids))
+
+
 def projects_visible(caller: Caller, *, name_filter: str = "", include_inactive: bool = False) -> QuerySet[Project]:
     """Operators see every project; other keys see their own and the discoverable ones."""
     projects = Project.objects.all()

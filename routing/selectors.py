@@ -85,11 +85,6 @@ def dead_letter_get(project: Project, message_id: str, caller: Caller | None = N
     return message
 
 
-def queue_size(session: AgentSession) -> int:
-    """Messages the session has pending: queued, or delivered and not yet acked."""
-    return Message.objects.filter(recipient=session, state__in=(Message.State.QUEUED, Message.State.DELIVERED)).count()
-
-
 def has_queued_mail(session_id: uuid.UUID) -> bool:
     """Whether a receive would find something now (for a listener that may have missed a wake-up)."""
     return Message.objects.filter(recipient_id=session_id, state=Message.State.QUEUED).exists()

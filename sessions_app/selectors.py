@@ -60,6 +60,23 @@ def session_get(project: Project, ref: str) -> AgentSession:
     return session
 
 
+def sessions_by_ref(project_id: str, refs: set[str]) -> dict[str, AgentSession]:
+    """Sessions of one project by id or name, in one query: {reference: session} for the ones that exist."""
+    ids, names = {}, set()
+    for ref in refs:
+        try:
+            ids[uuid.UUID(ref)] = ref
+        except ValueError:
+            names.add(ref)
+    found: dict[str, AgentSession] = {}
+    for session in AgentSession.objects.filter(project_id=project_id).filter(Q(pk__in=ids) | Q(name__in=names)):
+        if session.pk in ids:
+            found[ids[session.pk]] = session
+        if session.name in names:
+            found[session.name] = session
+    return found
+
+
 def session_by_token(project: Project, token: str | None) -> AgentSession:
     """The session a session token belongs to, inside `project` only."""
     if not token or len(token) > 200:

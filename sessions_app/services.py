@@ -15,7 +15,7 @@ from django.utils import timezone
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
 from projects.models import Project
 from projects.services import audit_record
-from routing.events import presence_changed, session_replaced
+from routing.events import presence_changed, session_ended, session_replaced
 from routing.models import Message
 from sessions_app.capabilities import clean_capabilities
 from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock
@@ -134,11 +134,31 @@ def session_heartbeat(session: AgentSession) -> AgentSession:
     return session
 
 
-def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> int:
-    """Heartbeat the sessions a live connection holds, and renew their push lease, in one UPDATE."""
+def sessions_touch(sessions: list[AgentSession]) -> None:
+    """Count sends as a sign of life: one UPDATE for the senders not heard from in a quarter of stale_after.
+
+    A send need not write a heartbeat each time (they come by the thousand); status only has
+    to change before stale_after.
+    """
     now = timezone.now()
-    return AgentSession.objects.filter(pk__in=session_ids, disconnected_at__isnull=True).update(
+    due = [s for s in sessions if (now - s.last_heartbeat_at).total_seconds() >= s.project.stale_after / 4]
+    if due:
+        AgentSession.objects.filter(pk__in=[s.pk for s in due]).update(last_heartbeat_at=now)
+        for session in due:
+            session.last_heartbeat_at = now
+
+
+def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
+    """Heartbeat the sessions a live connection holds and renew their push lease; the ones still connected.
+
+    One UPDATE however many sessions a process holds.
+    """
+    now = timezone.now()
+    live = set(AgentSession.objects.filter(pk__in=session_ids, disconnected_at__isnull=True)
+               .values_list("pk", flat=True))
+    AgentSession.objects.filter(pk__in=live, disconnected_at__isnull=True).update(
         last_heartbeat_at=now, push_until=now + timedelta(seconds=lease_seconds))
+    return live
 
 
 def session_push_released(session: AgentSession, connection_epoch: int) -> None:
@@ -161,6 +181,7 @@ def session_disconnect(session: AgentSession, *, reason: str = "client",
         owned = owned.filter(connection_epoch=connection_epoch)
     if owned.update(disconnected_at=now, disconnect_reason=reason[:32], push_until=None):
         session.disconnected_at, session.disconnect_reason = now, reason[:32]
+        session_ended(session.pk, reason[:32])
         presence_changed(session.project_id, session.pk, session.name, "session_left")
         log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
                                                 "reason": reason})
@@ -188,6 +209,7 @@ def sessions_time_out(now=None, batch: int = 500) -> int:
         if AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True,
                                        last_heartbeat_at=session.last_heartbeat_at).update(
                 disconnected_at=now, disconnect_reason="timeout", push_until=None):
+            session_ended(session.pk, "timeout")
             presence_changed(session.project_id, session.pk, session.name, "session_left")
             timed_out += 1
     if timed_out:
@@ -200,6 +222,7 @@ def sessions_disconnect_all(project: Project, *, reason: str) -> int:
     AgentSession.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
         disconnected_at=timezone.now(), disconnect_reason=reason[:32])
     for pk, name in leaving:
+        session_ended(pk, reason[:32])
         presence_changed(project.pk, pk, name, "session_left")
     return len(leaving)
 

@@ -1,0 +1,81 @@
+"""Threads for the consumers' database work: one queue, served in order of urgency.
+
+Pushing must not wait behind sending. With one FIFO pool, a burst of a thousand sends
+queued ahead of every claim, and deliveries only flowed once the sending stopped. Here claims
+and acks (lane 0) go before sends (lane 1); within a lane, first come, first served.
+
+How many threads: SQLite takes one writer at a time and makes the others sleep and retry,
+so on SQLite one thread does it all; PostgreSQL gets BROKER_DB_THREADS (each holds a
+pooled connection while it works).
+"""
+
+import itertools
+import queue
+import threading
+from concurrent.futures import Executor, Future
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection
+
+URGENT, NORMAL = 0, 1
+
+
+class PriorityPool:
+    def __init__(self, threads: int, name: str) -> None:
+        self.jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self.order = itertools.count()  # FIFO within a lane; also keeps the queue from comparing jobs
+        self.size, self.name = threads, name
+        self.threads: list[threading.Thread] = []
+        self.starting = threading.Lock()
+
+    def lane(self, rank: int) -> Executor:
+        return _Lane(self, rank)
+
+    def put(self, rank: int, future: Future, fn, args, kwargs) -> None:
+        if not self.threads:  # started on first use, so management commands start no threads
+            self._start()
+        self.jobs.put((rank, next(self.order), future, fn, args, kwargs))
+
+    def _start(self) -> None:
+        with self.starting:
+            while len(self.threads) < self.size:
+                thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self.threads)}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, fn, args, kwargs = self.jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # handed to the awaiting coroutine, like ThreadPoolExecutor does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+
+class _Lane(Executor):
+    def __init__(self, pool: PriorityPool, rank: int) -> None:
+        self.pool, self.rank = pool, rank
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future: Future = Future()
+        self.pool.put(self.rank, future, fn, args, kwargs)
+        return future
+
+
+def _threads() -> int:
+    return 1 if connection.vendor == "sqlite" else settings.BROKER["DB_THREADS"]
+
+
+pool = PriorityPool(_threads(), "broker-db")
+urgent_lane = pool.lane(URGENT)
+normal_lane = pool.lane(NORMAL)
+
+
+def db(fn, lane: Executor = normal_lane):
+    """`fn` as a coroutine on the consumers' threads; stale connections are closed around each call."""
+    return database_sync_to_async(fn, thread_sensitive=False, executor=lane)
