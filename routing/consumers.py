@@ -9,9 +9,11 @@ a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` fra
 
 Delivery is at-least-once and the database is the source of truth. The pump claims queued
 messages (priority, then age; the claim marks them delivered) and pushes them. A channel-
-layer event only wakes it, and a periodic re-check covers events the layer dropped (both
-layers are at-most-once and drop past capacity). If the layer fails (Redis down) the pump
-polls the database every second and logs push_fallback; push resumes when the layer is back.
+layer event, received by the process's one listener (routing.hub), only wakes it, and a
+periodic re-check covers events the layer dropped (both layers are at-most-once and drop
+past capacity). If the layer fails (Redis down) the pump polls the database every second
+and push_fallback is logged; push resumes when the layer is back. Sends, claims and acks
+of all sockets go to the database together, a round at a time (routing.batching).
 A pushed message not acked is delivered again after ack_timeout (the sweeper), or at once
 when the session resumes; a repeat carries the same message id.
 
@@ -26,20 +28,22 @@ import json
 import logging
 import random
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 from broker_site.errors import BrokerError, Conflict, Forbidden, ProjectBoundary, ShuttingDown, Unauthorized, ValidationFailed
 from projects.auth import authenticate, credentials_from_headers
 from projects.ratelimit import FrameBudget, rate_limit_check
 from routing import events
+from routing.batching import acks, claims, sends
 from routing.frames import error_frame, frame_check, frame_decode, message_frame, request_id_of, result_frame
-from routing.live import LEASE_SECONDS, connections, db
-from routing.services import message_broadcast, message_send, messages_ack, messages_claim
-from sessions_app.selectors import session_get
+from routing.hub import hub
+from routing.live import LEASE_SECONDS, connections
+from routing.services import SEND_OPTIONS, SendRequest, message_broadcast, message_ids_checked
+from routing.workers import db
 from sessions_app.services import (
     session_connect,
     session_disconnect,
@@ -63,7 +67,7 @@ CLOSE_SERVICE_RESTART = 1012
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
-SEND_FIELDS = ("protocol_name", "protocol_version", "priority", "ttl", "correlation_id", "reply_to")
+CLOSE_SESSION_ENDED = 4410
 BROADCAST_FIELDS = ("protocol_name", "protocol_version", "capability_filter", "priority", "ttl", "correlation_id")
 
 
@@ -78,18 +82,13 @@ def _open_session(raw_key: str | None, project_id: str | None, remote_addr: str,
     return caller, connected
 
 
-def _as_current(session, action, **options):
-    """Run `action` as the session's current row, so a disconnect or new limits elsewhere count."""
-    return action(session_get(session.project, str(session.pk)), **options)
-
-
-def _options(frame: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+def _options(frame: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
     return {name: frame[name] for name in names if frame.get(name) is not None}
 
 
 class SessionConsumer(AsyncWebsocketConsumer):
-    # No channel of Channels' own: the listener below subscribes itself, so a layer outage
-    # degrades to polling instead of ending the consumer.
+    # No channel of Channels' own: the process's one listener (routing.hub) wakes every socket,
+    # and a layer outage degrades to polling instead of ending the consumer.
     channel_layer_alias = "__broker_consumers_subscribe_themselves__"
 
     async def __call__(self, scope, receive, send):
@@ -107,6 +106,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.close_code: int | None = None
         self.budget = FrameBudget(FRAMES_PER_SECOND_BEFORE_HELLO, FRAMES_PER_SECOND_BEFORE_HELLO)
         self.tasks: list[asyncio.Task] = []
+        self.background: set[asyncio.Task] = set()  # event handlers that send frames
         self._goodbye: asyncio.Future | None = None
         try:
             await super().__call__(scope, receive, send)
@@ -120,6 +120,24 @@ class SessionConsumer(AsyncWebsocketConsumer):
     @property
     def session_id(self) -> uuid.UUID | None:
         return self.session.pk if self.session is not None else None
+
+    @property
+    def project_id(self) -> str | None:
+        return self.session.project_id if self.session is not None else None
+
+    def session_renewed(self, now, project) -> None:
+        """The keep-alive wrote this session's heartbeat; `project` holds its current settings (limits)."""
+        self.session.last_heartbeat_at = now
+        if project is not None:
+            self.session.project = project
+
+    async def session_ended(self, reason: str = "") -> None:
+        """Disconnected elsewhere (an admin, a time-out, a deactivated project): say so and close."""
+        if self.session is None or self.closed.is_set():
+            return
+        await self.send_json(error_frame(Conflict("This session was disconnected; resume it with its token.",
+                                                  session_id=str(self.session.pk), reason=reason or None)))
+        await self.close(code=CLOSE_SESSION_ENDED)
 
     # -- connection lifecycle
 
@@ -149,6 +167,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             task.cancel()
         if self.session is None:
             return
+        await hub.leave(self)
         try:
             if self.close_code in LEAVING_CODES and not (self.replaced or self.stopping):
                 await db(session_disconnect)(self.session, reason="client_closed", connection_epoch=self.epoch)
@@ -228,10 +247,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
             if not frame.get("recipient_id"):
                 raise ValidationFailed("A send frame names its recipient_id (a session id or name).",
                                        field="recipient_id")
-            accepted = await self._call(_as_current, self.session, message_send, recipient=frame["recipient_id"],
-                                        payload=frame.get("payload"), **_options(frame, SEND_FIELDS))
-            return accepted.as_dict()
-        return await self._call(_as_current, self.session, message_broadcast, payload=frame.get("payload"),
+            outcome = await self._finish(sends.submit(SendRequest(self.session, frame["recipient_id"],
+                                                                  frame.get("payload"), _options(frame, SEND_OPTIONS))))
+            if isinstance(outcome, BrokerError):
+                raise outcome
+            return outcome.as_dict()
+        return await self._call(message_broadcast, self.session, payload=frame.get("payload"),
                                 **_options(frame, BROADCAST_FIELDS))
 
     async def _hello(self, frame: dict[str, Any]) -> dict[str, Any]:
@@ -250,12 +271,13 @@ class SessionConsumer(AsyncWebsocketConsumer):
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}
         await self.send_json(welcome)
-        self.tasks += [asyncio.create_task(self._listen()), asyncio.create_task(self._pump())]
+        self.listening = await hub.join(self)
+        self.tasks.append(asyncio.create_task(self._pump()))
         log.info("websocket_session", extra={"session_id": str(self.session.pk), "resumed": connected.resumed})
         return {"session_id": str(self.session.pk)}
 
     async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
-        result = await self._call(messages_ack, self.session, frame.get("message_ids"))
+        result = await acks.submit((self.session, message_ids_checked(frame.get("message_ids"))))
         was_full = len(self.in_flight) >= WINDOW
         for message_id in result["acked"] + result["not_acked"]:
             self.in_flight.pop(uuid.UUID(message_id), None)
@@ -264,8 +286,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return result
 
     async def _call(self, fn, *args, **kwargs):
+        return await self._finish(db(fn)(*args, **kwargs))
+
+    async def _finish(self, call):
         """Run a database call to its end even if the server cancels us meanwhile (a write cannot be taken back)."""
-        work = asyncio.ensure_future(db(fn)(*args, **kwargs))
+        work = asyncio.ensure_future(call)
         try:
             return await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -276,7 +301,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _pump(self) -> None:
         while True:
-            await self._push_available()
+            try:
+                await self._push_available()
+            except Exception:  # the database is away: what is queued stays queued; try again
+                log.exception("push failed", extra={"session_id": str(self.session.pk)})
+                await asyncio.sleep(FALLBACK_POLL_SECONDS)
+                continue
             try:
                 await asyncio.wait_for(self.wake.wait(), RECHECK_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
                                        if self.listening else FALLBACK_POLL_SECONDS)
@@ -290,56 +320,33 @@ class SessionConsumer(AsyncWebsocketConsumer):
         cutoff = loop.time() - self.session.project.ack_timeout
         self.in_flight = {i: at for i, at in self.in_flight.items() if at > cutoff}
         while len(self.in_flight) < WINDOW:
-            batch = await db(messages_claim)(self.session, max_messages=min(CLAIM_BATCH, WINDOW - len(self.in_flight)))
+            batch = await claims.submit((self.session, min(CLAIM_BATCH, WINDOW - len(self.in_flight))))
             if not batch:
                 return
             for message in batch:
                 self.in_flight[message.id] = loop.time()
                 await self.send_json(message_frame(message))
 
-    async def _listen(self) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return  # no channel layer configured: the pump polls
-        groups = (events.session_group(self.session.pk),)
-        if self.presence:  # every join and leave goes to every subscriber: N sockets joining cost N² frames
-            groups += (events.project_group(self.session.project_id),)
-        channel = await layer.new_channel()  # one channel for the connection's life: a retry joins it again
-        backoff, failed = 0.5, False
-        try:
-            while True:
-                try:
-                    for group in groups:
-                        await layer.group_add(group, channel)
-                    if failed:  # a warning like push_fallback, so whoever saw the one sees the other
-                        log.warning("push_resumed", extra={"session_id": str(self.session.pk)})
-                    self.listening, failed, backoff = True, False, 0.5
-                    self.wake.set()  # a message committed while we were not listening sent its event to nobody
-                    while True:
-                        await self._on_event(await layer.receive(channel))
-                except Exception as exc:
-                    if not failed:
-                        log.warning("push_fallback", extra={"session_id": str(self.session.pk), "error": str(exc)})
-                    self.listening, failed = False, True
-                    self.wake.set()
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
-        finally:
-            await self._unsubscribe(layer, groups, channel)
+    # -- events (routing.hub hands them over; they only say "look again", or who came and went)
 
-    async def _unsubscribe(self, layer, groups, channel) -> None:
-        try:
-            for group in groups:
-                await asyncio.wait_for(layer.group_discard(group, channel), timeout=1)
-        except Exception:  # the layer is gone; group entries expire on their own
-            log.debug("group_discard failed", exc_info=True)
+    def on_layer(self, listening: bool) -> None:
+        self.listening = listening
+        self.wake.set()  # up again: a message committed meanwhile sent its event to nobody; down: start polling
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        if event.get("type") == events.MESSAGE_EVENT:
+            self.wake.set()
+        elif not self.closed.is_set():
+            task = asyncio.get_running_loop().create_task(self._on_event(event))
+            self.background.add(task)
+            task.add_done_callback(self.background.discard)
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == events.MESSAGE_EVENT:
-            self.wake.set()
-        elif kind == events.PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
+        if kind == events.PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
             await self.send_json({"type": event["event"], "session_id": event["session_id"], "name": event.get("name")})
+        elif kind == events.ENDED_EVENT:
+            await self.session_ended(event.get("reason", ""))
         elif kind == events.REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
             self.replaced = True
             await self.send_json(error_frame(Conflict("Another connection resumed this session; this one closes.",

@@ -18,33 +18,34 @@ import asyncio
 import logging
 import sys
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Protocol
 
-from channels.db import database_sync_to_async
-from django.conf import settings
+from django.utils import timezone
 
 from broker_site.lifespan import shutdown_hooks
+from projects.models import Project
+from projects.selectors import projects_by_id
+from routing.workers import db, urgent_lane
 from sessions_app.services import sessions_keep_alive
 
 log = logging.getLogger("broker.live")
 KEEPALIVE_SECONDS = 5.0
 LEASE_SECONDS = 3 * KEEPALIVE_SECONDS
 
-# Consumers' database work runs here rather than on the process's one shared sync thread, so
-# a thousand sockets do not queue behind each other; its size bounds their database connections.
-db_executor = ThreadPoolExecutor(max_workers=settings.BROKER["DB_THREADS"], thread_name_prefix="broker-db")
-
-
-def db(fn):
-    """`fn` as a coroutine on the consumers' pool; stale connections are closed around each call."""
-    return database_sync_to_async(fn, thread_sensitive=False, executor=db_executor)
-
-
 class LiveConnection(Protocol):
     session_id: uuid.UUID | None
+    project_id: str | None
+
+    def session_renewed(self, now: datetime, project: Project | None) -> None: ...
+
+    async def session_ended(self) -> None: ...
 
     async def shut_down(self) -> None: ...
+
+
+def _renew(session_ids: list[uuid.UUID], project_ids: set[str]) -> tuple[set[uuid.UUID], dict[str, Project]]:
+    return sessions_keep_alive(session_ids, LEASE_SECONDS), projects_by_id(project_ids)
 
 
 class Registry:
@@ -64,19 +65,31 @@ class Registry:
     def discard(self, connection: LiveConnection) -> None:
         self.open.discard(connection)
 
-    def session_ids(self) -> list[uuid.UUID]:
-        return list({c.session_id for c in self.open if c.session_id is not None})
-
     async def _keep_alive(self) -> None:
+        """Renew every held session; hand each connection its project's current settings; end the gone ones.
+
+        A disconnect made elsewhere (an admin, a deactivated project) also sends an event that
+        closes the socket at once; this catches the ones whose event the layer lost.
+        """
         while True:
             await asyncio.sleep(KEEPALIVE_SECONDS)
-            held = self.session_ids()
+            held = [c for c in self.open if c.session_id is not None]
             if not held:
                 continue
             try:
-                await db(sessions_keep_alive)(held, LEASE_SECONDS)
+                now = timezone.now()
+                live, projects = await db(_renew, urgent_lane)(list({c.session_id for c in held}),
+                                                               {c.project_id for c in held})
             except Exception:
                 log.exception("keep-alive failed; trying again next interval")
+                continue
+            gone = []
+            for connection in held:
+                if connection.session_id in live:
+                    connection.session_renewed(now, projects.get(connection.project_id))
+                elif connection in self.open:
+                    gone.append(connection.session_ended())
+            await asyncio.gather(*gone, return_exceptions=True)
 
     async def shut_down_all(self) -> None:
         """Stop taking connections and frames; let each open one finish, say goodbye and close."""

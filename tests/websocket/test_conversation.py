@@ -108,3 +108,20 @@ async def test_a_session_that_opts_out_of_presence_gets_no_join_frames(live_brok
     async with live_broker.raw(Authorization=f"Bearer {live_broker.agent_key}") as client:
         bad = await client.request({"type": "hello", "presence": "yes"})
         assert (bad["error"], bad["details"]["field"]) == ("validation_error", "presence")
+
+
+async def test_a_session_disconnected_elsewhere_has_its_socket_closed_with_4410(live_broker):
+    async with live_broker.connect(presence=False) as client, live_broker.connect() as peer:
+        with live_broker.rest(session_token=client.token) as rest:
+            assert rest.post("/api/v1/sessions/me/disconnect/").status_code == 200
+        notice = await client.next("error")
+        assert (notice["error"], notice["details"]["session_id"]) == ("conflict", client.session_id)
+        try:
+            extra = await client.next(timeout=5)
+        except websockets.ConnectionClosed as closed:
+            assert closed.rcvd.code == 4410
+        else:
+            raise AssertionError(f"the socket of a disconnected session stayed open: {extra}")
+        # The one that stays is untouched, and a send to the gone session is queued for its resume.
+        queued = await peer.request({"type": "send", "recipient_id": client.session_id, "payload": {"n": 1}})
+        assert queued["result"]["status"] == "queued"

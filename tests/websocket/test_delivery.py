@@ -56,3 +56,20 @@ async def test_many_messages_arrive_each_exactly_once_when_acked(live_broker):
                 received += batch
             assert sorted(m["payload"]["n"] for m in received) == list(range(300))
             assert len({m["message_id"] for m in received}) == 300
+
+
+async def test_new_project_limits_reach_an_open_socket_without_a_reconnect(live_broker):
+    async with live_broker.connect(presence=False) as sender, live_broker.connect(presence=False) as recipient:
+        first = await sender.request({"type": "send", "recipient_id": recipient.session_id, "payload": {"n": 1}})
+        assert first["result"]["queue_size"] == 1  # pushed, not yet acked: it still counts
+        with live_broker.configured(max_queue_size=1):
+            # The sender's socket learns the new limit at the next keep-alive (every 5 s).
+            deadline = asyncio.get_running_loop().time() + 12
+            while True:
+                answer = await sender.request({"type": "send", "recipient_id": recipient.session_id,
+                                               "payload": {"probe": True}})
+                if answer["type"] == "error":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "the socket kept the old max_queue_size"
+                await asyncio.sleep(1)
+            assert (answer["error"], answer["details"]["capacity"]) == ("queue_full", 1)

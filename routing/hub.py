@@ -1,0 +1,152 @@
+"""One channel-layer listener per process: every WebSocket of this process is woken through it.
+
+With a channel per socket, channels-redis's core layer hands each message in a process
+around all its waiting receivers: a thousand sockets carried about one message a second.
+So the process keeps one channel, joined to the groups of the sessions it holds (and to the
+projects whose presence someone here wants), and one task receives and hands each event to
+the local connections by session id. Events published by this process reach its own
+connections at once, without the layer (routing.events). Events stay wake-up calls: the
+database is the source of truth.
+
+If the layer fails (Redis down), the hub logs push_fallback once and tells every connection,
+whose pump then polls the database; it joins its groups again with backoff, logs
+push_resumed, and wakes every connection, since mail committed meanwhile sent its event to nobody.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from routing import events
+
+log = logging.getLogger("broker.websocket")
+
+# Both layers forget a group member after their group_expiry (a day by default); joining again refreshes it.
+REJOIN_SECONDS = 3600.0
+LEAVE_TIMEOUT_SECONDS = 1.0
+
+
+class Listener(Protocol):
+    session_id: uuid.UUID | None
+    project_id: str | None
+    presence: bool
+
+    def on_event(self, event: dict[str, Any]) -> None: ...
+
+    def on_layer(self, listening: bool) -> None: ...
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.by_session: dict[str, set[Listener]] = {}  # group name -> listeners
+        self.by_project: dict[str, set[Listener]] = {}
+        self.channel: str | None = None
+        self.listening = False
+        self.task: asyncio.Task | None = None
+        self.joined_at = 0.0
+
+    async def join(self, listener: Listener) -> bool:
+        """Start waking `listener`; whether the layer is up (if not, it should poll)."""
+        layer = get_channel_layer()
+        if layer is None:
+            return False
+        groups = [self._add(self.by_session, events.session_group(listener.session_id), listener)]
+        if listener.presence:  # every join and leave goes to every subscriber: N sockets joining cost N² frames
+            groups.append(self._add(self.by_project, events.project_group(listener.project_id), listener))
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._run(layer), name="broker-hub")
+            return False  # the task joins every group and wakes everyone once it listens
+        if self.listening:
+            try:
+                for group in filter(None, groups):
+                    await layer.group_add(group, self.channel)
+            except Exception:  # the layer failed: the listener polls; _run finds the failure and joins again
+                log.debug("group_add failed", exc_info=True)
+                return False
+        return self.listening
+
+    async def leave(self, listener: Listener) -> None:
+        layer = get_channel_layer()
+        empty = [group for group, members in ((events.session_group(listener.session_id), self.by_session),
+                                              (events.project_group(listener.project_id), self.by_project))
+                 if self._remove(members, group, listener)]
+        if layer is None or not self.listening:
+            return
+        try:
+            for group in empty:
+                await asyncio.wait_for(layer.group_discard(group, self.channel), LEAVE_TIMEOUT_SECONDS)
+        except Exception:  # the layer is gone; group entries expire on their own
+            log.debug("group_discard failed", exc_info=True)
+
+    @staticmethod
+    def _add(table: dict[str, set[Listener]], group: str, listener: Listener) -> str | None:
+        """Add; the group's name if it is new to this process (it must be joined)."""
+        members = table.setdefault(group, set())
+        members.add(listener)
+        return group if len(members) == 1 else None
+
+    @staticmethod
+    def _remove(table: dict[str, set[Listener]], group: str, listener: Listener) -> bool:
+        """Remove; whether the group has no member here any more (it can be left)."""
+        members = table.get(group)
+        if members is None or listener not in members:
+            return False
+        members.discard(listener)
+        if not members:
+            del table[group]
+            return True
+        return False
+
+    async def _run(self, layer) -> None:
+        self.channel = await layer.new_channel()
+        backoff, failed = 0.5, False
+        while True:
+            try:
+                await self._join_all(layer)
+                if failed:  # a warning like push_fallback, so whoever saw the one sees the other
+                    log.warning("push_resumed", extra={"sessions": len(self.by_session)})
+                backoff, failed = 0.5, False
+                self._tell_all(True)
+                while True:
+                    event = await layer.receive(self.channel)
+                    self._from_layer(event)
+                    if time.monotonic() - self.joined_at > REJOIN_SECONDS:
+                        await self._join_all(layer)
+            except Exception as exc:
+                if not failed:
+                    log.warning("push_fallback", extra={"sessions": len(self.by_session), "error": str(exc)})
+                    self._tell_all(False)
+                failed = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _join_all(self, layer) -> None:
+        for group in list(self.by_session) + list(self.by_project):
+            await layer.group_add(group, self.channel)
+        self.joined_at = time.monotonic()
+
+    def _tell_all(self, listening: bool) -> None:
+        self.listening = listening
+        for members in list(self.by_session.values()):
+            for listener in list(members):
+                listener.on_layer(listening)
+
+    def _from_layer(self, event: dict[str, Any]) -> None:
+        if event.get("origin") != events.ORIGIN:  # this process's own events were handed over when published
+            self.dispatch(event)
+
+    def dispatch(self, event: dict[str, Any]) -> None:
+        if event.get("type") == events.PRESENCE_EVENT:
+            members = self.by_project.get(events.project_group(event.get("project_id", "")), ())
+        else:
+            members = self.by_session.get(events.session_group(event.get("session_id", uuid.UUID(int=0))), ())
+        for listener in list(members):
+            listener.on_event(event)
+
+
+hub = Hub()
+events.local_dispatchers.append(hub.dispatch)
