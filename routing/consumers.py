@@ -20,7 +20,7 @@ when the session resumes; a repeat carries the same message id.
 Leaving: a close with code 1000 or 1001 disconnects the session (peers get session_left).
 Any other end (a dropped network, a crash) keeps it, so the agent can resume with its token;
 if it does not come back, the sweeper times it out. On shutdown (routing.live) the frame in
-hand finishes and is answered, later frames are refused, then `server_shutdown` and close 1012.
+hand finishes and is answered, later frames are refused, then `server_shutdown` and close 4503.
 """
 
 import asyncio
@@ -63,7 +63,9 @@ RECHECK_SECONDS = 30.0
 FALLBACK_POLL_SECONDS = 1.0
 FRAMES_PER_SECOND_BEFORE_HELLO = 10.0
 LEAVING_CODES = (1000, 1001)
-CLOSE_SERVICE_RESTART = 1012
+# Not 1012 (service restart): daphne's autobahn lets a server close only with 1000 or 3000-4999,
+# and drops the connection without a close frame on any other code.
+CLOSE_SERVICE_RESTART = 4503
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
@@ -177,7 +179,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             log.exception("could not release the session", extra={"session_id": str(self.session.pk)})
 
     async def shut_down(self) -> None:
-        """Finish the frame in hand, send server_shutdown, close with 1012. Idempotent."""
+        """Finish the frame in hand, send server_shutdown, close with 4503. Idempotent."""
         if self._goodbye is None:
             self._goodbye = asyncio.ensure_future(self._say_goodbye())
         await asyncio.shield(self._goodbye)

@@ -9,9 +9,9 @@ step fails with a KeyError as soon as one connection has no application (an idle
 connection, or the HTTP side of a WebSocket upgrade), and then nothing waits for anyone.
 So on the first connection this process registers its own "before shutdown" trigger with
 Twisted, and Twisted waits for it before it closes any socket: every connection finishes
-its in-flight frame, sends `server_shutdown`, and closes with 1012. Under uvicorn the
+its in-flight frame, sends `server_shutdown`, and closes with 4503. Under uvicorn the
 lifespan shutdown calls the same `shut_down_all`; uvicorn has already closed WebSockets
-with 1012 by then, and nothing is lost either way, since everything accepted is in the database.
+with 1012 (service restart) by then, and nothing is lost either way, since everything accepted is in the database.
 """
 
 import asyncio

@@ -2,6 +2,7 @@
 
 import uuid
 
+import pytest
 import websockets
 
 
@@ -125,3 +126,12 @@ async def test_a_session_disconnected_elsewhere_has_its_socket_closed_with_4410(
         # The one that stays is untouched, and a send to the gone session is queued for its resume.
         queued = await peer.request({"type": "send", "recipient_id": client.session_id, "payload": {"n": 1}})
         assert queued["result"]["status"] == "queued"
+
+
+async def test_a_socket_that_never_says_hello_is_told_and_closed_with_4408(live_broker):
+    async with live_broker.raw(Authorization=f"Bearer {live_broker.agent_key}") as client:
+        told = await client.next("error", timeout=15)  # the server waits 10 s for a hello
+        assert told["error"] == "unauthorized" and "hello" in told["message"]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.connection.recv()
+        assert closed.value.rcvd.code == 4408

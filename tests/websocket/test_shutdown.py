@@ -7,8 +7,10 @@ each arrives exactly once.
 """
 
 import asyncio
+import base64
 import itertools
 import json
+import os
 import signal
 from contextlib import AsyncExitStack
 
@@ -120,3 +122,44 @@ async def test_every_accepted_message_is_delivered_exactly_once_after_a_restart(
     # Anything beyond the accepted ones was a send in flight at the stop: persisted, never answered.
     assert all(m["payload"]["sender"] in range(SENDERS) for m in unique.values())
     assert len(unique) - len(accepted) <= SENDERS * 100
+
+
+async def open_silent_session(port: int, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket session over a bare TCP socket that says hello and then never answers anything.
+
+    The server waits (a little) for such a peer to answer its close, which holds the shutdown
+    open long enough to try a new connection meanwhile.
+    """
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws/sessions/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Authorization: Bearer {key}\r\n\r\n").encode())
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    hello, mask = b'{"type":"hello","presence":false}', os.urandom(4)
+    writer.write(bytes([0x81, 0x80 | len(hello)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(hello)))
+    async with asyncio.timeout(10):
+        seen = b""
+        while b'"welcome"' not in seen:
+            seen += await reader.read(4096)
+    return reader, writer
+
+
+async def test_sigterm_tells_each_socket_closes_it_with_4503_and_refuses_new_ones(restartable_broker):
+    broker = restartable_broker
+    _, silent = await open_silent_session(broker.server.port, broker.agent_key)
+    async with broker.connect(presence=False) as client:
+        stopping = asyncio.create_task(asyncio.to_thread(broker.server.stop, signal.SIGTERM))
+        goodbye = await client.next("server_shutdown")
+        assert goodbye["reconnect"] is True and goodbye["grace_seconds"] > 0
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await client.connection.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4503
+        # Still shutting down (the silent peer has not answered its close): no new session.
+        with pytest.raises((websockets.InvalidStatus, OSError)) as refused:
+            async with broker.connect(presence=False):
+                pass
+        if isinstance(refused.value, websockets.InvalidStatus):
+            assert refused.value.response.status_code == 403
+    assert await stopping == 0
+    silent.close()
