@@ -44,6 +44,8 @@ class Coalescer:
                     continue
                 try:
                     answers = await self.run_round([r for r, _ in live])
+                    if len(answers) != len(live):
+                        raise RuntimeError(f"a round of {len(live)} requests gave {len(answers)} answers")
                 except Exception as exc:
                     for _, future in live:
                         if not future.done():

@@ -57,8 +57,10 @@ class Hub:
         groups = [self._add(self.by_session, events.session_group(listener.session_id), listener)]
         if listener.presence:  # every join and leave goes to every subscriber: N sockets joining cost N² frames
             groups.append(self._add(self.by_project, events.project_group(listener.project_id), listener))
-        if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(layer), name="broker-hub")
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:  # (a test's new loop)
+            self.listening = False
+            self.task = loop.create_task(self._run(layer), name="broker-hub")
             return False  # the task joins every group and wakes everyone once it listens
         if self.listening:
             try:
@@ -125,8 +127,13 @@ class Hub:
                 backoff = min(backoff * 2, 5.0)
 
     async def _join_all(self, layer) -> None:
-        for group in list(self.by_session) + list(self.by_project):
-            await layer.group_add(group, self.channel)
+        # Until none is left: a listener that joins meanwhile sees the hub not listening yet and
+        # leaves its group to this loop.
+        joined: set[str] = set()
+        while pending := (self.by_session.keys() | self.by_project.keys()) - joined:
+            for group in pending:
+                await layer.group_add(group, self.channel)
+            joined |= pending
         self.joined_at = time.monotonic()
 
     def _tell_all(self, listening: bool) -> None:
