@@ -27,9 +27,9 @@ REDIS_POOL = int(os.environ.get("BENCH_ECHO_REDIS_POOL", "2000"))
 # sometimes times out on the socket first, and the consumer dies with redis TimeoutError.
 REDIS_SOCKET_TIMEOUT = 10
 REDIS_HOST = {"address": REDIS_URL, "max_connections": REDIS_POOL, "socket_timeout": REDIS_SOCKET_TIMEOUT}
-# core: the layer the broker uses (lists in Redis, one receive loop per process); pubsub: Redis
-# pub/sub, one subscriber connection per process, to compare the two designs.
-if REDIS_URL and os.environ.get("BENCH_ECHO_REDIS_LAYER", "core") == "pubsub":
+# pubsub: the layer the broker uses (Redis pub/sub, one subscriber connection per process);
+# core: lists in Redis, one receive loop per process, to compare the two designs.
+if REDIS_URL and os.environ.get("BENCH_ECHO_REDIS_LAYER", "pubsub") == "pubsub":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
                                   "CONFIG": {"hosts": [REDIS_HOST], "prefix": "bench-echo"}}}
 elif REDIS_URL:

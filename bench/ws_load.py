@@ -35,8 +35,8 @@ on the machine: on a shared box every figure suffers).
 Then the same load on bench/echo_app.py, once per channel layer the stacks used (Redis for
 postgres, in-memory for default): daphne, Channels and the layer with no database and no
 broker code. The broker's deliveries/s is given as a ratio of the echo's; when the echo
-itself could not carry the offered load, the ratio says so. --echo-redis-layer pubsub runs
-the echo on channels-redis's pub/sub layer instead of the core layer the broker uses.
+itself could not carry the offered load, the ratio says so. --echo-redis-layer core runs
+the echo on channels-redis's core layer instead of the pub/sub layer the broker uses.
 
 Every phase has a time limit, so the run ends even on a struggling server: about 2 minutes
 when the targets are met, 4 to 5 on a server far from them. One JSON document goes to stdout
@@ -415,8 +415,8 @@ def parse_options(argv: list[str] | None = None):
     parser.add_argument("--presence", action="store_true",
                         help="sessions ask for session_joined/left frames (N sessions joining then cost N^2 frames)")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare Channels echo")
-    parser.add_argument("--echo-redis-layer", choices=["core", "pubsub"], default="core",
-                        help="the echo's Redis layer: core (RedisChannelLayer, the broker's) or pubsub (RedisPubSubChannelLayer)")
+    parser.add_argument("--echo-redis-layer", choices=["core", "pubsub"], default="pubsub",
+                        help="the echo's Redis layer: pubsub (RedisPubSubChannelLayer, the broker's) or core (RedisChannelLayer)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL,
                         help="PostgreSQL server for the postgres stack (a throwaway database is made on it)")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the postgres stack and its ceiling")

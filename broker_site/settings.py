@@ -157,14 +157,14 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 changed two defaults channels-redis relies on: reads time out after 5 s, the
-            # same 5 s channels-redis blocks in BZPOPMIN waiting for a message (every idle receive
-            # would fail), and a pool holds at most 100 connections (a thousand sockets subscribing
-            # at once would get "Too many connections"). Read longer; allow as many as before.
+            # Pub/sub: a group_send is one PUBLISH, and Redis pushes each event to the processes
+            # subscribed to its group. The core layer took four round trips per group_send and
+            # one blocking pop per event received. Both are at-most-once; the database is the
+            # source of truth (routing.events), and routing.hub notices an outage by its probes.
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # redis-py 8 reads time out after 5 s by default; a pool holds at most 100 connections.
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15,
-                                  "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000, minimum=10)}],
-                       "capacity": env_int("CHANNEL_CAPACITY", 1000, minimum=1)},
+                                  "max_connections": env_int("REDIS_MAX_CONNECTIONS", 10_000, minimum=10)}]},
         }
     }
     # Shared by every server process, so per-key rate-limit windows hold across them.
@@ -240,5 +240,8 @@ LOGGING = {
     "loggers": {
         # Request lines carry no credentials: keys travel in headers, never in query strings.
         "django.server": {"level": LOG_LEVEL},
+        # While Redis is away, the pub/sub layer's receive task logs a traceback every second;
+        # routing.hub's probe reports the same outage once (push_fallback, push_resumed).
+        "channels_redis.pubsub": {"level": "CRITICAL"},
     },
 }

@@ -29,6 +29,7 @@ _server_loop: asyncio.AbstractEventLoop | None = None
 _in_flight: set = set()  # sends handed over and not done, held so none is garbage-collected
 # In-process subscribers (routing.hub) that get every event this process publishes, on its loop.
 local_dispatchers: list[Callable[[dict], None]] = []
+SEND_TIMEOUT_SECONDS = 2.0
 ORIGIN = uuid.uuid4().hex  # marks the events this process published, so its listener skips them
 
 
@@ -82,11 +83,13 @@ async def _group_send(layer, group: str, event: dict) -> None:
     event = {**event, "origin": ORIGIN}
     for attempt in (1, 2):
         try:
-            await layer.group_send(group, event)
+            # Bounded: a publish to a Redis that does not answer can hang, and events pile up behind it.
+            await asyncio.wait_for(layer.group_send(group, event), SEND_TIMEOUT_SECONDS)
             return
         except Exception as exc:  # Redis down or full: the message is persisted; listeners poll the database.
             if attempt == 2:
-                log.warning("push_fallback", extra={"group": group, "event_type": event.get("type"), "error": str(exc)})
+                log.warning("push_fallback", extra={"group": group, "event_type": event.get("type"),
+                                                    "error": str(exc) or type(exc).__name__})
             # Once more: after a Redis restart, the first use of each pooled connection fails.
 
 

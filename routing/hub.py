@@ -1,16 +1,19 @@
-"""One channel-layer listener per process: every WebSocket of this process is woken through it.
+"""One channel-layer listener per process: every push in the process is woken through it.
 
-With a channel per socket, channels-redis's core layer hands each message in a process
-around all its waiting receivers: a thousand sockets carried about one message a second.
-So the process keeps one channel, joined to the groups of the sessions it holds (and to the
-projects whose presence someone here wants), and one task receives and hands each event to
-the local connections by session id. Events published by this process reach its own
-connections at once, without the layer (routing.events). Events stay wake-up calls: the
-database is the source of truth.
+Its listeners are the WebSocket consumers, the long polls (routing.receive) and the MCP
+inbox subscriptions. With a channel per listener, channels-redis's core layer hands each
+message in a process around all its waiting receivers: a thousand sockets carried about one
+message a second. So the process keeps one channel, joined to the groups of the sessions its
+listeners are for (and to the projects whose presence someone here wants), and one task
+receives and hands each event to the local listeners by session id. Events published by this
+process reach its own listeners at once, without the layer (routing.events). Events stay
+wake-up calls: the database is the source of truth.
 
-If the layer fails (Redis down), the hub logs push_fallback once and tells every connection,
-whose pump then polls the database; it joins its groups again with backoff, logs
-push_resumed, and wakes every connection, since mail committed meanwhile sent its event to nobody.
+Every second the hub sends itself a probe through the layer. If the layer fails (Redis down:
+a send or a receive fails, or a probe does not come back), the hub logs push_fallback once
+and tells every listener, which then polls the database; it joins its groups again with
+backoff, and once a probe comes back it logs push_resumed and tells everyone again, since
+mail committed meanwhile sent its event to nobody.
 """
 
 import asyncio
@@ -23,11 +26,18 @@ from channels.layers import get_channel_layer
 
 from routing import events
 
-log = logging.getLogger("broker.websocket")
+log = logging.getLogger("broker.push")
 
 # Both layers forget a group member after their group_expiry (a day by default); joining again refreshes it.
 REJOIN_SECONDS = 3600.0
 LEAVE_TIMEOUT_SECONDS = 1.0
+RETRY_FIRST_SECONDS = 0.5
+# Every PROBE_SECONDS the hub sends itself a probe through the layer; one not back within
+# PROBE_TIMEOUT_SECONDS means the layer is down. Generous: a busy event loop is not an outage.
+PROBE_SECONDS = 1.0
+PROBE_TIMEOUT_SECONDS = 5.0
+PROBE_EVENT = "broker.probe"
+RETRY_MAX_SECONDS = 5.0
 
 
 class Listener(Protocol):
@@ -48,6 +58,8 @@ class Hub:
         self.listening = False
         self.task: asyncio.Task | None = None
         self.joined_at = 0.0
+        self.probes = 0
+        self.probe_back: asyncio.Future | None = None
 
     async def join(self, listener: Listener) -> bool:
         """Start waking `listener`; whether the layer is up (if not, it should poll)."""
@@ -104,27 +116,62 @@ class Hub:
         return False
 
     async def _run(self, layer) -> None:
-        self.channel = await layer.new_channel()
-        backoff, failed = 0.5, False
+        self.channel, receiver = None, None
+        backoff, failed = RETRY_FIRST_SECONDS, False
+        try:
+            while True:
+                try:
+                    if self.channel is None:  # (on the pub/sub layer this subscribes: Redis may be down)
+                        self.channel = await layer.new_channel()
+                    if receiver is None or receiver.done():
+                        receiver = asyncio.get_running_loop().create_task(self._receive(layer), name="broker-hub-receive")
+                    await self._join_all(layer)
+                    await self._round_trip(layer, receiver)
+                    if failed:  # a warning like push_fallback, so whoever saw the one sees the other
+                        log.warning("push_resumed", extra={"sessions": len(self.by_session)})
+                    backoff, failed = RETRY_FIRST_SECONDS, False
+                    self._tell_all(True)
+                    while True:
+                        await asyncio.sleep(PROBE_SECONDS)
+                        await self._round_trip(layer, receiver)
+                        if time.monotonic() - self.joined_at > REJOIN_SECONDS:
+                            await self._join_all(layer)
+                except Exception as exc:
+                    if not failed:
+                        log.warning("push_fallback", extra={"sessions": len(self.by_session),
+                                                        "error": str(exc) or type(exc).__name__})
+                        self._tell_all(False)
+                    failed = True
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, RETRY_MAX_SECONDS)
+        finally:
+            if receiver is not None:
+                receiver.cancel()
+
+    async def _receive(self, layer) -> None:
         while True:
-            try:
-                await self._join_all(layer)
-                if failed:  # a warning like push_fallback, so whoever saw the one sees the other
-                    log.warning("push_resumed", extra={"sessions": len(self.by_session)})
-                backoff, failed = 0.5, False
-                self._tell_all(True)
-                while True:
-                    event = await layer.receive(self.channel)
-                    self._from_layer(event)
-                    if time.monotonic() - self.joined_at > REJOIN_SECONDS:
-                        await self._join_all(layer)
-            except Exception as exc:
-                if not failed:
-                    log.warning("push_fallback", extra={"sessions": len(self.by_session), "error": str(exc)})
-                    self._tell_all(False)
-                failed = True
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            event = await layer.receive(self.channel)
+            if event.get("type") == PROBE_EVENT:
+                if event.get("n") == self.probes and self.probe_back is not None and not self.probe_back.done():
+                    self.probe_back.set_result(True)
+            else:
+                self._from_layer(event)
+
+    async def _round_trip(self, layer, receiver: asyncio.Task) -> None:
+        """Send this process's channel a probe and see it come back; raise if the layer failed.
+
+        The core layer's receive raises when Redis goes away, but the pub/sub layer's never does
+        (it reconnects underneath, and what was published meanwhile is gone), so the probe is how
+        the hub finds out on either.
+        """
+        self.probes += 1
+        self.probe_back = asyncio.get_running_loop().create_future()
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):  # a send to a Redis that does not answer can hang
+            await layer.send(self.channel, {"type": PROBE_EVENT, "n": self.probes})
+            done, _ = await asyncio.wait({self.probe_back, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        if receiver in done:
+            receiver.result()  # raises what ended it
+            raise RuntimeError("the channel-layer receive ended")
 
     async def _join_all(self, layer) -> None:
         # Until none is left: a listener that joins meanwhile sees the hub not listening yet and

@@ -1,7 +1,8 @@
-"""The inbox push listener's life cycle, in process: bounded, ended with its MCP session, and
-surviving a channel-layer failure. (test_inbox.py drives the same push over HTTP.)"""
+"""Inbox subscriptions in process, on a hub of their own: bounded, ended with their MCP session,
+and catching up after a channel-layer failure. (test_inbox.py drives the same push over HTTP.)"""
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from types import SimpleNamespace
@@ -15,7 +16,9 @@ from broker_site.mcp import inbox_push
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.inbox_push import InboxSubscriptions
+from routing import hub as hub_module
 from routing.events import MESSAGE_EVENT, session_group
+from routing.hub import Hub
 
 
 class RecordingOutbound:
@@ -51,9 +54,22 @@ class FlakyLayer:
 @pytest.fixture
 def layer(monkeypatch) -> FlakyLayer:
     layer = FlakyLayer()
-    monkeypatch.setattr(inbox_push, "get_channel_layer", lambda: layer)
-    monkeypatch.setattr(inbox_push, "RETRY_FIRST_SECONDS", 0.01)
+    monkeypatch.setattr(hub_module, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.01)
+    # No mail is waiting when a subscription first listens, so every notification here is an event's.
+    monkeypatch.setattr(inbox_push, "has_queued_mail", lambda session_pk: False)
     return layer
+
+
+@pytest.fixture
+async def subscriptions(layer):
+    """Subscriptions on a hub of their own (the process's one is shared by everything else)."""
+    hub = Hub()
+    yield InboxSubscriptions(listener=hub)
+    if hub.task is not None:
+        hub.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await hub.task
 
 
 def bound_connection() -> tuple[Connection, RecordingOutbound, SimpleNamespace]:
@@ -66,7 +82,13 @@ def bound_connection() -> tuple[Connection, RecordingOutbound, SimpleNamespace]:
 
 
 async def mail_for(layer, session) -> None:
-    await layer.inner.group_send(session_group(session.pk), {"type": MESSAGE_EVENT, "message_ids": ["m"]})
+    await layer.inner.group_send(session_group(session.pk), {"type": MESSAGE_EVENT, "session_id": str(session.pk),
+                                                              "message_ids": ["m"]})
+
+
+async def listening(layer, session) -> None:
+    """Until the hub's channel is in the session's group on the layer."""
+    await until(lambda: bool(layer.inner.groups.get(session_group(session.pk))))
 
 
 async def next_update(outbound: RecordingOutbound) -> str:
@@ -81,11 +103,12 @@ async def until(condition, timeout: float = 5) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_mail_event_becomes_a_resource_updated_notification(layer):
-    subscriptions = InboxSubscriptions()
+async def test_mail_event_becomes_a_resource_updated_notification(layer, subscriptions):
     connection, outbound, session = bound_connection()
     await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
-    await layer.inner.group_send(session_group(session.pk), {"type": "broker.replaced", "connection_epoch": 2})
+    await listening(layer, session)
+    await layer.inner.group_send(session_group(session.pk), {"type": "broker.replaced", "session_id": str(session.pk),
+                                                              "connection_epoch": 2})
     await mail_for(layer, session)
     # Only the mail event counts: the first notification is the mail's, and it is alone.
     assert await next_update(outbound) == inbox_uri(session.pk)
@@ -93,18 +116,17 @@ async def test_mail_event_becomes_a_resource_updated_notification(layer):
     await subscriptions.close_all()
 
 
-async def test_subscription_ends_with_its_mcp_session_and_leaves_the_group(layer):
-    subscriptions = InboxSubscriptions()
+async def test_subscription_ends_with_its_mcp_session_and_leaves_the_group(layer, subscriptions):
     connection, _, session = bound_connection()
     await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
-    assert layer.inner.groups.get(session_group(session.pk))
+    await listening(layer, session)
     await connection.exit_stack.aclose()  # what the SDK does when the MCP session ends (DELETE, idle, crash)
     assert len(subscriptions) == 0
     await until(lambda: not layer.inner.groups.get(session_group(session.pk)))
 
 
 async def test_subscriptions_are_bounded_and_one_per_mcp_session_and_uri(layer):
-    subscriptions = InboxSubscriptions(limit=1)
+    subscriptions = InboxSubscriptions(limit=1, listener=Hub())
     connection, _, session = bound_connection()
     await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
     await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
@@ -116,31 +138,32 @@ async def test_subscriptions_are_bounded_and_one_per_mcp_session_and_uri(layer):
     assert len(subscriptions) == 0
 
 
-async def test_connection_no_longer_bound_to_the_session_stops_hearing(layer):
-    subscriptions = InboxSubscriptions()
+async def test_connection_no_longer_bound_to_the_session_stops_hearing(layer, subscriptions):
     connection, outbound, session = bound_connection()
     await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
+    await listening(layer, session)
     bindings.unbind(connection.session_id, session.pk)  # disconnect_session on that connection
     await mail_for(layer, session)
     await until(lambda: len(subscriptions) == 0)
     assert outbound.sent.empty()
 
 
-async def test_layer_failure_logs_push_fallback_retries_and_catches_up(layer, monkeypatch, caplog):
+async def test_after_a_layer_failure_a_subscription_catches_up_then_hears_live_mail(layer, subscriptions,
+                                                                                     monkeypatch, caplog):
     layer.failures.update(new_channel=2, receive=1)
     monkeypatch.setattr(inbox_push, "has_queued_mail", lambda session_pk: True)
-    subscriptions = InboxSubscriptions()
     connection, outbound, session = bound_connection()
-    with caplog.at_level(logging.WARNING, logger="broker.mcp"):
+    with caplog.at_level(logging.WARNING, logger="broker.push"):
         # Redis is down when the client subscribes: the subscription still stands.
         await subscriptions.subscribe(connection, session, inbox_uri(session.pk))
-        # Once the layer answers, mail may have come in meanwhile: one catch-up notification.
+        # The first receive fails too (so the hub's probe cannot come back). Once the layer
+        # answers again, mail may have come in meanwhile: one catch-up notification...
         assert await next_update(outbound) == inbox_uri(session.pk)
-        # Its first receive fails too; it joins again from a fresh channel, catches up again, then hears live mail.
-        assert await next_update(outbound) == inbox_uri(session.pk)
-        await until(lambda: bool(layer.inner.groups.get(session_group(session.pk))))
+        # ...then live mail.
+        await listening(layer, session)
         await mail_for(layer, session)
         assert await next_update(outbound) == inbox_uri(session.pk)
-    assert [r.message for r in caplog.records].count("push_fallback") == 3
-    assert all(r.session_id == str(session.pk) for r in caplog.records)
-    await subscriptions.close_all()
+    logged = [r.message for r in caplog.records]
+    assert logged.count("push_fallback") == 1 and logged.count("push_resumed") == 1, logged
+    assert layer.failures == {"new_channel": 0, "receive": 0}
+    assert outbound.sent.empty()

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import InMemoryChannelLayer, channel_layers
 
 from routing import events
 from routing import hub as hub_module
@@ -57,7 +58,16 @@ def presence_event(project_id: str, session_id: uuid.UUID) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def hub() -> AsyncIterator[Hub]:
+def layer(monkeypatch):
+    """A channel layer of the test's own: the Redis one keeps receive state per process, which a
+    listener cancelled on an earlier test's event loop leaves behind for the next one."""
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    monkeypatch.setattr(hub_module, "get_channel_layer", lambda: layer)
+    return layer
+
+
+@pytest.fixture
+async def hub(layer) -> AsyncIterator[Hub]:
     hub = Hub()
     yield hub
     if hub.task is not None:
@@ -130,8 +140,7 @@ async def test_a_connection_that_left_is_not_woken_but_another_of_its_session_st
     assert [event["type"] for event in staying.events] == [events.MESSAGE_EVENT, events.PRESENCE_EVENT]
 
 
-async def test_an_event_from_another_process_arrives_through_the_layer_and_our_own_does_not(hub):
-    layer = get_channel_layer()
+async def test_an_event_from_another_process_arrives_through_the_layer_and_our_own_does_not(hub, layer):
     connection = Connection()
     await listening(hub, connection)
     group = events.session_group(connection.session_id)
@@ -142,8 +151,7 @@ async def test_an_event_from_another_process_arrives_through_the_layer_and_our_o
     assert connection.message_ids() == [["theirs"]]
 
 
-async def test_a_connection_joining_a_listening_hub_gets_its_group_joined_at_once(hub):
-    layer = get_channel_layer()
+async def test_a_connection_joining_a_listening_hub_gets_its_group_joined_at_once(hub, layer):
     early, late = Connection(), Connection(presence=True)
     await listening(hub, early)
     assert await hub.join(late) is True  # no need to poll: the layer is up and its groups are joined
