@@ -7,6 +7,7 @@ listener reads its messages from there.
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -27,6 +28,8 @@ ENDED_EVENT = "broker.ended"
 # waited for each group_send (async_to_sync) sat idle for a round trip to Redis per message.
 _server_loop: asyncio.AbstractEventLoop | None = None
 _in_flight: set = set()  # sends handed over and not done, held so none is garbage-collected
+_handover: list[tuple[str, dict]] = []  # published by any thread, not yet taken by the server loop
+_handover_lock = threading.Lock()
 # In-process subscribers (routing.hub) that get every event this process publishes, on its loop.
 local_dispatchers: list[Callable[[dict], None]] = []
 SEND_TIMEOUT_SECONDS = 2.0
@@ -62,16 +65,24 @@ def _publish(group: str, event: dict) -> None:
     if loop is None or not loop.is_running():  # a management command, a test: no server loop to hand it to
         async_to_sync(_group_send)(layer, group, event)
         return
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
+    # Handed over in batches: a round of 100 sends commits 100 events at once, and one wake-up
+    # of the loop takes them all (a cross-thread future per event cost 6% of the server's time).
+    with _handover_lock:
+        _handover.append((group, event))
+        if len(_handover) > 1:
+            return  # a wake-up is already on its way
+    loop.call_soon_threadsafe(_take_handover, layer)
+
+
+def _take_handover(layer) -> None:
+    with _handover_lock:
+        batch = _handover[:]
+        _handover.clear()
+    loop = asyncio.get_running_loop()
+    for group, event in batch:
         sent = loop.create_task(_group_send(layer, group, event))
-    else:
-        sent = asyncio.run_coroutine_threadsafe(_group_send(layer, group, event), loop)
-    _in_flight.add(sent)
-    sent.add_done_callback(_in_flight.discard)
+        _in_flight.add(sent)
+        sent.add_done_callback(_in_flight.discard)
 
 
 async def _group_send(layer, group: str, event: dict) -> None:
