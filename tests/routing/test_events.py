@@ -1,9 +1,10 @@
 """Events out: after commit, message and presence events reach the channel-layer groups."""
 
+import asyncio
+import threading
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
@@ -18,27 +19,36 @@ from sessions_app.services import session_connect, session_disconnect, sessions_
 
 
 class Listener:
-    """A channel subscribed to one group, read without waiting."""
+    """A channel subscribed to one group, read without waiting.
+
+    On an event loop of its own that keeps running: the Redis pub/sub layer is per loop, and
+    its subscription is read by a task on that loop.
+    """
 
     def __init__(self, group: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(group, self.channel)
+        self.channel = self._run(self._join(group))
+
+    def _run(self, work):
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=10)
+
+    async def _join(self, group: str) -> str:
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(group, channel)
+        return channel
 
     def events(self) -> list[dict]:
-        received = []
-
-        async def drain():
-            import asyncio
-
+        async def drain() -> list[dict]:
+            received = []
             while True:
                 try:
                     received.append(await asyncio.wait_for(self.layer.receive(self.channel), timeout=0.2))
                 except TimeoutError:
-                    return
+                    return received
 
-        async_to_sync(drain)()
-        return received
+        return self._run(drain())
 
 
 @pytest.mark.django_db(transaction=True)
