@@ -1,8 +1,8 @@
 """This process's live WebSocket connections: kept alive in the database in one batch, shut down together.
 
 A session with an open WebSocket needs no heartbeat frames: every KEEPALIVE_SECONDS this
-process heartbeats all the sessions it holds, and renews their push lease, in one UPDATE
-(1,000 sessions cost one statement, not 1,000).
+process heartbeats all the sessions it holds, renews their push lease and reads their
+projects' current settings, in three statements (1,000 sessions cost three, not 1,000).
 
 Graceful shutdown: daphne (4.2) cancels every application on SIGTERM, but its own cancel
 step fails with a KeyError as soon as one connection has no application (an idle HTTP

@@ -151,7 +151,7 @@ def sessions_touch(sessions: list[AgentSession]) -> None:
 def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
     """Heartbeat the sessions a live connection holds and renew their push lease; the ones still connected.
 
-    One UPDATE however many sessions a process holds.
+    Two statements (a read and an UPDATE) however many sessions a process holds.
     """
     now = timezone.now()
     live = set(AgentSession.objects.filter(pk__in=session_ids, disconnected_at__isnull=True)
@@ -181,8 +181,7 @@ def session_disconnect(session: AgentSession, *, reason: str = "client",
         owned = owned.filter(connection_epoch=connection_epoch)
     if owned.update(disconnected_at=now, disconnect_reason=reason[:32], push_until=None):
         session.disconnected_at, session.disconnect_reason = now, reason[:32]
-        session_ended(session.pk, reason[:32])
-        presence_changed(session.project_id, session.pk, session.name, "session_left")
+        _announce_gone(session.project_id, session.pk, session.name, reason)
         log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
                                                 "reason": reason})
     return session
@@ -209,8 +208,7 @@ def sessions_time_out(now=None, batch: int = 500) -> int:
         if AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True,
                                        last_heartbeat_at=session.last_heartbeat_at).update(
                 disconnected_at=now, disconnect_reason="timeout", push_until=None):
-            session_ended(session.pk, "timeout")
-            presence_changed(session.project_id, session.pk, session.name, "session_left")
+            _announce_gone(session.project_id, session.pk, session.name, "timeout")
             timed_out += 1
     if timed_out:
         log.info("sessions_timed_out", extra={"count": timed_out})
@@ -220,11 +218,16 @@ def sessions_time_out(now=None, batch: int = 500) -> int:
 def sessions_disconnect_all(project: Project, *, reason: str) -> int:
     leaving = list(AgentSession.objects.filter(project=project, disconnected_at__isnull=True).values_list("pk", "name"))
     AgentSession.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
-        disconnected_at=timezone.now(), disconnect_reason=reason[:32])
+        disconnected_at=timezone.now(), disconnect_reason=reason[:32], push_until=None)
     for pk, name in leaving:
-        session_ended(pk, reason[:32])
-        presence_changed(project.pk, pk, name, "session_left")
+        _announce_gone(project.pk, pk, name, reason)
     return len(leaving)
+
+
+def _announce_gone(project_id: str, session_id: uuid.UUID, name: str | None, reason: str) -> None:
+    """After commit: the session's own connections close (session_ended), its peers hear session_left."""
+    session_ended(session_id, reason[:32])
+    presence_changed(project_id, session_id, name, "session_left")
 
 
 def session_block(blocker: AgentSession, target_ref: str) -> AgentSession:

@@ -141,7 +141,8 @@ class InboxSubscriptions:
         if sub is None:
             return
         for task in sub.sending:
-            task.cancel()
+            if task is not asyncio.current_task():  # a notification that found the binding gone ends on its own
+                task.cancel()
         leaving = asyncio.get_running_loop().create_task(self._hub.leave(sub))
         self._leaving.add(leaving)
         leaving.add_done_callback(self._leaving.discard)
