@@ -8,6 +8,9 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import AsyncClient
 
+from routing import hub as hub_module
+from routing import receive
+from routing.hub import Hub
 from routing.services import message_send
 
 
@@ -53,4 +56,38 @@ async def test_long_poll_times_out_empty(make_tenant):
     response = await client.post("/api/v1/messages/receive/", {"wait_seconds": 0.5}, content_type="application/json",
                                  headers=headers)
     assert response.json() == {"messages": [], "count": 0}
+    await close_thread_connections()
+
+
+class UnreachableLayer:
+    """A channel layer whose every call fails, as with Redis gone."""
+
+    def __getattr__(self, name):
+        async def failing(*args, **kwargs):
+            raise ConnectionError("Redis is unreachable")
+        return failing
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_long_poll_polls_the_database_while_the_layer_is_down(make_tenant, monkeypatch):
+    # A hub of its own on a dead layer: no event reaches the wait, only its own polling can.
+    monkeypatch.setattr(hub_module, "get_channel_layer", UnreachableLayer)
+    monkeypatch.setattr(receive, "hub", Hub())
+    tenant = await sync_to_async(make_tenant)("alpha")
+    sender, _ = await sync_to_async(tenant.connect)("sender")
+    recipient, _ = await sync_to_async(tenant.connect)("recipient")
+    sent_at: list[float] = []
+
+    async def send_later():
+        await asyncio.sleep(0.3)
+        await sync_to_async(message_send)(sender, recipient="recipient", payload={"text": "polled"})
+        sent_at.append(time.monotonic())
+
+    messages, _ = await asyncio.gather(
+        receive.messages_receive(recipient, max_messages=10, wait_seconds=30, auto_ack=True), send_later())
+    returned = time.monotonic()
+    assert [m.payload for m in messages] == [{"text": "polled"}]
+    # Found by the fallback poll (every 0.5 s), not by the 5 s safety re-check of a listening wait.
+    assert returned - sent_at[0] < receive.SAFETY_RECHECK_SECONDS - 2
+    receive.hub.task.cancel()
     await close_thread_connections()
