@@ -52,7 +52,7 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_send(session_group(str(frame["recipient_id"])),
                                             {"type": "echo.push", "message": message})
         await self.send_json({"type": "result", "for": "send", "request_id": frame.get("request_id"),
-                              "result": {"message_id": message["message_id"], "status": "delivered"}})
+                              "result": {"message_id": message["message_id"], "status": "pushing"}})
 
     async def broadcast(self, frame: dict) -> None:
         await self.channel_layer.group_send(EVERYONE, {"type": "echo.push", "message": self.message(frame)})

@@ -138,7 +138,7 @@ class Session:
         if sent_at is None:
             return
         self.tally.send_rtt_ms.append((time.perf_counter() - sent_at) * 1000)
-        if result.get("status") in ("delivered", "queued"):
+        if result.get("status") in ("pushing", "queued"):
             self.tally.accepted_ids.append(result["message_id"])
         else:
             self.tally.errors[f"status_{result.get('status')}"] += 1

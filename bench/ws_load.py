@@ -19,7 +19,7 @@ project whose limits the load cannot reach, and then:
    they are pushed; a session with --max-in-flight unanswered sends skips its turn (counted),
    so an overloaded server gets a bounded backlog rather than an ever-growing one;
 3. drains (at most --drain-seconds) and checks that every accepted send (a result with status
-   delivered or queued) was pushed to its recipient: accepted ids against unique received ids
+   pushing or queued) was pushed to its recipient: accepted ids against unique received ids
    (after a drain cut short by its limit, the missing ones may be late rather than lost);
 4. broadcasts from one session to all the others --broadcasts times: send -> last push
    (a round not complete within BROADCAST_TIMEOUT_S has no time).

@@ -21,6 +21,16 @@ class BrokerError(Exception):
         return {"error": self.code, "message": self.message, "details": self.details}
 
 
+def http_headers(exc: BrokerError) -> dict[str, str]:
+    """The HTTP headers an error's answer carries, on every HTTP face: how to authenticate, when to retry."""
+    headers = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return headers
+
+
 class ValidationFailed(BrokerError):
     code = "validation_error"
     status = 400

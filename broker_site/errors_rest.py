@@ -1,4 +1,9 @@
-"""The REST face's one mapper from errors to the SPEC shape {error, message, details}."""
+"""The REST face's one mapper from errors to the SPEC shape {error, message, details}.
+
+Input is checked by the operations' contracts (broker_site.rest), which raise the broker's own
+validation_error; what DRF itself can raise (a body that is not JSON, a wrong method, a
+missing key) is mapped here too.
+"""
 
 import logging
 
@@ -9,21 +14,9 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_default_handler
 
-from broker_site.errors import BrokerError
+from broker_site.errors import BrokerError, http_headers
 
 log = logging.getLogger("broker.rest")
-
-
-def drf_field_errors(detail) -> dict:
-    """Flatten DRF's nested validation detail into {field: [messages]}."""
-    if isinstance(detail, dict):
-        return {key: drf_field_errors(value) if isinstance(value, dict) else [str(v) for v in _as_list(value)]
-                for key, value in detail.items()}
-    return {"non_field_errors": [str(v) for v in _as_list(detail)]}
-
-
-def _as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None, headers=None) -> Response:
@@ -32,26 +25,16 @@ def error_response(code: str, message: str, status: int, details: dict | None = 
 
 def broker_error_json(exc: BrokerError) -> JsonResponse:
     """The same shape for the plain (async) Django views of the REST face."""
-    response = JsonResponse(exc.as_dict(), status=exc.status)
-    if "retry_after" in exc.details:
-        response["Retry-After"] = str(exc.details["retry_after"])
-    if exc.status == 401:
-        response["WWW-Authenticate"] = "Bearer"
-    return response
+    return JsonResponse(exc.as_dict(), status=exc.status, headers=http_headers(exc))
 
 
 def rest_exception_handler(exc, context):
     if isinstance(exc, BrokerError):
-        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
-        if exc.status == 401:
-            headers = {"WWW-Authenticate": "Bearer"}
-        return error_response(exc.code, exc.message, exc.status, exc.details, headers)
+        return error_response(exc.code, exc.message, exc.status, exc.details, http_headers(exc))
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         return error_response("payload_too_large", f"The request body is larger than {limit} bytes.", 413,
                               {"limit_bytes": limit})
-    if isinstance(exc, drf.ValidationError):
-        return error_response("validation_error", "The request is not valid.", 400, {"fields": drf_field_errors(exc.detail)})
     if isinstance(exc, drf.ParseError):
         return error_response("validation_error", "The request body is not valid JSON.", 400, {"reason": str(exc.detail)})
     if isinstance(exc, drf.UnsupportedMediaType):
@@ -64,10 +47,6 @@ def rest_exception_handler(exc, context):
         return error_response("not_found", "No such thing in this project.", 404)
     if isinstance(exc, drf.MethodNotAllowed):
         return error_response("method_not_allowed", f"Method {context['request'].method} is not allowed here.", 405)
-    if isinstance(exc, drf.Throttled):
-        wait = int(exc.wait or 1)
-        return error_response("rate_limited", "Too many requests; retry later.", 429, {"retry_after": wait},
-                              headers={"Retry-After": str(wait)})
     if isinstance(exc, drf.APIException):
         response = drf_default_handler(exc, context)
         return error_response(exc.default_code, str(exc.detail), response.status_code if response else 400)

@@ -1,29 +1,48 @@
-"""Pieces every app's REST module shares."""
+"""What every app's REST views share: bodies and queries read through the operation's contract,
+the acting session, and their OpenAPI descriptions.
 
-from typing import Any
+DRF stays for the views, authentication and the OpenAPI schema (drf-spectacular reads the
+contracts' own JSON Schema for request bodies).
+"""
 
-from rest_framework import serializers
+from typing import Any, TypeVar
 
+from drf_spectacular.utils import OpenApiParameter
+from pydantic import BaseModel
 
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields it does not declare, so a typo is an error rather than silently ignored."""
+from broker_site.contracts import parsed
+from sessions_app.models import AgentSession
+from sessions_app.services import session_acting
 
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
-        return super().to_internal_value(data)
-
-    @classmethod
-    def validated(cls, data: Any) -> dict[str, Any]:
-        serializer = cls(data=data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+C = TypeVar("C", bound=BaseModel)
+SESSION_TOKEN = "X-Session-Token"
+SESSION_TOKEN_HEADER = OpenApiParameter(SESSION_TOKEN, str, OpenApiParameter.HEADER, required=True,
+                                        description="The session_token returned when the session connected.")
 
 
-def query_flag(request, name: str, default: bool = False) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+def body(request, contract: type[C]) -> C:
+    """The request's JSON body as `contract`, or one validation_error naming every bad field."""
+    return parsed(contract, request.data, what="the request body")
+
+
+def query(request, contract: type[C], **values: Any) -> C:
+    """The query string as `contract` (text read as numbers and booleans); parameters it does not name are ignored."""
+    given = {name: request.query_params[name] for name in contract.model_fields if name in request.query_params}
+    return parsed(contract, {**given, **values}, what="the query", strict=False)
+
+
+def query_parameters(contract: type[BaseModel]) -> list[OpenApiParameter]:
+    """`contract`'s fields as OpenAPI query parameters, for extend_schema."""
+    kinds = {"integer": int, "number": float, "boolean": bool}
+    properties = contract.model_json_schema()["properties"]
+    parameters = []
+    for name, schema in properties.items():
+        arm = next((a for a in schema.get("anyOf", [schema]) if a.get("type") != "null"), schema)
+        parameters.append(OpenApiParameter(name, kinds.get(arm.get("type"), str), enum=arm.get("enum"),
+                                           description=schema.get("description", "")))
+    return parameters
+
+
+def acting_session(request, **acting: bool) -> AgentSession:
+    """The session a REST call acts as, proven by its X-Session-Token (sessions_app.services.session_acting)."""
+    return session_acting(request.auth.project, token=request.headers.get(SESSION_TOKEN), **acting)

@@ -1,29 +1,22 @@
-"""The operators' dashboard for projects and keys. Every change goes through projects.services."""
+"""The operators' dashboard for projects and keys. Every change goes through a service, as the signed-in user."""
 
 from django.contrib import admin, messages
-from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from broker_site.dashboard import ThroughServices, keys_shown_once, staff
 from broker_site.errors import BrokerError
 from projects import services
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
-from projects.selectors import project_stats
-
-
-def keys_shown_once(request, title: str, keys: list[tuple[ApiKey, str]], back_url: str) -> TemplateResponse:
-    """Render new raw keys on a page of their own: never in a message, a cookie or a log."""
-    context = {**admin.site.each_context(request), "title": title, "keys": keys, "back_url": back_url}
-    response = TemplateResponse(request, "admin/broker_keys_shown_once.html", context)
-    response["Cache-Control"] = "no-store"
-    return response
+from routing import lifecycle
+from routing.selectors import project_stats
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ThroughServices):
     list_display = ("id", "name", "status", "discoverable", "max_sessions", "created_at")
     list_filter = ("status", "discoverable")
     search_fields = ("id", "name")
-    actions = ("deactivate", "activate")
+    actions = ("deactivate", "activate", "delete_selected")
     readonly_fields = ("status", "created_at", "updated_at", "stats")
 
     def get_readonly_fields(self, request, obj=None):
@@ -37,13 +30,13 @@ class ProjectAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             services.project_update(obj, {name: form.cleaned_data[name] for name in form.changed_data
-                                          if name in services.UPDATABLE_FIELDS})
+                                          if name in services.UPDATABLE_FIELDS}, caller=staff(request))
             return
         config = {name: form.cleaned_data[name] for name in services.CONFIG_FIELDS if name in form.cleaned_data}
         project, key, raw = services.project_create(
             project_id=form.cleaned_data["id"], name=form.cleaned_data["name"],
             description=form.cleaned_data.get("description", ""),
-            discoverable=form.cleaned_data.get("discoverable", False), config=config)
+            discoverable=form.cleaned_data.get("discoverable", False), config=config, caller=staff(request))
         obj.pk = project.pk
         request._broker_new_keys = [(key, raw)]
 
@@ -54,16 +47,24 @@ class ProjectAdmin(admin.ModelAdmin):
                                    reverse("admin:projects_project_change", args=[obj.pk]))
         return super().response_add(request, obj, post_url_continue)
 
+    def deletion_summary(self, obj: Project) -> list[str]:
+        stats = project_stats(obj)
+        return [f"Project {obj.pk} with {sum(stats['sessions'].values())} sessions, {stats['protocols']} protocols, "
+                f"{obj.api_keys.count()} keys and every message in it; its live sessions are disconnected first."]
+
+    def delete_through_service(self, request, obj: Project) -> None:
+        lifecycle.project_delete(obj, caller=staff(request))
+
     @admin.action(description="Deactivate (disconnect sessions, refuse requests, keep history)")
     def deactivate(self, request, queryset) -> None:
         for project in queryset:
-            services.project_deactivate(project)
+            lifecycle.project_deactivate(project, caller=staff(request))
         self.message_user(request, f"Deactivated {queryset.count()} project(s).")
 
     @admin.action(description="Activate")
     def activate(self, request, queryset) -> None:
         for project in queryset:
-            services.project_activate(project)
+            services.project_activate(project, caller=staff(request))
         self.message_user(request, f"Activated {queryset.count()} project(s).")
 
 
@@ -83,17 +84,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # Once issued, a key's project and role never change: rotate or revoke it instead.
         return ("project", "role", *self.readonly_fields) if obj else ()
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # revoked, never deleted: the trail and the rotation chain keep pointing at it
+
     @admin.display(description="digest")
     def digest_prefix(self, obj: ApiKey) -> str:
         return f"sha256:{obj.digest[:12]}…"
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
-            obj.save(update_fields=["label", "expires_at"])
+            # The form has already set the new values on obj: the service compares against the stored key.
+            stored = ApiKey.objects.get(pk=obj.pk)
+            services.api_key_update(stored, {name: form.cleaned_data[name] for name in form.changed_data},
+                                    caller=staff(request))
             return
         key, raw = services.api_key_create(form.cleaned_data["project"], role=form.cleaned_data["role"],
                                            label=form.cleaned_data["label"],
-                                           expires_at=form.cleaned_data["expires_at"])
+                                           expires_at=form.cleaned_data["expires_at"], caller=staff(request))
         obj.pk = key.pk
         request._broker_new_keys = [(key, raw)]
 
@@ -108,7 +115,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         new_keys = []
         for key in queryset:
             try:
-                new_keys.append(services.api_key_rotate(key))
+                new_keys.append(services.api_key_rotate(key, caller=staff(request)))
             except BrokerError as exc:
                 self.message_user(request, f"{key}: {exc.message}", messages.ERROR)
         if new_keys:
@@ -118,13 +125,24 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke now")
     def revoke(self, request, queryset) -> None:
         for key in queryset:
-            services.api_key_revoke(key)
+            services.api_key_revoke(key, caller=staff(request))
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
 @admin.register(ProjectLink)
 class ProjectLinkAdmin(admin.ModelAdmin):
+    """Shown, not edited: consent between projects is each side's admin's to give, through the link services."""
+
     list_display = ("source", "target", "source_consented_at", "target_consented_at", "rate_limit_per_minute")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(AuditEvent)

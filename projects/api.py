@@ -1,99 +1,67 @@
-"""REST face for projects, keys and the audit trail. Thin: validate, call a service, shape output."""
+"""REST face for projects, keys and the audit trail. Thin: read the contract, call a service, shape output."""
 
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker_site.rest import StrictSerializer, query_flag
+from broker_site.rest import body, query, query_parameters
 from projects import selectors, services
-from projects.models import PROJECT_ID_PATTERN, ApiKey, Project
-
-
-class ProjectConfigIn(StrictSerializer):
-    max_sessions = serializers.IntegerField(required=False)
-    max_protocols = serializers.IntegerField(required=False)
-    max_queue_size = serializers.IntegerField(required=False)
-    stale_after = serializers.IntegerField(required=False)
-    disconnect_after = serializers.IntegerField(required=False)
-    ack_timeout = serializers.IntegerField(required=False)
-    max_attempts = serializers.IntegerField(required=False)
-    rate_limit_per_minute = serializers.IntegerField(required=False)
-    max_payload_bytes = serializers.IntegerField(required=False)
-    protocol_registration = serializers.ChoiceField(choices=Project.Registration.values, required=False)
-
-
-class ProjectCreateIn(StrictSerializer):
-    project_id = serializers.RegexField(PROJECT_ID_PATTERN, max_length=64)
-    name = serializers.CharField(max_length=100)
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    discoverable = serializers.BooleanField(required=False, default=False)
-    config = ProjectConfigIn(required=False)
-
-
-class ProjectUpdateIn(ProjectConfigIn):
-    name = serializers.CharField(max_length=100, required=False)
-    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
-    discoverable = serializers.BooleanField(required=False)
-
-
-class KeyCreateIn(StrictSerializer):
-    role = serializers.ChoiceField(choices=ApiKey.Role.values, default=ApiKey.Role.AGENT)
-    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-
-
-class KeyRotateIn(StrictSerializer):
-    grace_period_seconds = serializers.IntegerField(min_value=0, max_value=604_800, required=False, default=300)
-
-
-def created_key_body(key: ApiKey, raw: str) -> dict:
-    return {**selectors.api_key_summary(key), "api_key": raw,
-            "notice": "This is the only time the key is shown. Store it now."}
+from projects.contracts import (
+    KeyCreateIn,
+    KeyRotateIn,
+    ListProjectsIn,
+    ProjectCreateIn,
+    ProjectInfoIn,
+    ProjectUpdateIn,
+)
+from routing.lifecycle import project_deactivate
+from routing.selectors import project_stats
 
 
 class ProjectListView(APIView):
     @extend_schema(operation_id="projects_list", responses=OpenApiTypes.OBJECT,
-                   parameters=[OpenApiParameter("name_filter", str), OpenApiParameter("include_inactive", bool),
-                               OpenApiParameter("include_stats", bool)], summary="List projects")
+                   parameters=query_parameters(ListProjectsIn), summary="List projects")
     def get(self, request):
-        projects = selectors.projects_visible(request.auth, name_filter=request.query_params.get("name_filter", "")[:100],
-                                              include_inactive=query_flag(request, "include_inactive"))
-        include_stats = query_flag(request, "include_stats")
-        items = [selectors.project_summary(p, caller=request.auth, include_stats=include_stats) for p in projects]
+        listing = query(request, ListProjectsIn)
+        projects = selectors.projects_visible(request.auth, name_filter=listing.name_filter,
+                                              include_inactive=listing.include_inactive)
+        items = [selectors.project_summary(p, caller=request.auth,
+                                           stats=project_stats(p) if listing.include_stats else None)
+                 for p in projects]
         return Response({"projects": items, "count": len(items)})
 
     @extend_schema(operation_id="project_create", responses=OpenApiTypes.OBJECT,
                    request=ProjectCreateIn, summary="Create a project (operators); returns its first admin key once")
     def post(self, request):
-        data = ProjectCreateIn.validated(request.data)
+        asked = body(request, ProjectCreateIn)
         project, key, raw = services.project_create(
-            project_id=data["project_id"], name=data["name"], description=data["description"],
-            discoverable=data["discoverable"], config=data.get("config"), caller=request.auth)
-        body = selectors.project_summary(project, caller=request.auth, include_config=True)
-        body["admin_key"] = created_key_body(key, raw)
-        return Response(body, status=status.HTTP_201_CREATED)
+            project_id=asked.project_id, name=asked.name, description=asked.description,
+            discoverable=asked.discoverable, config=asked.config.changes() if asked.config else None,
+            caller=request.auth)
+        reply = selectors.project_summary(project, caller=request.auth, include_config=True)
+        reply["admin_key"] = selectors.api_key_created(key, raw)
+        return Response(reply, status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailView(APIView):
     @extend_schema(operation_id="project_info", responses=OpenApiTypes.OBJECT,
-                   parameters=[OpenApiParameter("include_config", bool), OpenApiParameter("include_stats", bool),
-                               OpenApiParameter("include_permissions", bool)], summary="Project info")
+                   parameters=query_parameters(ProjectInfoIn), summary="Project info")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id, allow_discoverable=True)
+        asked = query(request, ProjectInfoIn)
         return Response(selectors.project_summary(
-            project, caller=request.auth, include_config=query_flag(request, "include_config"),
-            include_stats=query_flag(request, "include_stats", True),
-            include_permissions=query_flag(request, "include_permissions")))
+            project, caller=request.auth, include_config=asked.include_config,
+            stats=project_stats(project) if asked.include_stats else None,
+            include_permissions=asked.include_permissions))
 
     @extend_schema(operation_id="project_update", responses=OpenApiTypes.OBJECT,
                    request=ProjectUpdateIn, summary="Change a project's description or settings (admins)")
     def patch(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
-        changes = ProjectUpdateIn.validated(request.data)
-        project = services.project_update(project, changes, caller=request.auth)
+        project = services.project_update(project, body(request, ProjectUpdateIn).changes(), caller=request.auth)
         return Response(selectors.project_summary(project, caller=request.auth, include_config=True))
 
 
@@ -101,7 +69,7 @@ class ProjectDeactivateView(APIView):
     @extend_schema(operation_id="project_deactivate", responses=OpenApiTypes.OBJECT,
                    request=None, summary="Deactivate a project (operators): sessions end, history stays")
     def post(self, request, project_id: str):
-        project = services.project_deactivate(selectors.project_for(request.auth, project_id), caller=request.auth)
+        project = project_deactivate(selectors.project_for(request.auth, project_id), caller=request.auth)
         return Response(selectors.project_summary(project, caller=request.auth))
 
 
@@ -125,10 +93,10 @@ class KeyListView(APIView):
                    request=KeyCreateIn, summary="Create a key (admins); the key is shown once")
     def post(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
-        data = KeyCreateIn.validated(request.data)
-        key, raw = services.api_key_create(project, role=data["role"], label=data["label"],
-                                           expires_at=data["expires_at"], caller=request.auth)
-        return Response(created_key_body(key, raw), status=status.HTTP_201_CREATED)
+        asked = body(request, KeyCreateIn)
+        key, raw = services.api_key_create(project, role=asked.role, label=asked.label, expires_at=asked.expires_at,
+                                           caller=request.auth)
+        return Response(selectors.api_key_created(key, raw), status=status.HTTP_201_CREATED)
 
 
 class KeyRotateView(APIView):
@@ -136,10 +104,10 @@ class KeyRotateView(APIView):
                    request=KeyRotateIn, summary="Rotate a key: a new key now, the old one valid for the grace period")
     def post(self, request, project_id: str, key_id: str):
         project = selectors.project_for(request.auth, project_id)
-        data = KeyRotateIn.validated(request.data)
-        new_key, raw = services.api_key_rotate(selectors.api_key_get(project, key_id),
-                                               grace_period_seconds=data["grace_period_seconds"], caller=request.auth)
-        return Response(created_key_body(new_key, raw), status=status.HTTP_201_CREATED)
+        grace = body(request, KeyRotateIn).grace_period_seconds
+        new_key, raw = services.api_key_rotate(selectors.api_key_get(project, key_id), grace_period_seconds=grace,
+                                               caller=request.auth)
+        return Response(selectors.api_key_created(new_key, raw), status=status.HTTP_201_CREATED)
 
 
 class KeyRevokeView(APIView):

@@ -1,8 +1,12 @@
-"""Authentication for every face: one function from request headers to a Caller.
+"""Who is calling: authentication for every face, and the principals services act for.
 
 REST, MCP and WebSocket all call `authenticate`. It answers 401 with one generic
 message whatever was wrong, records every failure as an audit event, and never
 logs the key.
+
+Services take a principal: a `Caller` (an API key, acting in a project) whose role they
+check, or `Staff` (the command line, a signed-in admin user), trusted like an operator.
+Either way the audit trail names who it was.
 """
 
 import hmac
@@ -14,6 +18,7 @@ from typing import ClassVar
 from django.utils import timezone
 
 from broker_site.errors import Forbidden, ProjectBoundary, Unauthorized
+from projects.audit import audit_record
 from projects.keys import digest, parse_key
 from projects.models import ApiKey, Project
 
@@ -42,6 +47,10 @@ class Caller:
         return f"{self.key.project_id}_{self.key.key_id}"
 
     @property
+    def source_project(self) -> str:
+        return self.key.project_id
+
+    @property
     def is_operator(self) -> bool:
         return self.key.role == ApiKey.Role.OPERATOR
 
@@ -51,6 +60,30 @@ class Caller:
     def require_role(self, role: str, action: str) -> None:
         if not self.has_role(role):
             raise Forbidden(f"Only {role} keys may {action}.", required_role=role, your_role=self.key.role)
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Someone the broker trusts without a key: the command line ("cli") or an admin user ("admin:NAME")."""
+
+    actor: str
+    role: ClassVar[str] = ApiKey.Role.OPERATOR
+    is_operator: ClassVar[bool] = True
+    source_project: ClassVar[str] = ""
+
+    def has_role(self, role: str) -> bool:
+        return True
+
+    def require_role(self, role: str, action: str) -> None:
+        return None
+
+    @classmethod
+    def admin_user(cls, user) -> "Staff":
+        return cls(f"admin:{user.get_username()}")
+
+
+CLI = Staff("cli")
+Principal = Caller | Staff
 
 
 def credentials_from_headers(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -70,8 +103,6 @@ def credentials_from_headers(headers: Mapping[str, str]) -> tuple[str | None, st
 
 
 def authenticate(raw_key: str | None, requested_project_id: str | None = None, *, remote_addr: str = "") -> Caller:
-    from projects.services import audit_record
-
     def refuse(reason: str, project_hint: str = "") -> Unauthorized:
         audit_record("auth_failed", "denied", target_project=project_hint, remote_addr=remote_addr,
                      details={"reason": reason})
@@ -88,27 +119,25 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     if key is None or not matches:
         raise refuse("unknown_key", parsed.project_id)
     now = timezone.now()
-    if key.revoked_at is not None:
-        raise refuse("revoked_key", parsed.project_id)
-    if key.expires_at is not None and key.expires_at <= now:
-        raise refuse("expired_key", parsed.project_id)
+    if not key.is_usable(now):
+        raise refuse("revoked_key" if key.revoked_at is not None else "expired_key", parsed.project_id)
 
-    project = key.project
+    caller = Caller(key=key, project=key.project)
     if requested_project_id and requested_project_id != key.project_id:
-        if key.role != ApiKey.Role.OPERATOR:
-            audit_record("project_boundary", "denied", actor_key_id=f"{key.project_id}_{key.key_id}",
-                         source_project=key.project_id, target_project=requested_project_id[:64],
-                         remote_addr=remote_addr)
+        if not caller.is_operator:
+            audit_record("project_boundary", "denied", actor_key_id=caller.actor, source_project=key.project_id,
+                         target_project=requested_project_id[:64], remote_addr=remote_addr)
             raise ProjectBoundary("This key belongs to another project than X-Project-ID names.")
         project = Project.objects.filter(pk=requested_project_id).first()
         if project is None:
             raise ProjectBoundary("X-Project-ID names no project.", project_id=requested_project_id[:64])
-        audit_record("operator_act_as", "success", actor_key_id=f"{key.project_id}_{key.key_id}",
-                     source_project=key.project_id, target_project=project.pk, remote_addr=remote_addr)
-    if not project.is_active and key.role != ApiKey.Role.OPERATOR:
-        raise Forbidden(f"Project {project.pk} is {project.status}; it accepts no requests.",
-                        project_id=project.pk, status=project.status)
+        audit_record("operator_act_as", "success", actor_key_id=caller.actor, source_project=key.project_id,
+                     target_project=project.pk, remote_addr=remote_addr)
+        caller = Caller(key=key, project=project)
+    if not caller.project.is_active and not caller.is_operator:
+        raise Forbidden(f"Project {caller.project.pk} is {caller.project.status}; it accepts no requests.",
+                        project_id=caller.project.pk, status=caller.project.status)
 
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-    return Caller(key=key, project=project)
+    return caller

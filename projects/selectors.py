@@ -5,9 +5,10 @@ from typing import Any
 from django.db.models import QuerySet
 
 from broker_site.errors import NotFound, ProjectBoundary
-from projects.auth import Caller
+from projects.audit import audit_refused
+from projects.auth import CLI, Caller, Principal
 from projects.models import ApiKey, AuditEvent, Project
-from projects.services import CONFIG_FIELDS, audit_record
+from projects.services import CONFIG_FIELDS
 
 
 def project_for(caller: Caller, project_id: str, *, allow_discoverable: bool = False) -> Project:
@@ -23,8 +24,7 @@ def project_for(caller: Caller, project_id: str, *, allow_discoverable: bool = F
         return project
     if allow_discoverable and project is not None and project.discoverable and project.is_active:
         return project
-    audit_record("project_boundary", AuditEvent.Outcome.DENIED, actor_key_id=caller.actor,
-                 source_project=caller.project.pk, target_project=project_id[:64])
+    audit_refused(caller, "project_boundary", project_id[:64])
     raise ProjectBoundary("That project is outside this key's reach.", project_id=project_id[:64])
 
 
@@ -45,21 +45,13 @@ def projects_visible(caller: Caller, *, name_filter: str = "", include_inactive:
     return projects.distinct().order_by("pk")
 
 
-def project_stats(project: Project) -> dict[str, Any]:
-    from protocols.models import Protocol
-    from sessions_app.selectors import session_counts
-
-    return {
-        "sessions": session_counts(project),
-        "protocols": Protocol.objects.filter(project=project).count(),
-        "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable()),
-    }
-
-
-def project_summary(project: Project, *, caller: Caller | None = None, include_stats: bool = False,
+def project_summary(project: Project, *, caller: Principal = CLI, stats: dict[str, Any] | None = None,
                     include_config: bool = False, include_permissions: bool = False) -> dict[str, Any]:
-    """The wire shape of a project. Never carries keys or digests."""
-    own = caller is None or caller.is_operator or caller.project.pk == project.pk
+    """The wire shape of a project. Never carries keys or digests.
+
+    `stats` (routing.selectors.project_stats, which counts across the apps) is shown to the project's own keys.
+    """
+    own = caller.is_operator or caller.project.pk == project.pk
     data: dict[str, Any] = {
         "project_id": project.pk,
         "name": project.name,
@@ -71,9 +63,9 @@ def project_summary(project: Project, *, caller: Caller | None = None, include_s
     data.update(status=project.status, created_at=project.created_at.isoformat())
     if include_config:
         data["config"] = {name: getattr(project, name) for name in CONFIG_FIELDS}
-    if include_stats:
-        data["stats"] = project_stats(project)
-    if include_permissions and caller is not None:
+    if stats is not None:
+        data["stats"] = stats
+    if include_permissions:
         data["permissions"] = {
             "role": caller.role,
             "can_manage_keys": caller.has_role(ApiKey.Role.ADMIN),
@@ -84,10 +76,9 @@ def project_summary(project: Project, *, caller: Caller | None = None, include_s
     return data
 
 
-def api_keys_of(project: Project, caller: Caller | None = None) -> QuerySet[ApiKey]:
+def api_keys_of(project: Project, caller: Principal) -> QuerySet[ApiKey]:
     """A project's keys (never their secrets); only admins may list them."""
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "list keys")
+    caller.require_role(ApiKey.Role.ADMIN, "list keys")
     return ApiKey.objects.filter(project=project).order_by("created_at")
 
 
@@ -112,11 +103,15 @@ def api_key_summary(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def audit_events_of(project: Project, caller: Caller | None = None, limit: int = 100) -> QuerySet[AuditEvent]:
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "read the audit trail")
+def audit_events_of(project: Project, caller: Principal, limit: int = 100) -> QuerySet[AuditEvent]:
+    caller.require_role(ApiKey.Role.ADMIN, "read the audit trail")
     return (AuditEvent.objects.filter(source_project=project.pk) | AuditEvent.objects.filter(target_project=project.pk)
             ).order_by("-created_at", "-id")[:limit]
+
+
+def api_key_created(key: ApiKey, raw: str) -> dict[str, Any]:
+    """The answer to a new key (created, rotated, a project's first): the only time its secret is shown."""
+    return {**api_key_summary(key), "api_key": raw, "notice": "This is the only time the key is shown. Store it now."}
 
 
 def audit_event_summary(event: AuditEvent) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Writes for projects and keys. Every face calls these; none holds the rules itself."""
+"""Writes for projects and keys. Every face calls these; none holds the rules itself.
+
+Deactivating and deleting a project also end its sessions, which is another app's business:
+those two live one layer up, in routing.lifecycle.
+"""
 
 import logging
 from datetime import datetime, timedelta
@@ -10,9 +14,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker_site.errors import Conflict, Forbidden, ValidationFailed
-from projects.auth import ROLE_RANK, Caller
+from projects.audit import audit_done
+from projects.auth import CLI, ROLE_RANK, Principal
 from projects.keys import compose_key, digest, new_key_id
-from projects.models import ApiKey, AuditEvent, Project
+from projects.models import ApiKey, Project
 
 log = logging.getLogger("broker.projects")
 
@@ -24,29 +29,14 @@ CONFIG_FIELDS = (
 UPDATABLE_FIELDS = ("name", "description", "discoverable", *CONFIG_FIELDS)
 
 
-def audit_record(action: str, outcome: str, *, actor_key_id: str = "", source_project: str = "",
-                 target_project: str = "", remote_addr: str = "", details: dict | None = None) -> AuditEvent:
-    event = AuditEvent.objects.create(
-        action=action, outcome=outcome, actor_key_id=actor_key_id[:100], source_project=source_project[:64],
-        target_project=target_project[:64], remote_addr=remote_addr[:64], details=details or {},
-    )
-    log.info("audit", extra={"action": action, "outcome": outcome, "actor": actor_key_id,
-                             "source_project": source_project, "target_project": target_project})
-    return event
-
-
-def _audit_success(caller: Caller | None, action: str, project_id: str, details: dict | None = None) -> None:
-    audit_record(action, AuditEvent.Outcome.SUCCESS, actor_key_id=caller.actor if caller else "cli",
-                 source_project=caller.key.project_id if caller else "", target_project=project_id,
-                 details=details)
-
-
 def _clean(project: Project) -> None:
     """Field rules from the model (id pattern, lengths, config bounds) as one validation_error."""
     try:
         project.full_clean(validate_unique=False)
     except DjangoValidationError as exc:
-        fields = {name: [str(m) for m in messages] for name, messages in exc.message_dict.items()}
+        # The model calls the id `id`; every face calls it project_id.
+        fields = {"project_id" if name == "id" else name: [str(m) for m in messages]
+                  for name, messages in exc.message_dict.items()}
         raise ValidationFailed("The project settings are not valid.", fields=fields) from None
     if project.disconnect_after <= project.stale_after:
         raise ValidationFailed("disconnect_after must be longer than stale_after.",
@@ -65,10 +55,9 @@ def _new_key(project: Project, role: str, label: str, expires_at: datetime | Non
 
 
 def project_create(*, project_id: str, name: str, description: str = "", discoverable: bool = False,
-                   config: dict[str, Any] | None = None, caller: Caller | None = None) -> tuple[Project, ApiKey, str]:
+                   config: dict[str, Any] | None = None, caller: Principal = CLI) -> tuple[Project, ApiKey, str]:
     """Create a project and its first admin key. The raw key is returned here and never again."""
-    if caller is not None:
-        caller.require_role(ApiKey.Role.OPERATOR, "create projects")
+    caller.require_role(ApiKey.Role.OPERATOR, "create projects")
     config = config or {}
     unknown = sorted(set(config) - set(CONFIG_FIELDS))
     if unknown:
@@ -83,7 +72,7 @@ def project_create(*, project_id: str, name: str, description: str = "", discove
             key, raw = _new_key(project, ApiKey.Role.ADMIN, "first admin key", None)
     except IntegrityError:
         raise _duplicate_project(project_id, name) from None
-    _audit_success(caller, "project_create", project.pk)
+    audit_done(caller, "project_create", project.pk)
     return project, key, raw
 
 
@@ -95,9 +84,8 @@ def _duplicate_project(project_id: str, name: str) -> Conflict:
     return Conflict(f"A project with that {field} already exists.", field=field, suggestions=suggestions)
 
 
-def project_update(project: Project, changes: dict[str, Any], *, caller: Caller | None = None) -> Project:
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "change project settings")
+def project_update(project: Project, changes: dict[str, Any], *, caller: Principal = CLI) -> Project:
+    caller.require_role(ApiKey.Role.ADMIN, "change project settings")
     unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
     if unknown:
         raise ValidationFailed("These fields cannot be changed.", fields={name: ["not changeable"] for name in unknown})
@@ -107,56 +95,64 @@ def project_update(project: Project, changes: dict[str, Any], *, caller: Caller 
     if "name" in changes and Project.objects.filter(name=project.name).exclude(pk=project.pk).exists():
         raise Conflict("A project with that name already exists.", field="name")
     project.save()
-    _audit_success(caller, "project_update", project.pk, {"fields": sorted(changes)})
+    audit_done(caller, "project_update", project.pk, {"fields": sorted(changes)})
     return project
 
 
-def project_deactivate(project: Project, *, caller: Caller | None = None) -> Project:
-    """Stop a project: its sessions are disconnected, new requests refused, its history kept."""
-    from sessions_app.services import sessions_disconnect_all
-
-    if caller is not None:
-        caller.require_role(ApiKey.Role.OPERATOR, "deactivate projects")
-    with transaction.atomic():
-        project.status = Project.Status.INACTIVE
-        project.save(update_fields=["status", "updated_at"])
-        disconnected = sessions_disconnect_all(project, reason="project_deactivated")
-    _audit_success(caller, "project_deactivate", project.pk, {"sessions_disconnected": disconnected})
-    return project
-
-
-def project_activate(project: Project, *, caller: Caller | None = None) -> Project:
-    if caller is not None:
-        caller.require_role(ApiKey.Role.OPERATOR, "activate projects")
+def project_activate(project: Project, *, caller: Principal = CLI) -> Project:
+    caller.require_role(ApiKey.Role.OPERATOR, "activate projects")
     project.status = Project.Status.ACTIVE
     project.save(update_fields=["status", "updated_at"])
-    _audit_success(caller, "project_activate", project.pk)
+    audit_done(caller, "project_activate", project.pk)
     return project
+
+
+def _require_power_over(caller: Principal, role: str, action: str) -> None:
+    """Admins manage keys; no key manages a key with more power than its own."""
+    caller.require_role(ApiKey.Role.ADMIN, f"{action} keys")
+    if ROLE_RANK[role] > ROLE_RANK[caller.role]:
+        raise Forbidden(f"A key cannot {action} a key with more power than its own.", requested_role=role)
 
 
 def api_key_create(project: Project, *, role: str = ApiKey.Role.AGENT, label: str = "",
-                   expires_at: datetime | None = None, caller: Caller | None = None) -> tuple[ApiKey, str]:
+                   expires_at: datetime | None = None, caller: Principal = CLI) -> tuple[ApiKey, str]:
     """Issue a key. Admins issue agent and admin keys; only operators issue operator keys."""
     if role not in ROLE_RANK:
         raise ValidationFailed("Unknown role.", fields={"role": [f"one of {', '.join(ROLE_RANK)}"]})
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "create keys")
-        if ROLE_RANK[role] > ROLE_RANK[caller.role]:
-            raise Forbidden("A key cannot create a key with more power than its own.", requested_role=role)
-    if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationFailed("expires_at must be in the future.", fields={"expires_at": ["must be in the future"]})
+    _require_power_over(caller, role, "create")
+    _check_expiry(expires_at)
     key, raw = _new_key(project, role, label, expires_at)
-    _audit_success(caller, "api_key_create", project.pk, {"key_id": key.key_id, "role": role})
+    audit_done(caller, "api_key_create", project.pk, {"key_id": key.key_id, "role": role})
     return key, raw
 
 
+def _check_expiry(expires_at: datetime | None) -> None:
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed("expires_at must be in the future.", fields={"expires_at": ["must be in the future"]})
+
+
+def api_key_update(key: ApiKey, changes: dict[str, Any], *, caller: Principal = CLI) -> ApiKey:
+    """Change a key's label or expiry. Its project, role and secret never change: rotate or revoke it instead."""
+    _require_power_over(caller, key.role, "change")
+    unknown = sorted(set(changes) - {"label", "expires_at"})
+    if unknown:
+        raise ValidationFailed("These fields cannot be changed.", fields={name: ["not changeable"] for name in unknown})
+    if "expires_at" in changes:
+        _check_expiry(changes["expires_at"])
+    changed = sorted(name for name, value in changes.items() if getattr(key, name) != value)
+    for name in changed:
+        setattr(key, name, changes[name])
+    if changed:
+        key.label = key.label[:100]
+        key.save(update_fields=changed)
+        audit_done(caller, "api_key_update", key.project_id, {"key_id": key.key_id, "fields": changed})
+    return key
+
+
 def api_key_rotate(key: ApiKey, *, grace_period_seconds: int | None = None,
-                   caller: Caller | None = None) -> tuple[ApiKey, str]:
+                   caller: Principal = CLI) -> tuple[ApiKey, str]:
     """Issue a replacement with the same role; the old key keeps working for the grace period."""
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "rotate keys")
-        if ROLE_RANK[key.role] > ROLE_RANK[caller.role]:
-            raise Forbidden("A key cannot rotate a key with more power than its own.")
+    _require_power_over(caller, key.role, "rotate")
     if key.revoked_at is not None:
         raise Conflict("That key is revoked; create a new key instead.", key_id=key.key_id)
     grace = settings.BROKER["KEY_ROTATION_GRACE_SECONDS"] if grace_period_seconds is None else grace_period_seconds
@@ -169,18 +165,15 @@ def api_key_rotate(key: ApiKey, *, grace_period_seconds: int | None = None,
         key.expires_at = min(key.expires_at, old_ends) if key.expires_at else old_ends
         key.replaced_by = new_key
         key.save(update_fields=["expires_at", "replaced_by"])
-    _audit_success(caller, "api_key_rotate", key.project_id,
-                   {"key_id": key.key_id, "new_key_id": new_key.key_id, "grace_period_seconds": grace})
+    audit_done(caller, "api_key_rotate", key.project_id,
+               {"key_id": key.key_id, "new_key_id": new_key.key_id, "grace_period_seconds": grace})
     return new_key, raw
 
 
-def api_key_revoke(key: ApiKey, *, caller: Caller | None = None) -> ApiKey:
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "revoke keys")
-        if ROLE_RANK[key.role] > ROLE_RANK[caller.role]:
-            raise Forbidden("A key cannot revoke a key with more power than its own.")
+def api_key_revoke(key: ApiKey, *, caller: Principal = CLI) -> ApiKey:
+    _require_power_over(caller, key.role, "revoke")
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
-        _audit_success(caller, "api_key_revoke", key.project_id, {"key_id": key.key_id})
+        audit_done(caller, "api_key_revoke", key.project_id, {"key_id": key.key_id})
     return key

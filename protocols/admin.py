@@ -1,10 +1,15 @@
+"""Protocols and adapters in the operators' dashboard: shown, not edited, deleted through their services."""
+
 from django.contrib import admin
 
+from broker_site.dashboard import ThroughServices, staff
 from protocols.models import Protocol, ProtocolAdapter
+from protocols.selectors import protocol_declared_by
+from protocols.services import adapter_delete, protocol_delete
 
 
 @admin.register(Protocol)
-class ProtocolAdmin(admin.ModelAdmin):
+class ProtocolAdmin(ThroughServices):
     list_display = ("name", "version", "project", "shared", "author", "registered_at")
     list_filter = ("project", "shared")
     search_fields = ("name",)
@@ -18,9 +23,19 @@ class ProtocolAdmin(admin.ModelAdmin):
         # Registration goes through protocol_register, which checks the schema and the limits.
         return False
 
+    def refusal(self, obj: Protocol) -> str | None:
+        users = protocol_declared_by(obj)
+        if not users:
+            return None
+        return (f"{obj.name} {obj.version} is declared by live session(s) "
+                f"{', '.join(s.label for s in users[:10])}; delete it once they disconnect or stop declaring it.")
+
+    def delete_through_service(self, request, obj: Protocol) -> None:
+        protocol_delete(obj.project, staff(request), obj.name, obj.version)
+
 
 @admin.register(ProtocolAdapter)
-class ProtocolAdapterAdmin(admin.ModelAdmin):
+class ProtocolAdapterAdmin(ThroughServices):
     list_display = ("protocol_name", "from_version", "to_version", "project", "operations_summary", "author",
                     "created_at")
     list_filter = ("project",)
@@ -46,3 +61,6 @@ class ProtocolAdapterAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def delete_through_service(self, request, obj: ProtocolAdapter) -> None:
+        adapter_delete(obj.project, staff(request), obj.pk)

@@ -7,7 +7,6 @@ from django.utils import timezone
 
 from projects.models import Project
 
-PROTOCOL_NAME_PATTERN = r"^[a-z][a-z0-9_]*[a-z0-9]$"
 CAPABILITIES = ("point_to_point", "broadcast", "request_response", "streaming")
 
 

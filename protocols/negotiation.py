@@ -4,18 +4,15 @@ Nothing here reads the database, so the REST view, the MCP tool and routing can 
 it with sessions they already loaded (and scoped to their project).
 """
 
-import re
 from typing import Any
 
 from broker_site.errors import ValidationFailed
-from protocols.models import PROTOCOL_NAME_PATTERN
-from protocols.versions import VersionRange, parse_range, version_key
+from protocols.versions import PROTOCOL_NAME_PATTERN, VersionRange, is_protocol_name, parse_range, version_key
 from sessions_app.models import AgentSession
 
 MATRIX_MIN = 2
 MATRIX_MAX = 50
 MAX_REQUIRED = 50
-_NAME = re.compile(PROTOCOL_NAME_PATTERN)
 
 
 def _label(session: AgentSession) -> str:
@@ -47,7 +44,7 @@ def _required(raw: Any) -> list[tuple[str, VersionRange | None]]:
         else:
             raise ValidationFailed('Each required protocol is a name or {"name": ..., "version_range": ...}.',
                                    field=where)
-        if not isinstance(name, str) or len(name) > 100 or not _NAME.match(name):
+        if not is_protocol_name(name):
             raise ValidationFailed("A required protocol is named by its snake_case name.", field=f"{where}.name",
                                    constraint=PROTOCOL_NAME_PATTERN)
         out.append((name, parse_range(text, field=f"{where}.version_range") if text is not None else None))
@@ -178,11 +175,3 @@ def compatibility_matrix(sessions: list[AgentSession]) -> dict[str, Any]:
         "compatible_pairs": sum(1 for p in pairs if p["compatible"]),
     }
 
-
-def common_version(sender: AgentSession, recipient: AgentSession, name: str, version: str) -> str | None:
-    """The version of `name` the recipient can take for a message sent at `version`, or None.
-
-    Only an exact match for now; `sender` is in the signature because choosing a transformation
-    target (the SPEC's Transformation) will need both sides' versions.
-    """
-    return version if version in _versions(recipient, name) else None

@@ -119,6 +119,3 @@ def payload_validate(protocol: Any, payload: Any) -> None:
             field="payload", path=error.json_path, constraint=error.validator, reason=_short(error.message),
             protocol={"name": getattr(protocol, "name", None), "version": getattr(protocol, "version", None)})
 
-
-def validator_cache_clear() -> None:
-    _compiled.cache_clear()

@@ -7,8 +7,12 @@ from django.db.models import QuerySet
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.models import Project
+from protocols.contracts import DiscoverIn
 from protocols.models import Protocol, ProtocolAdapter
+from protocols.negotiation import MATRIX_MAX, MATRIX_MIN
 from protocols.versions import VersionRange, parse_range, version_key
+from sessions_app.models import AgentSession
+from sessions_app.selectors import live_sessions, session_get
 
 MAX_TAG_FILTERS = 20
 
@@ -49,6 +53,16 @@ def protocols_discover(project: Project, *, name: str | None = None, version_ran
     return found
 
 
+def protocols_found(project: Project, query: DiscoverIn) -> dict[str, Any]:
+    """The answer to a discovery: the matching protocols with their schemas, and a word when there are none."""
+    found = protocols_discover(project, name=query.name, version_range=query.version_range, tags=query.tags,
+                               include_shared=query.include_shared)
+    body: dict[str, Any] = {"protocols": [protocol_summary(p, project) for p in found], "count": len(found)}
+    if not found:
+        body["message"] = "No protocols match these filters."
+    return body
+
+
 def protocol_get(project: Project, name: str, version: str, include_shared: bool = False) -> Protocol:
     """`name` `version` of `project`, or (with include_shared) another active project's shared one."""
     own = Protocol.objects.filter(project=project, name=name, version=version).select_related("project").first()
@@ -62,9 +76,27 @@ def protocol_get(project: Project, name: str, version: str, include_shared: bool
     raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
 
 
-def protocol_versions(project: Project, name: str) -> list[str]:
-    return sorted(Protocol.objects.filter(project=project, name=name).values_list("version", flat=True),
-                  key=lambda v: tuple(int(p) for p in v.split(".")))
+def protocol_for_message(project: Project, declared: dict[str, list[str]], name: str | None,
+                         version: str | None) -> Protocol | None:
+    """The registered protocol a message claims; without a version, the highest one the sender `declared`
+    that is registered (else the highest registered). None for a free-form message."""
+    if not name:
+        if version:
+            raise ValidationFailed("protocol_version needs protocol_name.", field="protocol_name")
+        return None
+    if not version:
+        registered = set(Protocol.objects.filter(project=project, name=name).values_list("version", flat=True))
+        candidates = ([v for v in declared.get(name, []) if v in registered] or list(registered))
+        if not candidates:
+            raise NotFound(f"No protocol {name} is registered in this project.", protocol_name=name)
+        version = max(candidates, key=version_key)
+    return protocol_get(project, name, version)
+
+
+def protocol_declared_by(protocol: Protocol) -> list[AgentSession]:
+    """The live sessions of the protocol's project that declare its version (it may not be deleted meanwhile)."""
+    return [session for session in live_sessions(protocol.project)
+            if protocol.version in (session.supported_protocols or {}).get(protocol.name, [])]
 
 
 def protocol_summary(protocol: Protocol, viewer_project: Project, *, include_schema: bool = True) -> dict[str, Any]:
@@ -134,11 +166,8 @@ def adapter_summary(adapter: ProtocolAdapter) -> dict[str, Any]:
     }
 
 
-def matrix_sessions(project: Project, refs: list[str] | None = None) -> list:
+def matrix_sessions(project: Project, refs: list[str] | None = None) -> list[AgentSession]:
     """The sessions a compatibility matrix covers: those named, else the project's live ones (at most 50)."""
-    from protocols.negotiation import MATRIX_MAX, MATRIX_MIN
-    from sessions_app.selectors import live_sessions, session_get
-
     if refs is not None:
         return [session_get(project, ref) for ref in refs]
     sessions = list(live_sessions(project)[:MATRIX_MAX])

@@ -1,33 +1,37 @@
 """Writes for protocols and their adapters: register and delete. Every face calls these."""
 
 import logging
-import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
-from projects.auth import Caller
+from projects.auth import CLI, Principal
 from projects.models import ApiKey, Project
-from protocols.models import CAPABILITIES, PROTOCOL_NAME_PATTERN, Protocol, ProtocolAdapter, default_capabilities
+from protocols.models import CAPABILITIES, Protocol, ProtocolAdapter, default_capabilities
 from protocols.schemas import schema_check
-from protocols.selectors import adapter_get
+from protocols.selectors import adapter_get, protocol_declared_by
 from protocols.transform import operations_check
-from protocols.versions import next_versions, parse_version, version_key
+from protocols.versions import (
+    MAX_PROTOCOL_NAME,
+    PROTOCOL_NAME_PATTERN,
+    is_protocol_name,
+    next_versions,
+    parse_version,
+    version_key,
+)
 
 log = logging.getLogger("broker.protocols")
-_NAME = re.compile(PROTOCOL_NAME_PATTERN)
-MAX_NAME = 100
 MAX_TAGS = 20
 MAX_TAG = 50
 MAX_DESCRIPTION = 1000
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME or not _NAME.match(name):
+    if not is_protocol_name(name):
         raise ValidationFailed("Protocol names are snake_case: a lowercase letter, then lowercase letters, digits "
-                               f"or underscores, not ending in an underscore; at most {MAX_NAME} characters.",
-                               field="name", constraint=PROTOCOL_NAME_PATTERN, max_length=MAX_NAME)
+                               f"or underscores, not ending in an underscore; at most {MAX_PROTOCOL_NAME} characters.",
+                               field="name", constraint=PROTOCOL_NAME_PATTERN, max_length=MAX_PROTOCOL_NAME)
     return name
 
 
@@ -62,7 +66,7 @@ def _duplicate(project: Project, name: str, version: str) -> Conflict:
                     suggested_versions=next_versions(highest))
 
 
-def protocol_register(project: Project, caller: Caller | None, *, name: str, version: str, schema: Any,
+def protocol_register(project: Project, caller: Principal = CLI, *, name: str, version: str, schema: Any,
                       capabilities: list[str] | None = None, tags: list[str] | None = None,
                       description: str = "", shared: bool = False) -> Protocol:
     """Register `name` `version` with its JSON Schema in `project`.
@@ -70,7 +74,7 @@ def protocol_register(project: Project, caller: Caller | None, *, name: str, ver
     A registered version is immutable: a duplicate is a conflict that suggests the next
     versions, so sessions that negotiated a version never see its schema change under them.
     """
-    if caller is not None and project.protocol_registration == Project.Registration.ADMIN:
+    if project.protocol_registration == Project.Registration.ADMIN:
         caller.require_role(ApiKey.Role.ADMIN, "register protocols in this project")
     name = _check_name(name)
     parsed = parse_version(version)
@@ -97,32 +101,29 @@ def protocol_register(project: Project, caller: Caller | None, *, name: str, ver
                 project=project, name=name, version=version, version_major=parsed.major,
                 version_minor=parsed.minor, version_patch=parsed.patch, schema=schema,
                 capabilities=capabilities, tags=tags, description=description,
-                author=caller.actor if caller is not None else "", shared=shared)
+                author=caller.actor, shared=shared)
     except IntegrityError:  # the race: a concurrent registration of the same version won
         raise _duplicate(project, name, version) from None
     log.info("protocol_registered", extra={"project": project.pk, "protocol": name, "version": version})
     return protocol
 
 
-def protocol_delete(project: Project, caller: Caller | None, name: str, version: str) -> None:
+def protocol_delete(project: Project, caller: Principal, name: str, version: str) -> None:
     """Delete a protocol version of `project`: its registering key or an admin only.
 
     Refused while a live session of the project declares that version, since it would
     lose the schema its messages are checked against.
     """
-    from sessions_app.selectors import live_sessions
-
     protocol = Protocol.objects.filter(project=project, name=name, version=version).first()
     if protocol is None:
         raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
-    if caller is not None and not caller.has_role(ApiKey.Role.ADMIN) and protocol.author != caller.actor:
+    if not caller.has_role(ApiKey.Role.ADMIN) and protocol.author != caller.actor:
         raise Forbidden("Only an admin key or the key that registered a protocol may delete it.",
                         required_role=ApiKey.Role.ADMIN, author=protocol.author)
     # Race: a session may connect declaring this version between this check and the delete.
     # It is harmless: connect does not require the protocol to be registered, and sends of
     # that version are then refused as unknown, which is what deleting it means.
-    users = [session for session in live_sessions(project)
-             if version in (session.supported_protocols or {}).get(name, [])]
+    users = protocol_declared_by(protocol)
     if users:
         labels = ", ".join(s.label for s in users[:10]) + (f" and {len(users) - 10} more" if len(users) > 10 else "")
         raise Conflict(f"Protocol {name} {version} is declared by live session(s) {labels}; "
@@ -131,7 +132,7 @@ def protocol_delete(project: Project, caller: Caller | None, name: str, version:
                        sessions=[{"session_id": str(s.id), "name": s.name} for s in users])
     protocol.delete()
     log.info("protocol_deleted", extra={"project": project.pk, "protocol": name, "version": version,
-                                        "actor": caller.actor if caller is not None else ""})
+                                        "actor": caller.actor})
 
 
 def _adapter_duplicate(project: Project, name: str, from_version: str, to_version: str) -> Conflict:
@@ -142,7 +143,7 @@ def _adapter_duplicate(project: Project, name: str, from_version: str, to_versio
                     adapter_id=str(existing.pk) if existing is not None else None)
 
 
-def adapter_register(project: Project, caller: Caller | None, *, protocol_name: str, from_version: str,
+def adapter_register(project: Project, caller: Principal = CLI, *, protocol_name: str, from_version: str,
                      to_version: str, operations: Any) -> ProtocolAdapter:
     """Register a declarative adapter turning `protocol_name` `from_version` payloads into `to_version` ones.
 
@@ -150,8 +151,7 @@ def adapter_register(project: Project, caller: Caller | None, *, protocol_name: 
     recipient of that version receives. Both versions must be registered in `project`. An adapter
     is immutable like a protocol version; to change one, delete it and register again.
     """
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "register protocol adapters")
+    caller.require_role(ApiKey.Role.ADMIN, "register protocol adapters")
     name = _check_name(protocol_name)
     parse_version(from_version, field="from_version")
     parse_version(to_version, field="to_version")
@@ -174,7 +174,7 @@ def adapter_register(project: Project, caller: Caller | None, *, protocol_name: 
         with transaction.atomic():
             adapter = ProtocolAdapter.objects.create(
                 project=project, protocol_name=name, from_version=from_version, to_version=to_version,
-                operations=cleaned, author=caller.actor if caller is not None else "")
+                operations=cleaned, author=caller.actor)
     except IntegrityError:  # the race: a concurrent registration of the same pair won
         raise _adapter_duplicate(project, name, from_version, to_version) from None
     log.info("protocol_adapter_registered", extra={"project": project.pk, "protocol": name,
@@ -182,19 +182,18 @@ def adapter_register(project: Project, caller: Caller | None, *, protocol_name: 
     return adapter
 
 
-def adapter_delete(project: Project, caller: Caller | None, adapter_id: Any,
+def adapter_delete(project: Project, caller: Principal, adapter_id: Any,
                    protocol_name: str | None = None) -> ProtocolAdapter:
     """Delete one of `project`'s adapters (admin keys only); with `protocol_name`, it must be that protocol's.
 
     Returns the deleted adapter (its fields intact, its pk kept) so a face can report what went.
     """
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "delete protocol adapters")
+    caller.require_role(ApiKey.Role.ADMIN, "delete protocol adapters")
     adapter = adapter_get(project, adapter_id, protocol_name)
     adapter_pk = adapter.pk
     adapter.delete()
     adapter.pk = adapter_pk
     log.info("protocol_adapter_deleted", extra={"project": project.pk, "protocol": adapter.protocol_name,
                                                 "from_version": adapter.from_version, "to_version": adapter.to_version,
-                                                "actor": caller.actor if caller is not None else ""})
+                                                "actor": caller.actor})
     return adapter

@@ -1,4 +1,6 @@
-"""Semantic versions and version ranges, as the broker accepts them.
+"""Protocol names, semantic versions and version ranges, as every face and app accepts them.
+
+A leaf: sessions declare protocols by these names and versions too (sessions_app.capabilities).
 
 Registration takes plain `MAJOR.MINOR.PATCH`: a prerelease or build suffix would make
 "the highest common version" ambiguous between sessions, so it is refused.
@@ -13,6 +15,9 @@ import semver
 
 from broker_site.errors import ValidationFailed
 
+PROTOCOL_NAME_PATTERN = r"^[a-z][a-z0-9_]*[a-z0-9]$"
+MAX_PROTOCOL_NAME = 100
+_PROTOCOL_NAME = re.compile(PROTOCOL_NAME_PATTERN)
 VERSION_FORMAT = "MAJOR.MINOR.PATCH, e.g. 1.2.0"
 RANGE_FORMAT = "comma-separated comparisons (>=, <=, >, <, ==, !=) with MAJOR.MINOR.PATCH versions, e.g. >=1.0.0,<2.0.0"
 # Components are stored in PositiveIntegerField columns; keep them well inside that range.
@@ -28,6 +33,11 @@ _OPERATORS: dict[str, Callable[[int], bool]] = {
     "==": lambda c: c == 0,
     "!=": lambda c: c != 0,
 }
+
+
+def is_protocol_name(value: object) -> bool:
+    """snake_case: a lowercase letter, then lowercase letters, digits or underscores, not ending in one; ≤ 100."""
+    return isinstance(value, str) and len(value) <= MAX_PROTOCOL_NAME and bool(_PROTOCOL_NAME.match(value))
 
 
 def parse_version(value: object, *, field: str = "version") -> semver.Version:

@@ -9,67 +9,27 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError as DRFValidationError
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from broker_site.contracts import parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
-from broker_site.errors_rest import broker_error_json, drf_field_errors
-from broker_site.rest import StrictSerializer
+from broker_site.errors_rest import broker_error_json
+from broker_site.rest import SESSION_TOKEN, SESSION_TOKEN_HEADER, acting_session, body
 from projects.authentication import authenticate_request
 from routing import selectors, services
-from routing.headers import PRIORITIES
+from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
-from sessions_app.api import SESSION_TOKEN_HEADER, acting_session
-from sessions_app.selectors import session_by_token
-from sessions_app.services import session_heartbeat
-
-PRIORITY = serializers.ChoiceField(choices=list(PRIORITIES), default="normal")
-
-
-class SendIn(StrictSerializer):
-    recipient_id = serializers.CharField(max_length=100, help_text="session id or name")
-    payload = serializers.JSONField()
-    protocol_name = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
-    protocol_version = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
-    priority = PRIORITY
-    ttl = serializers.IntegerField(required=False, allow_null=True, default=None)
-    correlation_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-    reply_to = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-
-
-class BroadcastIn(StrictSerializer):
-    payload = serializers.JSONField()
-    protocol_name = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
-    protocol_version = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
-    capability_filter = serializers.JSONField(required=False, allow_null=True, default=None)
-    priority = PRIORITY
-    ttl = serializers.IntegerField(required=False, allow_null=True, default=None)
-    correlation_id = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
-
-
-class ReceiveIn(StrictSerializer):
-    max = serializers.IntegerField(min_value=1, max_value=100, default=10)
-    wait_seconds = serializers.FloatField(min_value=0, max_value=60, default=0)
-    auto_ack = serializers.BooleanField(default=False)
-
-
-class AckIn(StrictSerializer):
-    message_ids = serializers.ListField(child=serializers.CharField(max_length=40), min_length=1, max_length=1000)
-
-
-class PurgeIn(StrictSerializer):
-    message_ids = serializers.ListField(child=serializers.CharField(max_length=40), required=False,
-                                       allow_null=True, default=None, max_length=1000)
+from routing.sending import message_broadcast, message_send
+from sessions_app.services import session_acting
 
 
 class SendView(APIView):
     @extend_schema(operation_id="message_send", request=SendIn, responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Send one message; answered once it is persisted")
     def post(self, request):
-        data = SendIn.validated(request.data)
-        accepted = services.message_send(acting_session(request), recipient=data.pop("recipient_id"), **data)
+        accepted = message_send(acting_session(request), body(request, SendIn))
         return Response(accepted.as_dict(), status=status.HTTP_201_CREATED)
 
 
@@ -77,8 +37,8 @@ class BroadcastView(APIView):
     @extend_schema(operation_id="message_broadcast", request=BroadcastIn, responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Send to every live session of the project but you")
     def post(self, request):
-        data = BroadcastIn.validated(request.data)
-        return Response(services.message_broadcast(acting_session(request), **data), status=status.HTTP_201_CREATED)
+        result = message_broadcast(acting_session(request), body(request, BroadcastIn))
+        return Response(result, status=status.HTTP_201_CREATED)
 
 
 class AckView(APIView):
@@ -86,9 +46,7 @@ class AckView(APIView):
                    parameters=[SESSION_TOKEN_HEADER], summary="Acknowledge delivered messages")
     def post(self, request):
         session = acting_session(request)
-        result = services.messages_ack(session, AckIn.validated(request.data)["message_ids"])
-        session_heartbeat(session)
-        return Response(result)
+        return Response(services.messages_ack(session, body(request, AckIn).message_ids))
 
 
 class ReceiptView(APIView):
@@ -125,40 +83,39 @@ class DeadLetterPurgeView(APIView):
     @extend_schema(operation_id="dead_letters_purge", request=PurgeIn, responses=OpenApiTypes.OBJECT,
                    summary="Delete dead letters: the ids given, or all (admins)")
     def post(self, request):
-        ids = PurgeIn.validated(request.data)["message_ids"]
+        ids = body(request, PurgeIn).message_ids
         return Response({"purged": services.dead_letters_purge(request.auth.project, request.auth, ids)})
 
 
 def _json_object(request) -> dict:
     try:
-        body = json.loads(request.body or b"{}")
+        return json.loads(request.body or b"{}")
     except RequestDataTooBig:
         raise PayloadTooLarge("The request body is too large.") from None
     except ValueError:
         raise ValidationFailed("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ValidationFailed("The request body must be a JSON object.")
-    return body
+
+
+def _receiving_session(request):
+    caller = authenticate_request(request)
+    return session_acting(caller.project, token=request.headers.get(SESSION_TOKEN))
 
 
 @csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
 async def receive_view(request):
     """POST {max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one.
 
-    A plain async view, not DRF: a long poll must not hold one of Django's sync threads.
+    A plain async view, not DRF: a long poll must not hold one of Django's sync threads while it
+    waits. Its database work runs where Django runs a view's (sync_to_async), as every REST
+    call's does. Its OpenAPI entry is added by routing.openapi, from the same contract.
     """
     if request.method != "POST":
         return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
     try:
-        caller = await sync_to_async(authenticate_request)(request)
-        session = await sync_to_async(session_by_token)(caller.project, request.headers.get("X-Session-Token"))
-        try:
-            options = ReceiveIn.validated(_json_object(request))
-        except DRFValidationError as exc:
-            raise ValidationFailed("The request is not valid.", fields=drf_field_errors(exc.detail)) from None
-        await sync_to_async(session_heartbeat)(session)
-        messages = await messages_receive(session, max_messages=options["max"],
-                                          wait_seconds=options["wait_seconds"], auto_ack=options["auto_ack"])
+        session = await sync_to_async(_receiving_session)(request)
+        options = parsed(ReceiveIn, _json_object(request), what="the request body")
+        messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
+                                          auto_ack=options.auto_ack, on=sync_to_async)
     except BrokerError as exc:
         return broker_error_json(exc)
     return JsonResponse({"messages": [selectors.message_summary(m) for m in messages], "count": len(messages)})

@@ -5,7 +5,8 @@ transaction of its own; a thousand sockets sending, a thousand transactions. Her
 connection hands in its request and waits; while one round is at the database, the next
 requests gather, and they go together in the next round. An idle server answers a lone
 request at once; a busy one answers many per round. Claims and acks go on the urgent lane,
-so pushing never waits behind sending (routing.workers).
+so pushing never waits behind sending (broker_site.workers). Sends and broadcasts take the same
+engine (routing.sending); a broadcast goes in a round of its own, as its copies may be many.
 """
 
 import asyncio
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any
 
-from routing.services import messages_ack_many, messages_claim_many, messages_send_many
-from routing.workers import db, normal_lane, urgent_lane
+from broker_site.workers import db, normal_lane, urgent_lane
+from routing.sending import messages_send
+from routing.services import messages_ack_many, messages_claim_many
 from sessions_app.models import AgentSession
 
 
@@ -74,4 +76,4 @@ def _take(messages: list, limit: int) -> list:
 # Sizes measured on SQLite: sends cost least per message in rounds of about 50 to 100.
 claims = Coalescer(_claim_round, urgent_lane, max_batch=500)
 acks = Coalescer(messages_ack_many, urgent_lane, max_batch=200)
-sends = Coalescer(messages_send_many, normal_lane, max_batch=100)
+sends = Coalescer(messages_send, normal_lane, max_batch=100)

@@ -8,12 +8,12 @@ REST and MCP; `send` and `broadcast` always get a `result` frame, the others whe
 a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` frame and the connection stays up.
 
 Delivery is at-least-once and the database is the source of truth. The pump claims queued
-messages (priority, then age; the claim marks them delivered) and pushes them. A channel-
-layer event, received by the process's one listener (routing.hub), only wakes it, and a
-periodic re-check covers events the layer dropped (both layers are at-most-once and drop
-past capacity). If the layer fails (Redis down) the pump polls the database every second
-and push_fallback is logged; push resumes when the layer is back. Sends, claims and acks
-of all sockets go to the database together, a round at a time (routing.batching).
+messages (priority, then age; the claim marks them delivered) and pushes them. An event
+only wakes it (its Listener, routing.hub), and its pace re-checks now and then for events
+the layer dropped (both layers are at-most-once and drop past capacity). If the layer fails
+(Redis down) the pump polls the database every second and push_fallback is logged; push
+resumes when the layer is back. Sends, claims and acks of all sockets go to the database
+together, a round at a time (routing.batching).
 A pushed message not acked is delivered again after ack_timeout (the sweeper), or at once
 when the session resumes; a repeat carries the same message id.
 
@@ -26,31 +26,37 @@ hand finishes and is answered, later frames are refused, then `server_shutdown` 
 import asyncio
 import json
 import logging
-import random
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from broker_site.errors import BrokerError, Conflict, Forbidden, ProjectBoundary, ShuttingDown, Unauthorized, ValidationFailed
+from broker_site.errors import BrokerError, Conflict, Forbidden, ProjectBoundary, ShuttingDown, Unauthorized
+from broker_site.workers import db
 from projects.auth import authenticate, credentials_from_headers
 from projects.ratelimit import FrameBudget, rate_limit_check
-from routing import events
 from routing.batching import acks, claims, sends
-from routing.frames import error_frame, frame_check, frame_decode, message_frame, request_id_of, result_frame
-from routing.hub import hub
-from routing.live import LEASE_SECONDS, connections
-from routing.services import SEND_OPTIONS, SendRequest, message_broadcast, message_ids_checked
-from routing.workers import db
-from sessions_app.services import (
-    session_connect,
-    session_disconnect,
-    session_heartbeat,
-    session_push_released,
-    sessions_keep_alive,
+from routing.frames import (
+    AckFrame,
+    BroadcastFrame,
+    ClientFrame,
+    HeartbeatFrame,
+    HelloFrame,
+    SendFrame,
+    error_frame,
+    frame_check,
+    frame_decode,
+    message_frame,
+    request_id_of,
+    result_frame,
 )
+from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
+from routing.lifecycle import session_connect
+from routing.live import LEASE_SECONDS, connections
+from routing.sending import SendRequest, message_broadcast
+from routing.services import message_ids_parsed
+from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
 
 log = logging.getLogger("broker.websocket")
 
@@ -59,7 +65,7 @@ WINDOW = 100  # messages pushed and not yet acked on one connection before the p
 CLAIM_BATCH = 50
 # The re-check only covers events the layer dropped; every idle socket pays for it, so it is
 # slow and spread out: 1,000 sockets at 5 s were 200 empty claims a second.
-RECHECK_SECONDS = 30.0
+WEBSOCKET_PACE = Pace(recheck=30.0, poll=1.0, jitter=True)
 FALLBACK_POLL_SECONDS = 1.0
 FRAMES_PER_SECOND_BEFORE_HELLO = 10.0
 LEAVING_CODES = (1000, 1001)
@@ -70,38 +76,31 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_SESSION_ENDED = 4410
-BROADCAST_FIELDS = ("protocol_name", "protocol_version", "capability_filter", "priority", "ttl", "correlation_id")
 
 
-def _open_session(raw_key: str | None, project_id: str | None, remote_addr: str, frame: dict[str, Any]):
+def _open_session(raw_key: str | None, remote_addr: str, hello: HelloFrame):
     """Authenticate the hello and connect (or resume) its session, with its push lease taken at once."""
-    caller = authenticate(raw_key, project_id, remote_addr=remote_addr)
+    caller = authenticate(raw_key, hello.project_id, remote_addr=remote_addr)
     rate_limit_check(caller)
-    connected = session_connect(caller.project, actor=caller.actor, name=frame.get("name"),
-                                capabilities=frame.get("capabilities"), session_id=frame.get("session_id"),
-                                session_token=frame.get("session_token"))
+    connected = session_connect(caller.project, actor=caller.actor, name=hello.name, capabilities=hello.capabilities,
+                                session_id=hello.session_id, session_token=hello.session_token)
     sessions_keep_alive([connected.session.pk], LEASE_SECONDS)
     return caller, connected
 
 
-def _options(frame: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    return {name: frame[name] for name in names if frame.get(name) is not None}
-
-
 class SessionConsumer(AsyncWebsocketConsumer):
-    # No channel of Channels' own: the process's one listener (routing.hub) wakes every socket,
-    # and a layer outage degrades to polling instead of ending the consumer.
+    # No channel of Channels' own: the process's hub (routing.hub) wakes every socket, and a
+    # layer outage degrades to polling instead of ending the consumer.
     channel_layer_alias = "__broker_consumers_subscribe_themselves__"
 
     async def __call__(self, scope, receive, send):
         self.session = None
         self.epoch = 0
+        self.listener: Listener | None = None
         self.in_flight: dict[uuid.UUID, float] = {}
-        self.wake = asyncio.Event()
         self.idle = asyncio.Event()  # no client frame is being handled
         self.idle.set()
         self.closed = asyncio.Event()
-        self.listening = False
         self.stopping = False
         self.cancelled_mid_call = False  # answer the call in hand, then let the cancellation through
         self.replaced = False
@@ -169,7 +168,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             task.cancel()
         if self.session is None:
             return
-        await hub.leave(self)
+        if self.listener is not None:
+            await self.listener.leave()
         try:
             if self.close_code in LEAVING_CODES and not (self.replaced or self.stopping):
                 await db(session_disconnect)(self.session, reason="client_closed", connection_epoch=self.epoch)
@@ -215,8 +215,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             request_id = request_id_of(decoded)
             self.budget.take()
             frame = frame_check(decoded)
-            kind = frame["type"]
-            result = await self._handle(kind, frame)
+            kind = frame.type
+            result = await self._handle(frame)
             if kind in ("send", "broadcast") or (request_id is not None and kind != "hello"):
                 await self.send_json(result_frame(kind, request_id, result))
         except BrokerError as exc:
@@ -233,58 +233,52 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if cancelled or self.cancelled_mid_call:
             raise asyncio.CancelledError
 
-    async def _handle(self, kind: str, frame: dict[str, Any]) -> dict[str, Any]:
-        if kind == "hello":
+    async def _handle(self, frame: ClientFrame) -> dict[str, Any]:
+        if isinstance(frame, HelloFrame):
             if self.session is not None:
                 raise Conflict("This connection already said hello; one connection is one session.")
             return await self._hello(frame)
         if self.session is None:
             raise Unauthorized("Send a hello frame first.", hint='{"type": "hello", "key": "..."}')
-        if kind == "ack":
+        if isinstance(frame, AckFrame):
             return await self._ack(frame)
-        if kind == "heartbeat":
-            await self._call(session_heartbeat, self.session)
+        if isinstance(frame, HeartbeatFrame):
+            await self._call(sessions_seen, [self.session], always=True)
             return {"session_id": str(self.session.pk), "status": "active"}
-        if kind == "send":
-            if not frame.get("recipient_id"):
-                raise ValidationFailed("A send frame names its recipient_id (a session id or name).",
-                                       field="recipient_id")
-            outcome = await self._finish(sends.submit(SendRequest(self.session, frame["recipient_id"],
-                                                                  frame.get("payload"), _options(frame, SEND_OPTIONS))))
+        if isinstance(frame, SendFrame):
+            outcome = await self._finish(sends.submit(SendRequest(self.session, frame)))
             if isinstance(outcome, BrokerError):
                 raise outcome
             return outcome.as_dict()
-        return await self._call(message_broadcast, self.session, payload=frame.get("payload"),
-                                **_options(frame, BROADCAST_FIELDS))
+        assert isinstance(frame, BroadcastFrame)
+        return await self._call(message_broadcast, self.session, frame)
 
-    async def _hello(self, frame: dict[str, Any]) -> dict[str, Any]:
-        presence = frame.get("presence", True)
-        if not isinstance(presence, bool):
-            raise ValidationFailed("presence is true (tell me who joins and leaves) or false.", field="presence")
-        self.presence = presence
+    async def _hello(self, hello: HelloFrame) -> dict[str, Any]:
         client = self.scope.get("client") or ("", 0)
-        caller, connected = await self._call(_open_session, frame.get("key") or self.header_key,
-                                             frame.get("project_id") or self.header_project, client[0] or "", frame)
-        request_id = request_id_of(frame)
+        if hello.project_id is None and self.header_project is not None:
+            hello = hello.model_copy(update={"project_id": self.header_project})
+        caller, connected = await self._call(_open_session, hello.key or self.header_key, client[0] or "", hello)
         self.session, self.epoch = connected.session, connected.session.connection_epoch
         rate = caller.project.rate_limit_per_minute / 60
         self.budget = FrameBudget(rate, max(rate, 10.0))
-        welcome = {"type": "welcome", "request_id": request_id, **connected.as_dict(),
+        welcome = {"type": "welcome", "request_id": hello.request_id, **connected.as_dict(),
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}
         await self.send_json(welcome)
-        self.listening = await hub.join(self)
+        self.listener = Listener(self.session.pk, self.session.project_id, WEBSOCKET_PACE, presence=hello.presence,
+                                 on_other=self._on_other_event)
+        await self.listener.join()
         self.tasks.append(asyncio.create_task(self._pump()))
         log.info("websocket_session", extra={"session_id": str(self.session.pk), "resumed": connected.resumed})
         return {"session_id": str(self.session.pk)}
 
-    async def _ack(self, frame: dict[str, Any]) -> dict[str, Any]:
-        result = await acks.submit((self.session, message_ids_checked(frame.get("message_ids"))))
+    async def _ack(self, frame: AckFrame) -> dict[str, Any]:
+        result = await acks.submit((self.session, message_ids_parsed(frame.message_ids)))
         was_full = len(self.in_flight) >= WINDOW
         for message_id in result["acked"] + result["not_acked"]:
             self.in_flight.pop(uuid.UUID(message_id), None)
         if was_full:
-            self.wake.set()
+            self.listener.wake()
         return result
 
     async def _call(self, fn, *args, **kwargs):
@@ -309,12 +303,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 log.exception("push failed", extra={"session_id": str(self.session.pk)})
                 await asyncio.sleep(FALLBACK_POLL_SECONDS)
                 continue
-            try:
-                await asyncio.wait_for(self.wake.wait(), RECHECK_SECONDS * random.uniform(0.5, 1.0)  # noqa: S311 (jitter)
-                                       if self.listening else FALLBACK_POLL_SECONDS)
-            except TimeoutError:
-                pass
-            self.wake.clear()
+            await self.listener.wait()
 
     async def _push_available(self) -> None:
         loop = asyncio.get_running_loop()
@@ -329,27 +318,21 @@ class SessionConsumer(AsyncWebsocketConsumer):
                 self.in_flight[message.id] = loop.time()
                 await self.send_json(message_frame(message))
 
-    # -- events (routing.hub hands them over; they only say "look again", or who came and went)
+    # -- events other than mail (the listener wakes the pump for mail): who came and went, endings
 
-    def on_layer(self, listening: bool) -> None:
-        self.listening = listening
-        self.wake.set()  # up again: a message committed meanwhile sent its event to nobody; down: start polling
-
-    def on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == events.MESSAGE_EVENT:
-            self.wake.set()
-        elif not self.closed.is_set():
+    def _on_other_event(self, event: dict[str, Any]) -> None:
+        if not self.closed.is_set():
             task = asyncio.get_running_loop().create_task(self._on_event(event))
             self.background.add(task)
             task.add_done_callback(self.background.discard)
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == events.PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
+        if kind == PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
             await self.send_json({"type": event["event"], "session_id": event["session_id"], "name": event.get("name")})
-        elif kind == events.ENDED_EVENT:
+        elif kind == ENDED_EVENT:
             await self.session_ended(event.get("reason", ""))
-        elif kind == events.REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
+        elif kind == REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
             self.replaced = True
             await self.send_json(error_frame(Conflict("Another connection resumed this session; this one closes.",
                                                       session_id=str(self.session.pk))))

@@ -1,32 +1,60 @@
-"""The WebSocket wire format: client frames checked before anything acts on them, server frames shaped.
+"""The WebSocket wire format: client frames checked against their operations' contracts, server frames shaped.
 
 Every frame is one JSON object with a `type`. A client frame may carry a `request_id`
-(string or integer), echoed on the `result` or `error` frame that answers it. Unknown
-types and unknown fields are refused, like unknown arguments on the other faces.
+(string or integer), echoed on the `result` or `error` frame that answers it. A `send` or
+`broadcast` frame is its operation's contract (routing.contracts) with a type, a `hello` the
+connect contract with the key and presence; unknown types and unknown fields are refused,
+like unknown arguments on the other faces.
 """
 
 import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from django.conf import settings
+from pydantic import Field, StringConstraints
 
+from broker_site.contracts import Contract, parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
+from routing.contracts import AckIn, BroadcastIn, SendIn
 from routing.models import Message
 from routing.selectors import message_summary
+from sessions_app.contracts import ConnectIn
 
-CLIENT_FIELDS: dict[str, frozenset[str]] = {
-    "hello": frozenset({"key", "project_id", "session_id", "name", "session_token", "capabilities", "presence"}),
-    "ack": frozenset({"message_ids"}),
-    "heartbeat": frozenset(),
-    "send": frozenset({"recipient_id", "payload", "protocol_name", "protocol_version", "priority", "ttl",
-                       "correlation_id", "reply_to"}),
-    "broadcast": frozenset({"payload", "protocol_name", "protocol_version", "capability_filter", "priority",
-                            "ttl", "correlation_id"}),
-}
-ENVELOPE = frozenset({"type", "request_id"})
-TEXT_FIELDS = frozenset({"key", "project_id", "session_id", "name", "session_token", "recipient_id",
-                         "protocol_name", "protocol_version", "priority", "correlation_id", "reply_to"})
-MAX_TEXT = 500
+RequestId = int | Annotated[str, StringConstraints(max_length=100)] | None
+
+
+class HelloFrame(ConnectIn):
+    type: Literal["hello"]
+    request_id: RequestId = None
+    key: str | None = Field(None, max_length=500, description="unless a header carried it")
+    project_id: str | None = Field(None, max_length=64, description="operators: the project to act in")
+    presence: bool = Field(True, description="false: no session_joined / session_left frames")
+
+
+class AckFrame(AckIn):
+    type: Literal["ack"]
+    request_id: RequestId = None
+
+
+class HeartbeatFrame(Contract):
+    type: Literal["heartbeat"]
+    request_id: RequestId = None
+
+
+class SendFrame(SendIn):
+    type: Literal["send"]
+    request_id: RequestId = None
+
+
+class BroadcastFrame(BroadcastIn):
+    type: Literal["broadcast"]
+    request_id: RequestId = None
+
+
+ClientFrame = HelloFrame | AckFrame | HeartbeatFrame | SendFrame | BroadcastFrame
+# By type, rather than one discriminated union: an error then names the field ("ttl"), not the union's arm.
+FRAMES: dict[str, type[ClientFrame]] = {"hello": HelloFrame, "ack": AckFrame, "heartbeat": HeartbeatFrame,
+                                        "send": SendFrame, "broadcast": BroadcastFrame}
 
 
 def frame_decode(text: str | None, data: bytes | None) -> Any:
@@ -42,22 +70,14 @@ def frame_decode(text: str | None, data: bytes | None) -> Any:
         raise ValidationFailed("A frame is one JSON object; this one is not valid JSON.", field="frame") from None
 
 
-def frame_check(frame: Any) -> dict[str, Any]:
-    """The frame as a dict of a known type with known fields, or a ValidationFailed naming what is wrong."""
+def frame_check(frame: Any) -> ClientFrame:
+    """The frame as its type's contract, or a ValidationFailed naming what is wrong."""
     if not isinstance(frame, dict):
         raise ValidationFailed("A frame is one JSON object.", field="frame")
     kind = frame.get("type")
-    if kind not in CLIENT_FIELDS:
-        raise ValidationFailed("Unknown frame type.", field="type", allowed=sorted(CLIENT_FIELDS))
-    unknown = sorted(set(frame) - CLIENT_FIELDS[kind] - ENVELOPE)
-    if unknown:
-        raise ValidationFailed(f"Unknown field {unknown[0]!r} in a {kind} frame.", field=unknown[0],
-                               allowed=sorted(CLIENT_FIELDS[kind]))
-    for field in TEXT_FIELDS & frame.keys():
-        value = frame[field]
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise ValidationFailed(f"{field} is a string of at most {MAX_TEXT} characters.", field=field)
-    return frame
+    if not isinstance(kind, str) or kind not in FRAMES:
+        raise ValidationFailed("Unknown frame type.", field="type", allowed=list(FRAMES))
+    return parsed(FRAMES[kind], frame, what=f"this {kind} frame")
 
 
 def request_id_of(frame: Any) -> str | int | None:

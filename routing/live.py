@@ -7,7 +7,7 @@ projects' current settings, in three statements (1,000 sessions cost three, not 
 Graceful shutdown: daphne (4.2) cancels every application on SIGTERM, but its own cancel
 step fails with a KeyError as soon as one connection has no application (an idle HTTP
 connection, or the HTTP side of a WebSocket upgrade), and then nothing waits for anyone.
-So on the first connection this process registers its own "before shutdown" trigger with
+So the start-up (broker_site.startup) registers its own "before shutdown" trigger with
 Twisted, and Twisted waits for it before it closes any socket: every connection finishes
 its in-flight frame, sends `server_shutdown`, and closes with 4503. Under uvicorn the
 lifespan shutdown calls the same `shut_down_all`; uvicorn has already closed WebSockets
@@ -16,22 +16,21 @@ with 1012 (service restart) by then, and nothing is lost either way, since every
 
 import asyncio
 import logging
-import sys
 import uuid
 from datetime import datetime
 from typing import Protocol
 
 from django.utils import timezone
 
-from broker_site.lifespan import shutdown_hooks
+from broker_site.workers import db, urgent_lane
 from projects.models import Project
 from projects.selectors import projects_by_id
-from routing.workers import db, urgent_lane
 from sessions_app.services import sessions_keep_alive
 
 log = logging.getLogger("broker.live")
 KEEPALIVE_SECONDS = 5.0
 LEASE_SECONDS = 3 * KEEPALIVE_SECONDS
+
 
 class LiveConnection(Protocol):
     session_id: uuid.UUID | None
@@ -53,14 +52,12 @@ class Registry:
         self.open: set[LiveConnection] = set()
         self.stopping = False
         self._keepalive: asyncio.Task | None = None
-        self._trigger_added = False
 
     def add(self, connection: LiveConnection) -> None:
         """Count an open connection; call from inside the event loop."""
         self.open.add(connection)
         if self._keepalive is None or self._keepalive.done():
             self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive(), name="broker-keepalive")
-        self._add_shutdown_trigger()
 
     def discard(self, connection: LiveConnection) -> None:
         self.open.discard(connection)
@@ -98,15 +95,5 @@ class Registry:
             log.info("server_shutdown", extra={"connections": len(self.open)})
             await asyncio.gather(*(c.shut_down() for c in list(self.open)), return_exceptions=True)
 
-    def _add_shutdown_trigger(self) -> None:
-        if self._trigger_added or "twisted.internet.reactor" not in sys.modules:
-            return
-        from twisted.internet import defer, reactor
-
-        reactor.addSystemEventTrigger("before", "shutdown",
-                                      lambda: defer.Deferred.fromFuture(asyncio.ensure_future(self.shut_down_all())))
-        self._trigger_added = True
-
 
 connections = Registry()
-shutdown_hooks.append(connections.shut_down_all)

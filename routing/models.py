@@ -71,3 +71,7 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} -> {self.recipient_id} ({self.state})"
+
+
+# Waiting for its recipient: queued, or handed over and not yet acked. These count against the queue size.
+PENDING = (Message.State.QUEUED, Message.State.DELIVERED)

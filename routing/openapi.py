@@ -1,9 +1,13 @@
 """OpenAPI for the long-poll receive, a plain async view that drf-spectacular cannot see."""
 
+from routing.contracts import ReceiveIn
+
 RECEIVE_PATH = "/api/v1/messages/receive/"
 
 
 def add_receive_endpoint(result, generator, request, public):
+    request_schema = ReceiveIn.model_json_schema()
+    request_schema.pop("title", None)
     result.setdefault("paths", {})[RECEIVE_PATH] = {"post": {
         "operationId": "messages_receive",
         "summary": "The session's next messages (priority, then age); waits up to wait_seconds for one",
@@ -11,13 +15,7 @@ def add_receive_endpoint(result, generator, request, public):
         "security": [{"ApiKey": []}],
         "parameters": [{"in": "header", "name": "X-Session-Token", "required": True, "schema": {"type": "string"},
                         "description": "The session_token returned when the session connected."}],
-        "requestBody": {"content": {"application/json": {"schema": {
-            "type": "object", "additionalProperties": False,
-            "properties": {
-                "max": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
-                "wait_seconds": {"type": "number", "minimum": 0, "maximum": 60, "default": 0},
-                "auto_ack": {"type": "boolean", "default": False},
-            }}}}},
+        "requestBody": {"content": {"application/json": {"schema": request_schema}}},
         "responses": {
             "200": {"description": "Messages, now delivered (or acked with auto_ack)",
                     "content": {"application/json": {"schema": {"type": "object", "properties": {

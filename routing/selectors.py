@@ -7,13 +7,14 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from broker_site.errors import NotFound, ValidationFailed
-from projects.auth import Caller
+from projects.auth import Principal
 from projects.models import ApiKey, Project
-from routing.headers import PRIORITIES
-from routing.models import Message
+from protocols.models import Protocol
+from routing.models import PENDING, Message
 from sessions_app.models import AgentSession
+from sessions_app.selectors import session_counts
 
-PRIORITY_LABELS = {value: label for label, value in PRIORITIES.items()}
+PRIORITY_LABELS = dict(Message.Priority.choices)
 INBOX_PREVIEW_SIZE = 5
 
 
@@ -68,16 +69,14 @@ def message_for_party(session: AgentSession, message_id: str) -> Message:
     return message
 
 
-def dead_letters_of(project: Project, caller: Caller | None = None, limit: int = 100) -> QuerySet[Message]:
+def dead_letters_of(project: Project, caller: Principal, limit: int = 100) -> QuerySet[Message]:
     """The project's dead letters, newest first; project admins only."""
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "list dead letters")
+    caller.require_role(ApiKey.Role.ADMIN, "list dead letters")
     return Message.objects.filter(project=project, state=Message.State.DEAD).order_by("-dead_at")[:limit]
 
 
-def dead_letter_get(project: Project, message_id: str, caller: Caller | None = None) -> Message:
-    if caller is not None:
-        caller.require_role(ApiKey.Role.ADMIN, "inspect dead letters")
+def dead_letter_get(project: Project, message_id: str, caller: Principal) -> Message:
+    caller.require_role(ApiKey.Role.ADMIN, "inspect dead letters")
     message = (Message.objects.filter(project=project, state=Message.State.DEAD, pk=_message_id(message_id))
                .select_related("recipient").first())
     if message is None:
@@ -93,7 +92,7 @@ def has_queued_mail(session_id: uuid.UUID) -> bool:
 def inbox_summary(session: AgentSession) -> dict[str, Any]:
     """Pending mail of `session`, read without claiming: counts and the next few queued, in delivery order."""
     # Expired messages are left to the sweeper to mark dead; receive would not hand them out either.
-    pending = (Message.objects.filter(recipient=session, state__in=(Message.State.QUEUED, Message.State.DELIVERED))
+    pending = (Message.objects.filter(recipient=session, state__in=PENDING)
                .exclude(expires_at__lte=timezone.now()))
     counts = dict(pending.order_by().values_list("state").annotate(n=Count("id")))
     upcoming = (pending.filter(state=Message.State.QUEUED).order_by("-priority", "created_at")
@@ -107,4 +106,15 @@ def inbox_summary(session: AgentSession) -> dict[str, Any]:
                   "protocol": f"{m.protocol_name}@{m.protocol_version}" if m.protocol_name else None,
                   "priority": PRIORITY_LABELS[m.priority], "created_at": m.created_at.isoformat()}
                  for m in upcoming],
+    }
+
+
+def project_stats(project: Project) -> dict[str, Any]:
+    """What a project holds now, counted across the apps: sessions by status, protocols, usable keys, pending mail."""
+    now = timezone.now()
+    return {
+        "sessions": session_counts(project),
+        "protocols": Protocol.objects.filter(project=project).count(),
+        "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable(now)),
+        "pending_messages": Message.objects.filter(project=project, state__in=PENDING).count(),
     }

@@ -1,17 +1,15 @@
 """The in-process sweeper: expiry, redelivery and session time-outs every few seconds, in every process.
 
-Several processes sweeping at once is safe (see services.sweep). It starts lazily on the
-first request under daphne, which sends no lifespan events, and from the lifespan under
-uvicorn; `manage.py broker_sweep` runs the same pass as a separate process.
+Several processes sweeping at once is safe (see services.sweep). The start-up
+(broker_site.startup) starts it; `manage.py broker_sweep` runs the same pass as a separate process.
 """
 
 import asyncio
 import logging
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 
+from broker_site.workers import db
 from routing.services import sweep
 from sessions_app.services import sessions_time_out
 
@@ -26,19 +24,11 @@ def sweep_pass() -> dict[str, int]:
     return counts
 
 
-def sweep_once() -> dict[str, int]:
-    try:
-        return sweep_pass()
-    finally:
-        # This runs outside any request, so nothing else would close its connection.
-        connection.close()
-
-
 async def _run(interval: int) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await sync_to_async(sweep_once, thread_sensitive=False)()
+            await db(sweep_pass)()
         except Exception:
             log.exception("sweep failed; trying again next interval")
 

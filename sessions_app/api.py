@@ -2,50 +2,31 @@
 
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from broker_site.rest import StrictSerializer, query_flag
+from broker_site.rest import SESSION_TOKEN_HEADER, acting_session, body, query, query_parameters
+from routing.lifecycle import session_connect
 from sessions_app import selectors, services
-
-SESSION_TOKEN_HEADER = OpenApiParameter("X-Session-Token", str, OpenApiParameter.HEADER, required=True,
-                                        description="The session_token returned when the session connected.")
-
-
-def acting_session(request):
-    return selectors.session_by_token(request.auth.project, request.headers.get("X-Session-Token"))
-
-
-class ConnectIn(StrictSerializer):
-    name = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
-    capabilities = serializers.JSONField(required=False, allow_null=True, default=None)
-    session_id = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
-    session_token = serializers.CharField(max_length=200, required=False, allow_null=True, default=None)
-
-
-class BlockIn(StrictSerializer):
-    session = serializers.CharField(max_length=100, help_text="id or name of the session to block")
+from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn
 
 
 class SessionListView(APIView):
     @extend_schema(operation_id="sessions_list", responses=OpenApiTypes.OBJECT,
-                   parameters=[OpenApiParameter("status_filter", str, enum=list(selectors.STATUS_FILTERS)),
-                               OpenApiParameter("include_capabilities", bool)],
-                   summary="List the project's sessions")
+                   parameters=query_parameters(ListSessionsIn), summary="List the project's sessions")
     def get(self, request):
-        status_filter = request.query_params.get("status_filter", "live")
-        include_capabilities = query_flag(request, "include_capabilities", True)
-        sessions = [selectors.session_summary(s, include_capabilities=include_capabilities)
-                    for s in selectors.sessions_of(request.auth.project, status_filter)[:1000]]
-        return Response({"sessions": sessions, "count": len(sessions), "status_filter": status_filter})
+        listing = query(request, ListSessionsIn)
+        sessions = [selectors.session_summary(s, include_capabilities=listing.include_capabilities)
+                    for s in selectors.sessions_of(request.auth.project, listing.status_filter)[:1000]]
+        return Response({"sessions": sessions, "count": len(sessions), "status_filter": listing.status_filter})
 
     @extend_schema(operation_id="session_connect", responses=OpenApiTypes.OBJECT,
                    request=ConnectIn, summary="Connect a session, or resume one with session_id/name and its token")
     def post(self, request):
-        data = ConnectIn.validated(request.data)
-        connected = services.session_connect(request.auth.project, actor=request.auth.actor, **data)
+        connected = session_connect(request.auth.project, actor=request.auth.actor,
+                                    **body(request, ConnectIn).model_dump())
         return Response(connected.as_dict(),
                         status=status.HTTP_200_OK if connected.resumed else status.HTTP_201_CREATED)
 
@@ -61,7 +42,7 @@ class HeartbeatView(APIView):
     @extend_schema(operation_id="session_heartbeat", responses=OpenApiTypes.OBJECT,
                    request=None, parameters=[SESSION_TOKEN_HEADER], summary="Heartbeat (any session call also counts)")
     def post(self, request):
-        session = services.session_heartbeat(acting_session(request))
+        session = acting_session(request, heartbeat=True)
         return Response({"session_id": str(session.id), "status": session.status,
                          "last_heartbeat_at": session.last_heartbeat_at.isoformat()})
 
@@ -70,7 +51,7 @@ class DisconnectView(APIView):
     @extend_schema(operation_id="session_disconnect", responses=OpenApiTypes.OBJECT,
                    request=None, parameters=[SESSION_TOKEN_HEADER], summary="Leave; the queue is kept for a resume")
     def post(self, request):
-        session = services.session_disconnect(acting_session(request))
+        session = services.session_disconnect(acting_session(request, leaving=True))
         return Response({"session_id": str(session.id), "status": session.status})
 
 
@@ -84,7 +65,7 @@ class BlockListView(APIView):
                    request=BlockIn, parameters=[SESSION_TOKEN_HEADER], summary="Block a session's messages")
     def post(self, request):
         session = acting_session(request)
-        target = services.session_block(session, BlockIn.validated(request.data)["session"])
+        target = services.session_block(session, body(request, BlockIn).session)
         return Response({"blocked": str(target.id)}, status=status.HTTP_201_CREATED)
 
 

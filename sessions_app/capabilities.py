@@ -1,12 +1,11 @@
-"""What a session declares it can do, checked at connect."""
+"""What a session declares it can do, checked at connect: protocol names and versions as protocols accept them."""
 
 import re
 from typing import Any
 
 from broker_site.errors import ValidationFailed
+from protocols.versions import PROTOCOL_NAME_PATTERN, is_protocol_name, parse_version, version_key
 
-PROTOCOL_NAME = re.compile(r"^[a-z][a-z0-9_]*[a-z0-9]$")
-SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 FEATURE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 MAX_PROTOCOLS = 100
 MAX_VERSIONS = 50
@@ -33,17 +32,15 @@ def clean_capabilities(raw: Any) -> tuple[dict[str, list[str]], list[str]]:
     cleaned: dict[str, list[str]] = {}
     for name, versions in protocols.items():
         where = f"capabilities.supported_protocols.{str(name)[:64]}"
-        if not isinstance(name, str) or len(name) > 100 or not PROTOCOL_NAME.match(name):
-            raise ValidationFailed("Protocol names are snake_case.", field=where, constraint=PROTOCOL_NAME.pattern)
+        if not is_protocol_name(name):
+            raise ValidationFailed("Protocol names are snake_case.", field=where, constraint=PROTOCOL_NAME_PATTERN)
         if isinstance(versions, str):
             versions = [versions]
         if not isinstance(versions, list) or not versions or len(versions) > MAX_VERSIONS:
             raise ValidationFailed(f"Each protocol lists 1 to {MAX_VERSIONS} versions.", field=where)
         for version in versions:
-            if not isinstance(version, str) or not SEMVER.match(version):
-                raise ValidationFailed("Versions are semver MAJOR.MINOR.PATCH.", field=where,
-                                       value=str(version)[:40], constraint="MAJOR.MINOR.PATCH")
-        cleaned[name] = sorted(set(versions), key=lambda v: tuple(int(p) for p in v.split(".")))
+            parse_version(version, field=where)
+        cleaned[name] = sorted(set(versions), key=version_key)
     if not isinstance(features, list) or len(features) > MAX_FEATURES:
         raise ValidationFailed(f"supported_features is a list of at most {MAX_FEATURES} names.",
                                field="capabilities.supported_features")

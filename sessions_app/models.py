@@ -1,6 +1,13 @@
-"""Connected agents. Status is derived from the last heartbeat, never stored."""
+"""Connected agents. Status is derived from the last heartbeat, never stored.
+
+The one definition of a session's status, in Python (`status_at`) and in SQL (`status_q`):
+disconnected once marked so (it left, an admin or a time-out ended it) or once silent for
+the project's disconnect_after; stale after stale_after; active otherwise. "Live" means
+active or stale: every check of liveness, on every face, is this one.
+"""
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.db import models
 from django.db.models import Q
@@ -9,6 +16,19 @@ from django.utils import timezone
 from projects.models import Project
 
 SESSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,99}$"
+LIVE = "live"  # active or stale
+
+
+def session_status(disconnected_at: datetime | None, last_heartbeat_at: datetime, project: Project,
+                   now: datetime) -> str:
+    if disconnected_at is not None:
+        return AgentSession.Status.DISCONNECTED
+    idle = (now - last_heartbeat_at).total_seconds()
+    if idle >= project.disconnect_after:
+        return AgentSession.Status.DISCONNECTED
+    if idle >= project.stale_after:
+        return AgentSession.Status.STALE
+    return AgentSession.Status.ACTIVE
 
 
 class AgentSession(models.Model):
@@ -48,19 +68,32 @@ class AgentSession(models.Model):
     def __str__(self) -> str:
         return self.name or str(self.id)
 
-    def status_at(self, now=None) -> str:
-        if self.disconnected_at is not None:
-            return self.Status.DISCONNECTED
-        idle = ((now or timezone.now()) - self.last_heartbeat_at).total_seconds()
-        if idle >= self.project.disconnect_after:
-            return self.Status.DISCONNECTED
-        if idle >= self.project.stale_after:
-            return self.Status.STALE
-        return self.Status.ACTIVE
+    def status_at(self, now: datetime | None = None) -> str:
+        return session_status(self.disconnected_at, self.last_heartbeat_at, self.project, now or timezone.now())
 
     @property
     def status(self) -> str:
         return self.status_at()
+
+    def is_live_at(self, now: datetime | None = None) -> bool:
+        return self.status_at(now) != self.Status.DISCONNECTED
+
+    @classmethod
+    def status_q(cls, project: Project, status: str, now: datetime | None = None) -> Q:
+        """Sessions of `project` with `status` (active, stale, live, disconnected; anything else: all)."""
+        now = now or timezone.now()
+        stale_cut = now - timedelta(seconds=project.stale_after)
+        gone_cut = now - timedelta(seconds=project.disconnect_after)
+        connected = Q(disconnected_at__isnull=True)
+        if status == cls.Status.ACTIVE:
+            return connected & Q(last_heartbeat_at__gt=stale_cut)
+        if status == cls.Status.STALE:
+            return connected & Q(last_heartbeat_at__lte=stale_cut, last_heartbeat_at__gt=gone_cut)
+        if status == LIVE:
+            return connected & Q(last_heartbeat_at__gt=gone_cut)
+        if status == cls.Status.DISCONNECTED:
+            return ~connected | Q(last_heartbeat_at__lte=gone_cut)
+        return Q()
 
     @property
     def label(self) -> str:

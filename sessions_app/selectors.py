@@ -1,49 +1,28 @@
 """Reads for sessions, always scoped by project, and their wire shape."""
 
-import hashlib
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 
 from broker_site.errors import NotFound, Unauthorized, ValidationFailed
+from projects.keys import digest
 from projects.models import Project
-from sessions_app.models import AgentSession
+from sessions_app.models import LIVE, AgentSession
 
-STATUS_FILTERS = ("active", "stale", "disconnected", "live", "all")
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _status_q(project: Project, status: str) -> Q:
-    now = timezone.now()
-    stale_cut = now - timedelta(seconds=project.stale_after)
-    gone_cut = now - timedelta(seconds=project.disconnect_after)
-    connected = Q(disconnected_at__isnull=True)
-    if status == "active":
-        return connected & Q(last_heartbeat_at__gt=stale_cut)
-    if status == "stale":
-        return connected & Q(last_heartbeat_at__lte=stale_cut, last_heartbeat_at__gt=gone_cut)
-    if status == "live":
-        return connected & Q(last_heartbeat_at__gt=gone_cut)
-    if status == "disconnected":
-        return ~connected | Q(last_heartbeat_at__lte=gone_cut)
-    return Q()
+STATUS_FILTERS = ("active", "stale", "disconnected", LIVE, "all")
 
 
 def sessions_of(project: Project, status: str = "all") -> QuerySet[AgentSession]:
     if status not in STATUS_FILTERS:
         raise ValidationFailed("Unknown status filter.", field="status_filter", allowed=list(STATUS_FILTERS))
-    return AgentSession.objects.filter(project=project).filter(_status_q(project, status)).select_related("project")
+    return (AgentSession.objects.filter(project=project).filter(AgentSession.status_q(project, status))
+            .select_related("project"))
 
 
 def live_sessions(project: Project) -> QuerySet[AgentSession]:
     """Sessions that are active or stale: connected, and not yet timed out."""
-    return sessions_of(project, "live")
+    return sessions_of(project, LIVE)
 
 
 def session_get(project: Project, ref: str) -> AgentSession:
@@ -77,22 +56,36 @@ def sessions_by_ref(project_id: str, refs: set[str]) -> dict[str, AgentSession]:
     return found
 
 
-def session_by_token(project: Project, token: str | None) -> AgentSession:
+class NoActingSession(Unauthorized):
+    """A call that acts as a session named none (no token, no bound connection)."""
+
+    default_message = "This call acts as a session: connect first and pass its session token."
+
+    def __init__(self) -> None:
+        super().__init__(hint="connect_session (POST /api/v1/sessions/) returns session_token; "
+                              "pass it as X-Session-Token or session_token")
+
+
+def session_by_token(project: Project, token: str) -> AgentSession:
     """The session a session token belongs to, inside `project` only."""
-    if not token or len(token) > 200:
-        raise Unauthorized("This call acts as a session: connect first and pass its session token.",
-                           hint="connect_session returns session_token; send it as X-Session-Token")
+    if len(token) > 200:
+        raise Unauthorized("Unknown session token.", hint="connect or resume a session to get a valid token")
     # Looked up by digest: an index hit whose timing reveals nothing, since an attacker cannot
     # steer the SHA-256 of a guess toward a stored one.
-    session = (AgentSession.objects.filter(project=project, token_digest=token_digest(token))
+    session = (AgentSession.objects.filter(project=project, token_digest=digest(token))
                .select_related("project").first())
     if session is None:
         raise Unauthorized("Unknown session token.", hint="connect or resume a session to get a valid token")
     return session
 
 
+def session_by_pk(project: Project, pk: uuid.UUID) -> AgentSession | None:
+    """A session of `project` by its id, or None (the connection bound to it outlived it)."""
+    return AgentSession.objects.filter(project=project, pk=pk).select_related("project").first()
+
+
 def session_counts(project: Project) -> dict[str, int]:
-    return {status: sessions_of(project, status).count() for status in ("active", "stale", "disconnected")}
+    return {status: sessions_of(project, status).count() for status in AgentSession.Status.values}
 
 
 def session_summary(session: AgentSession, *, include_capabilities: bool = True) -> dict[str, Any]:

@@ -1,25 +1,39 @@
-"""Writes for sessions: connect, resume, heartbeat, keep-alive, disconnect, time-out, block."""
+"""Writes for sessions: open and resume, the acting session and its heartbeat, keep-alive, leaving, blocks.
+
+Faces connect through routing.lifecycle.session_connect, which opens the session here and
+queues its unacked mail again on a resume (mail is routing's). Every call that acts as a
+session resolves it through `session_acting`: one liveness rule, one heartbeat.
+"""
 
 import hmac
 import logging
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
-from projects.models import Project
-from projects.services import audit_record
+from projects.audit import audit_done, audit_record
+from projects.auth import Principal
+from projects.keys import digest
+from projects.models import ApiKey, Project
 from routing.events import presence_changed, session_ended, session_replaced
-from routing.models import Message
 from sessions_app.capabilities import clean_capabilities
-from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock
-from sessions_app.selectors import live_sessions, session_get, token_digest
+from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock, session_status
+from sessions_app.selectors import (
+    NoActingSession,
+    live_sessions,
+    session_by_pk,
+    session_by_token,
+    session_get,
+    session_summary,
+)
 
 log = logging.getLogger("broker.sessions")
 _NAME = re.compile(SESSION_NAME_PATTERN)
@@ -33,8 +47,6 @@ class Connected:
     replaced: bool  # a live connection of the same session was taken over
 
     def as_dict(self) -> dict[str, Any]:
-        from sessions_app.selectors import session_summary
-
         data = session_summary(self.session)
         data["resumed"] = self.resumed
         if self.token is not None:
@@ -54,21 +66,20 @@ def _check_name(name: str) -> None:
     raise ValidationFailed("A session name may not look like a session id.", field="name")
 
 
-def session_connect(project: Project, *, actor: str = "", name: str | None = None,
-                    capabilities: dict | None = None, session_id: str | None = None,
-                    session_token: str | None = None) -> Connected:
-    """Connect a new session, or resume one by id or name with its token.
+def session_open(project: Project, *, actor: str = "", name: str | None = None,
+                 capabilities: dict | None = None, session_id: str | None = None, session_token: str | None = None,
+                 on_resume: Callable[[AgentSession], None]) -> Connected:
+    """Connect a new session, or resume one by id or name with its token (routing.lifecycle.session_connect).
 
     A resume replaces whatever connection the session had: the old one is logged as
     `session_replaced`, sees its connection_epoch move on, and is told so (a WebSocket closes).
-    Messages handed to the old connection and not acked are queued again at once: the agent
-    that resumes gets them now rather than after ack_timeout (same ids, so it can drop repeats).
+    `on_resume(session)` runs inside the resume's transaction, with the session's row locked.
     """
     protocols, features = clean_capabilities(capabilities)
     if name is not None:
         _check_name(name)
     if session_id is not None or session_token is not None:
-        return _resume(project, session_id or name, session_token, capabilities, protocols, features)
+        return _resume(project, session_id or name, session_token, capabilities, protocols, features, on_resume)
     if name is not None and AgentSession.objects.filter(project=project, name=name).exists():
         raise Conflict(f"A session named {name!r} exists; resume it with its session_token, or pick another name.",
                        field="name", suggestions=[f"{name}-2", f"{name}-{secrets.token_hex(2)}"])
@@ -80,7 +91,7 @@ def session_connect(project: Project, *, actor: str = "", name: str | None = Non
     try:
         with transaction.atomic():
             session = AgentSession.objects.create(
-                project=project, name=name, token_digest=token_digest(token), supported_protocols=protocols,
+                project=project, name=name, token_digest=digest(token), supported_protocols=protocols,
                 supported_features=features, created_by_key=actor[:100])
             presence_changed(project.pk, session.pk, session.name, "session_joined")
     except IntegrityError:  # a concurrent connect took the name first
@@ -90,19 +101,19 @@ def session_connect(project: Project, *, actor: str = "", name: str | None = Non
 
 
 def _resume(project: Project, ref: str | None, token: str | None, capabilities: dict | None,
-            protocols: dict, features: list) -> Connected:
+            protocols: dict, features: list, on_resume: Callable[[AgentSession], None]) -> Connected:
     if not ref:
         raise ValidationFailed("To resume, name the session by session_id or name.", field="session_id")
     if not token:
         raise ValidationFailed("To resume a session, pass its session_token.", field="session_token")
     session = session_get(project, ref)
-    if not hmac.compare_digest(session.token_digest, token_digest(token)):
+    if not hmac.compare_digest(session.token_digest, digest(token)):
         audit_record("session_resume", "denied", target_project=project.pk, details={"session_id": str(session.id)})
         raise Forbidden("That session token does not belong to this session.", session=ref)
     with transaction.atomic():
         # Lock the row so two resumes of one session cannot both think they own it.
         session = AgentSession.objects.select_for_update(no_key=True).select_related("project").get(pk=session.pk)
-        was_live = session.status != AgentSession.Status.DISCONNECTED
+        was_live = session.is_live_at()
         now = timezone.now()
         session.connection_epoch += 1
         session.connected_at = now
@@ -112,8 +123,7 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
         if capabilities is not None:
             session.supported_protocols, session.supported_features = protocols, features
         session.save()
-        Message.objects.filter(recipient=session, state=Message.State.DELIVERED).update(
-            state=Message.State.QUEUED, redeliver_at=None)
+        on_resume(session)
         if was_live:
             session_replaced(session.pk, session.connection_epoch)
         else:
@@ -125,23 +135,39 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
     return Connected(session, None, resumed=True, replaced=was_live)
 
 
-def session_heartbeat(session: AgentSession) -> AgentSession:
-    if session.disconnected_at is not None:
+def session_acting(project: Project, *, token: str | None = None, bound_to: uuid.UUID | None = None,
+                   heartbeat: bool = False, leaving: bool = False) -> AgentSession:
+    """The session a call acts as, and that call's sign of life: every face resolves sessions here.
+
+    Named by its token (REST's X-Session-Token, MCP's session_token argument), else by the
+    session a session-based MCP connection is bound to. A disconnected session (see
+    sessions_app.models) is refused before the call does anything, with a pointer to resume;
+    only leaving (`leaving`) may find it so, which makes disconnecting twice harmless. Every
+    call counts as a heartbeat, written at most every stale_after/4; an explicit heartbeat
+    (`heartbeat`) is written at once.
+    """
+    session = session_by_token(project, token) if token else (
+        session_by_pk(project, bound_to) if bound_to is not None else None)
+    if session is None:
+        raise NoActingSession()
+    now = timezone.now()
+    if not session.is_live_at(now):
+        if leaving:
+            return session
         raise Conflict("This session is disconnected; resume it with connect_session and its token.",
                        session_id=str(session.id))
-    session.last_heartbeat_at = timezone.now()
-    AgentSession.objects.filter(pk=session.pk).update(last_heartbeat_at=session.last_heartbeat_at)
+    sessions_seen([session], now=now, always=heartbeat)
     return session
 
 
-def sessions_touch(sessions: list[AgentSession]) -> None:
-    """Count sends as a sign of life: one UPDATE for the senders not heard from in a quarter of stale_after.
+def sessions_seen(sessions: list[AgentSession], *, now: datetime | None = None, always: bool = False) -> None:
+    """A sign of life from `sessions`: one UPDATE for those not heard from in a quarter of stale_after.
 
-    A send need not write a heartbeat each time (they come by the thousand); status only has
-    to change before stale_after.
+    Status only has to change before stale_after, so a session that calls a thousand times a
+    second writes its heartbeat a few times a minute. `always` writes it regardless.
     """
-    now = timezone.now()
-    due = [s for s in sessions if (now - s.last_heartbeat_at).total_seconds() >= s.project.stale_after / 4]
+    now = now or timezone.now()
+    due = [s for s in sessions if always or (now - s.last_heartbeat_at).total_seconds() >= s.project.stale_after / 4]
     if due:
         AgentSession.objects.filter(pk__in=[s.pk for s in due]).update(last_heartbeat_at=now)
         for session in due:
@@ -149,13 +175,17 @@ def sessions_touch(sessions: list[AgentSession]) -> None:
 
 
 def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
-    """Heartbeat the sessions a live connection holds and renew their push lease; the ones still connected.
+    """Heartbeat the sessions live connections hold and renew their push lease; the ones still live.
 
-    Two statements (a read and an UPDATE) however many sessions a process holds.
+    Two statements (a read and an UPDATE) however many sessions a process holds. A session that
+    is no longer live (ended elsewhere, or silent too long while this process stalled) is left
+    alone: its connection closes, and the sweeper tells its peers.
     """
     now = timezone.now()
-    live = set(AgentSession.objects.filter(pk__in=session_ids, disconnected_at__isnull=True)
-               .values_list("pk", flat=True))
+    held = AgentSession.objects.filter(pk__in=session_ids).select_related("project").only(
+        "pk", "disconnected_at", "last_heartbeat_at", "project__stale_after", "project__disconnect_after")
+    live = {s.pk for s in held if session_status(s.disconnected_at, s.last_heartbeat_at, s.project, now)
+            != AgentSession.Status.DISCONNECTED}
     AgentSession.objects.filter(pk__in=live, disconnected_at__isnull=True).update(
         last_heartbeat_at=now, push_until=now + timedelta(seconds=lease_seconds))
     return live
@@ -187,7 +217,15 @@ def session_disconnect(session: AgentSession, *, reason: str = "client",
     return session
 
 
-def sessions_time_out(now=None, batch: int = 500) -> int:
+def session_end(session: AgentSession, *, caller: Principal) -> AgentSession:
+    """An operator ends a session: disconnected (reason `operator`), its connections and peers told, the trail kept."""
+    caller.require_role(ApiKey.Role.OPERATOR, "end sessions")
+    session_disconnect(session, reason="operator")
+    audit_done(caller, "session_end", session.project_id, {"session_id": str(session.pk)})
+    return session
+
+
+def sessions_time_out(now: datetime | None = None, batch: int = 500) -> int:
     """Mark sessions silent past their project's disconnect_after as gone, and say so to their peers.
 
     Status is derived from the last heartbeat anyway; this pass (run by the sweeper) is what
@@ -203,7 +241,7 @@ def sessions_time_out(now=None, batch: int = 500) -> int:
                   .select_related("project")[:batch])
     timed_out = 0
     for session in candidates:
-        if session.status_at(now) != AgentSession.Status.DISCONNECTED:
+        if session.is_live_at(now):
             continue
         if AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True,
                                        last_heartbeat_at=session.last_heartbeat_at).update(
@@ -215,7 +253,8 @@ def sessions_time_out(now=None, batch: int = 500) -> int:
     return timed_out
 
 
-def sessions_disconnect_all(project: Project, *, reason: str) -> int:
+def sessions_end_all(project: Project, *, reason: str) -> int:
+    """Disconnect every session of `project` not yet marked gone, and announce each (after commit)."""
     leaving = list(AgentSession.objects.filter(project=project, disconnected_at__isnull=True).values_list("pk", "name"))
     AgentSession.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
         disconnected_at=timezone.now(), disconnect_reason=reason[:32], push_until=None)

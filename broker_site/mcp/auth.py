@@ -12,8 +12,6 @@ always sees the credential of its own request, on every protocol version.
 
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import connections
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import Context
@@ -21,6 +19,7 @@ from mcp.server.mcpserver import Context
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.hosts import host_allowed
 from broker_site.mcp.errors import http_error_response
+from broker_site.workers import db, urgent_lane
 from projects.auth import Caller, authenticate, credentials_from_headers
 from projects.ratelimit import rate_limit_check
 
@@ -28,14 +27,9 @@ CALLER_STATE_KEY = "broker_caller"
 
 
 def _authenticate(raw_key: str | None, project_id: str | None, remote_addr: str) -> Caller:
-    try:
-        caller = authenticate(raw_key, project_id, remote_addr=remote_addr)
-        rate_limit_check(caller)
-        return caller
-    finally:
-        # This thread is discarded with its ThreadSensitiveContext; nothing would reuse the connection.
-        connections.close_all()
-
+    caller = authenticate(raw_key, project_id, remote_addr=remote_addr)
+    rate_limit_check(caller)
+    return caller
 
 
 class ApiKeyAuthMiddleware:
@@ -71,10 +65,8 @@ class ApiKeyAuthMiddleware:
                                   limit_bytes=self.max_body_bytes)
         raw_key, project_id = credentials_from_headers(headers)
         client = scope.get("client") or ("", 0)
-        # Its own context, so key checks do not queue on the process's one shared sync thread.
-        # Only around the check: MCP session tasks started by this request inherit its context.
-        async with ThreadSensitiveContext():
-            return await sync_to_async(_authenticate)(raw_key, project_id, client[0] or "")
+        # On the urgent lane: a key check is short, and a tool call waits for it.
+        return await db(_authenticate, urgent_lane)(raw_key, project_id, client[0] or "")
 
 
 def caller_of(ctx: Context) -> Caller:

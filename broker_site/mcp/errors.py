@@ -13,9 +13,8 @@ from typing import Any
 
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
-from pydantic import ValidationError
 
-from broker_site.errors import BrokerError, ValidationFailed
+from broker_site.errors import BrokerError, http_headers
 
 log = logging.getLogger("broker.mcp")
 
@@ -23,21 +22,9 @@ log = logging.getLogger("broker.mcp")
 def as_broker_error(exc: Exception, tool: str) -> BrokerError:
     if isinstance(exc, BrokerError):
         return exc
-    if isinstance(exc, ValidationError):
-        return arguments_error(exc, tool)
     # Anything else is a bug: log it with its traceback, answer without one.
     log.exception("unhandled error in MCP handler %s", tool)
     return BrokerError()
-
-
-def arguments_error(exc: ValidationError, tool: str) -> ValidationFailed:
-    """Pydantic's errors as {field: [problem]}: what to change, never the rejected values."""
-    fields: dict[str, list[str]] = {}
-    for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(part) for part in error["loc"]) or "arguments"
-        problem = "unknown argument" if error["type"] == "extra_forbidden" else error["msg"]
-        fields.setdefault(field, []).append(problem)
-    return ValidationFailed(f"The arguments to {tool} are not valid; see details.fields.", fields=fields)
 
 
 def tool_error(exc: Exception, tool: str) -> CallToolResult:
@@ -60,10 +47,7 @@ def request_error(exc: Exception, what: str) -> MCPError:
 def http_error_response(exc: BrokerError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """(status, headers, body) for an error answered before MCP handling, as REST answers it."""
     headers = [(b"content-type", b"application/json")]
-    if exc.status == 401:
-        headers.append((b"www-authenticate", b"Bearer"))
-    if "retry_after" in exc.details:
-        headers.append((b"retry-after", str(exc.details["retry_after"]).encode()))
+    headers += [(name.lower().encode(), value.encode()) for name, value in http_headers(exc).items()]
     return exc.status, headers, _json(exc.as_dict()).encode()
 
 

@@ -24,7 +24,7 @@ from broker_site.errors import Forbidden
 from broker_site.mcp.auth import caller_of_request, mcp_session_id_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import request_error
-from broker_site.mcp.registry import run_in_own_context
+from broker_site.mcp.registry import run_handler
 from projects.auth import Caller
 from routing.selectors import inbox_summary
 from sessions_app.models import AgentSession
@@ -58,7 +58,6 @@ def inbox_owner(caller: Caller, mcp_session_id: str | None, session_ref: str) ->
     return session
 
 
-
 def _read_inbox(caller: Caller, mcp_session_id: str | None, session_ref: str) -> dict[str, Any]:
     return inbox_summary(inbox_owner(caller, mcp_session_id, session_ref))
 
@@ -68,7 +67,7 @@ def register_inbox_resource(server: MCPServer) -> None:
     async def read_inbox(session_id: str, ctx: Context) -> str:
         request = ctx.request_context.request
         try:
-            summary = await run_in_own_context(_read_inbox, caller_of_request(request),
+            summary = await run_handler(_read_inbox, caller_of_request(request),
                                                mcp_session_id_of_request(request), session_id)
         except Exception as exc:
             raise request_error(exc, "resources/read") from None

@@ -12,11 +12,11 @@ What was decided, checked against the mcp 2.3.0 source:
   off rather than advertise it, and stateless clients wait with receive_messages.
 - MCPServer takes no subscribe handlers, so they are registered on its low-level Server; the
   SDK then advertises `resources.subscribe` on session-based connections by itself.
-- Each subscription listens through the process's one channel-layer listener
-  (routing.hub), on the session's group: the events routing/events.py publishes on commit,
-  across processes when Redis is configured. As for every listener, an event is a wake-up
-  only. If the layer fails, the hub logs `push_fallback`; once it is back, each subscription
-  sends one notification if mail is waiting, since mail may have arrived while nobody listened.
+- Each subscription is a Listener (routing.hub) on its session, hearing the events
+  routing/events.py publishes on commit, across processes when Redis is configured. As for
+  every listener, an event is a wake-up only. Its pace never polls: while the layer is down
+  it waits, and once the layer is back it sends one notification if mail is waiting, since
+  mail may have arrived while nobody listened.
 - A subscription ends on unsubscribe, when the MCP session ends (the SDK unwinds the
   Connection's exit stack on DELETE, idle timeout or crash), when the connection is no
   longer bound to the session (seen at the next event), and at shutdown.
@@ -26,8 +26,6 @@ What was decided, checked against the mcp 2.3.0 source:
 
 import asyncio
 import logging
-import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from mcp.server.connection import Connection
@@ -40,75 +38,58 @@ from broker_site.mcp.auth import caller_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import request_error
 from broker_site.mcp.inbox import INBOX_URI_TEMPLATE, inbox_owner, inbox_session_ref
-from broker_site.mcp.registry import run_in_own_context
-from routing.events import MESSAGE_EVENT
-from routing.hub import Hub, hub
+from broker_site.mcp.registry import run_handler
+from routing.hub import RESUMED, WOKEN, Hub, Listener, Pace, hub
 from routing.selectors import has_queued_mail
 from sessions_app.models import AgentSession
 
 log = logging.getLogger("broker.mcp")
 
 MAX_SUBSCRIPTIONS = 10_000  # per process
+# No polling: a notification is an invitation to read, sent for new mail (or once after an outage).
+INBOX_PACE = Pace(recheck=None, poll=None)
 _CONNECTION_STATE_KEY = "broker_inbox_push"
 
 
-@dataclass(eq=False)
 class Subscription:
-    """One (MCP session, URI) subscription, as the hub sees it: woken by its session's events."""
+    """One (MCP session, URI) subscription: a listener on its session, and the task that notifies."""
 
-    mcp_session_id: str
-    uri: str
-    project_id: str
-    session_id: uuid.UUID
-    connection: Connection
-    owner: "InboxSubscriptions"
-    presence = False
-    missed: bool = False  # the layer was down (or not yet up): mail may have come unheard
-    sending: set[asyncio.Task] = field(default_factory=set)
+    def __init__(self, connection: Connection, session: AgentSession, uri: str, via: Hub) -> None:
+        assert connection.session_id is not None
+        self.mcp_session_id, self.uri, self.connection = connection.session_id, uri, connection
+        self.listener = Listener(session.pk, session.project_id, INBOX_PACE, via=via)
+        self.task: asyncio.Task | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return self.mcp_session_id, self.uri
 
     def still_bound(self) -> bool:
-        return bindings.lookup(self.mcp_session_id, self.project_id) == self.session_id
+        return bindings.lookup(self.mcp_session_id, self.listener.project_id) == self.listener.session_id
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        # The group also carries events meant for WebSocket consumers; only mail matters here.
-        if event.get("type") == MESSAGE_EVENT:
-            self._soon(self._notify())
+    async def run(self, joined: asyncio.Future) -> None:
+        async with self.listener:
+            joined.set_result(None)
+            while True:
+                why = await self.listener.wait()
+                # After an outage, mail may have come unheard: one notification if some is waiting.
+                if why == WOKEN or (why == RESUMED and await self._mail_waiting()):
+                    if not self.still_bound():  # disconnect_session, or connect_session as another, on that connection
+                        return
+                    await self._notify()
 
-    def on_layer(self, listening: bool) -> None:
-        if not listening:
-            self.missed = True
-        elif self.missed:
-            self.missed = False
-            self._soon(self._catch_up())
-
-    def _soon(self, work) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self.sending.add(task)
-        task.add_done_callback(self.sending.discard)
-
-    async def _catch_up(self) -> None:
-        """After an outage: one notification if mail is waiting (if the database cannot say, assume so)."""
+    async def _mail_waiting(self) -> bool:
         try:
-            waiting = await run_in_own_context(has_queued_mail, self.session_id)
-        except Exception:
-            log.warning("inbox catch-up could not read the queue", extra={"session_id": str(self.session_id)})
-            waiting = True
-        if waiting:
-            await self._notify()
+            return await run_handler(has_queued_mail, self.listener.session_id)
+        except Exception:  # the database cannot say: assume so, a spare notification costs a read
+            log.warning("inbox catch-up could not read the queue", extra={"session_id": str(self.listener.session_id)})
+            return True
 
     async def _notify(self) -> None:
-        """Send the update; once the connection no longer acts as the session, end the subscription instead."""
-        if not self.still_bound():  # disconnect_session, or connect_session as another session, on that connection
-            self.owner.unsubscribe(self.mcp_session_id, self.uri)
-            return
         try:
             await self.connection.send_resource_updated(self.uri)  # the SDK drops it if the stream is gone
         except Exception:
-            log.exception("inbox notification failed", extra={"session_id": str(self.session_id)})
+            log.exception("inbox notification failed", extra={"session_id": str(self.listener.session_id)})
 
 
 class InboxSubscriptions:
@@ -118,7 +99,6 @@ class InboxSubscriptions:
         self._limit = limit
         self._hub = listener
         self._items: dict[tuple[str, str], Subscription] = {}
-        self._leaving: set[asyncio.Task] = set()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -130,32 +110,33 @@ class InboxSubscriptions:
         if len(self._items) >= self._limit:
             raise LimitReached("This server holds as many inbox subscriptions as it allows; wait for mail with "
                                "receive_messages instead.", limit=self._limit)
-        sub = Subscription(connection.session_id, uri, session.project_id, session.pk, connection, self)
+        sub = Subscription(connection, session, uri, self._hub)
         self._items[sub.key] = sub
         self._end_with_connection(connection)
         # Joined before the client hears "subscribed", so mail committed after that wakes it.
-        sub.missed = not await self._hub.join(sub)
+        joined: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        sub.task = asyncio.get_running_loop().create_task(sub.run(joined), name="broker-inbox-subscription")
+        sub.task.add_done_callback(lambda _: self._items.pop(sub.key, None) if self._items.get(sub.key) is sub
+                                   else None)
+        await asyncio.wait({joined, sub.task}, return_when=asyncio.FIRST_COMPLETED)
+        if sub.task.done():
+            sub.task.result()  # it could not even listen: say why
 
     def unsubscribe(self, mcp_session_id: str, uri: str) -> None:
         sub = self._items.pop((mcp_session_id, uri), None)
-        if sub is None:
-            return
-        for task in sub.sending:
-            if task is not asyncio.current_task():  # a notification that found the binding gone ends on its own
-                task.cancel()
-        leaving = asyncio.get_running_loop().create_task(self._hub.leave(sub))
-        self._leaving.add(leaving)
-        leaving.add_done_callback(self._leaving.discard)
+        if sub is not None and sub.task is not None:
+            sub.task.cancel()  # its listener leaves the hub as the task unwinds
 
     def drop_connection(self, mcp_session_id: str) -> None:
         for sub in [s for s in self._items.values() if s.mcp_session_id == mcp_session_id]:
             self.unsubscribe(sub.mcp_session_id, sub.uri)
 
     async def close_all(self) -> None:
+        ending = [sub.task for sub in self._items.values() if sub.task is not None]
         for sub in list(self._items.values()):
             self.unsubscribe(sub.mcp_session_id, sub.uri)
-        if self._leaving:
-            await asyncio.wait(set(self._leaving), timeout=5)
+        if ending:
+            await asyncio.wait(ending, timeout=5)
 
     def _end_with_connection(self, connection: Connection) -> None:
         if not connection.state.get(_CONNECTION_STATE_KEY):
@@ -185,7 +166,7 @@ async def _on_subscribe(ctx: ServerRequestContext, params: SubscribeRequestParam
         ref = inbox_session_ref(params.uri)
         if ref is None:
             raise ValidationFailed(f"Only inbox resources can be subscribed to: {INBOX_URI_TEMPLATE}.", field="uri")
-        session = await run_in_own_context(inbox_owner, caller_of_request(ctx.request), connection.session_id, ref)
+        session = await run_handler(inbox_owner, caller_of_request(ctx.request), connection.session_id, ref)
         await subscriptions.subscribe(connection, session, params.uri)
     except Exception as exc:
         raise request_error(exc, "resources/subscribe") from None

@@ -1,14 +1,13 @@
-"""How a tool is declared and run: a typed argument model, a thin handler, one error path.
+"""How a tool is declared and run: an operation's contract as its arguments, a thin handler, one error path.
 
-Arguments are validated here against a pydantic model that forbids unknown keys, so a
-mistake comes back as a `validation_error` in the SPEC shape rather than the SDK's text.
-The SDK still sees an ordinary `Tool`: its published inputSchema is the model's schema,
-and its own argument model passes the raw arguments through untouched.
+A tool's arguments are its operation's contract (broker_site.contracts; the same model the
+REST body and the WebSocket frame use), plus `session_token` for tools that act as a session.
+They are validated here, so a mistake comes back as a `validation_error` in the SPEC shape
+rather than the SDK's text. The SDK still sees an ordinary `Tool`: its published inputSchema
+is the model's schema, and its own argument model passes the raw arguments through untouched.
 
-Each call (and each inbox read, see inbox.py) runs in its own asgiref ThreadSensitiveContext:
-the handler's ORM work gets a thread of its own instead of queueing on the process's one
-shared sync thread, and its database connections are closed when the call ends (the thread
-goes with the context).
+Handlers run on the process's database threads (broker_site.workers), as every async face's
+database work does: long-lived threads that keep their connections.
 """
 
 import inspect
@@ -17,35 +16,34 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.db import connections
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
+from broker_site.contracts import Contract, parsed
 from broker_site.errors import Unauthorized
 from broker_site.mcp.auth import caller_of, mcp_session_id_of
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import tool_error, tool_result
+from broker_site.workers import db
 from projects.auth import Caller
 from sessions_app.models import AgentSession
-from sessions_app.selectors import session_by_token
+from sessions_app.selectors import NoActingSession
+from sessions_app.services import session_acting
 
 
-class Args(BaseModel):
-    """Base for tool arguments: unknown keys are an error, not silently dropped."""
-
-    model_config = ConfigDict(extra="forbid")
+class NoArgs(Contract):
+    """A tool that takes nothing."""
 
 
-class SessionArgs(Args):
+class SessionArgs(Contract):
     session_token: str | None = None
 
 
 class _RawArguments(ArgModelBase):
-    """The SDK-side argument model: hands every argument on, for `Args` to judge."""
+    """The SDK-side argument model: hands every argument on, for the contract to judge."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -65,18 +63,15 @@ class ToolCall:
     def project(self):
         return self.caller.project
 
-    def session(self, session_token: str | None) -> AgentSession:
-        """The broker session this call acts as: the explicit token, else the connection's binding."""
-        if session_token:
-            return session_by_token(self.project, session_token)
-        if self.mcp_session_id:
-            pk = bindings.lookup(self.mcp_session_id, self.project.pk)
-            if pk is not None:
-                session = AgentSession.objects.filter(project=self.project, pk=pk).select_related("project").first()
-                if session is not None:
-                    return session
-        raise Unauthorized(f"{self.tool} acts as a session, and none is connected here: call connect_session "
-                           "first, or pass the session_token it returned.", next_step="connect_session")
+    def session(self, session_token: str | None, **acting: bool) -> AgentSession:
+        """The broker session this call acts as (sessions_app.services.session_acting): the explicit
+        token, else the session this connection is bound to."""
+        bound = bindings.lookup(self.mcp_session_id, self.project.pk) if self.mcp_session_id else None
+        try:
+            return session_acting(self.project, token=session_token, bound_to=bound, **acting)
+        except NoActingSession:
+            raise Unauthorized(f"{self.tool} acts as a session, and none is connected here: call connect_session "
+                               "first, or pass the session_token it returned.", next_step="connect_session") from None
 
     def bind(self, session_pk: uuid.UUID) -> bool:
         if not self.mcp_session_id:
@@ -96,7 +91,7 @@ Handler = Callable[[ToolCall, Any], Any]
 class ToolSpec:
     name: str
     description: str
-    args: type[Args]
+    args: type[BaseModel]
     handler: Handler
     read_only: bool = False
 
@@ -104,7 +99,8 @@ class ToolSpec:
 registry: list[ToolSpec] = []
 
 
-def tool(name: str, description: str, args: type[Args], *, read_only: bool = False) -> Callable[[Handler], Handler]:
+def tool(name: str, description: str, args: type[BaseModel], *, read_only: bool = False
+         ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         registry.append(ToolSpec(name, description, args, handler, read_only))
         return handler
@@ -137,28 +133,24 @@ def _compact(schema: Any) -> Any:
     return out
 
 
-def input_schema(args: type[Args]) -> dict[str, Any]:
+def input_schema(args: type[BaseModel]) -> dict[str, Any]:
     schema = _compact(args.model_json_schema())
     schema.pop("description", None)  # the model's docstring; the tool has its own description
     return schema
 
 
-async def run_in_own_context(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a handler (sync or async) in its own ThreadSensitiveContext, closing its connections after."""
-    async with ThreadSensitiveContext():
-        try:
-            if inspect.iscoroutinefunction(fn):
-                return await fn(*args)
-            return await sync_to_async(fn)(*args)
-        finally:
-            await sync_to_async(connections.close_all)()
+async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a handler (or an inbox read): an async one here, a sync one on the database threads."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    return await db(fn)(*args)
 
 
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
-        args = spec.args.model_validate(arguments)
+        args = parsed(spec.args, arguments, what=f"the arguments to {spec.name}")
         call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx))
-        result = await run_in_own_context(spec.handler, call, args)
+        result = await run_handler(spec.handler, call, args)
     except Exception as exc:
         return tool_error(exc, spec.name)
     return tool_result(result)

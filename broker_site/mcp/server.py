@@ -1,9 +1,9 @@
 """The MCP server: the SDK's MCPServer over Streamable HTTP, mounted at /mcp in the one ASGI router.
 
 The SDK's session manager must be running (`session_manager.run()`, once per process) before
-it serves a request. daphne sends no lifespan events, so it is started by a background
-starter (broker_site.lifespan): on the first request under daphne, from the lifespan under
-uvicorn, whichever comes first; a request that arrives while it is starting waits for it.
+it serves a request. daphne sends no lifespan events, so the start-up (broker_site.startup)
+starts it on the first request under daphne, from the lifespan under uvicorn, whichever comes
+first; a request that arrives while it is starting waits for it.
 
 Besides the tools (registry.py, tools.py) it serves one resource template, each session's
 inbox (inbox.py), which session-based clients may subscribe to for push (inbox_push.py).
@@ -16,11 +16,10 @@ from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from broker_site.lifespan import background_starters, shutdown_hooks
 from broker_site.mcp import tools  # noqa: F401  (registers the tools)
 from broker_site.mcp.auth import ApiKeyAuthMiddleware
 from broker_site.mcp.inbox import register_inbox_resource
-from broker_site.mcp.inbox_push import register_inbox_push, subscriptions
+from broker_site.mcp.inbox_push import register_inbox_push
 from broker_site.mcp.registry import registry, sdk_tool
 
 log = logging.getLogger("broker.mcp")
@@ -74,10 +73,6 @@ async def stop_mcp() -> None:
         _stop.set()
         await asyncio.wait_for(_task, timeout=10)
 
-
-background_starters.append(ensure_mcp_running)
-shutdown_hooks.append(subscriptions.close_all)
-shutdown_hooks.append(stop_mcp)
 
 
 async def _serve(scope, receive, send) -> None:

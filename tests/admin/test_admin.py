@@ -7,8 +7,9 @@ import pytest
 from broker_site.errors import QueueFull
 from projects.keys import parse_key
 from projects.models import ApiKey, AuditEvent, Project
+from routing.contracts import SendIn
 from routing.models import Message
-from routing.services import message_send
+from routing.sending import message_send
 from sessions_app.models import AgentSession
 from tests.conftest import api_client
 
@@ -88,9 +89,9 @@ def test_admin_lists_messages_and_replays_a_dead_letter(admin_client, alpha):
     alpha.project.refresh_from_db()
     sender, _ = alpha.connect("a")
     alpha.connect("b")
-    message_send(sender, recipient="b", payload={"n": 1})
+    message_send(sender, SendIn(recipient_id="b", payload={"n": 1}))
     with pytest.raises(QueueFull):
-        message_send(sender, recipient="b", payload={"n": 2})
+        message_send(sender, SendIn(recipient_id="b", payload={"n": 2}))
     dead = Message.objects.get(state="dead")
     assert admin_client.get("/admin/routing/message/?state=dead").status_code == 200
     assert admin_client.get(f"/admin/routing/message/{dead.pk}/change/").status_code == 200

@@ -17,8 +17,7 @@ from broker_site.mcp.binding import bindings
 from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.inbox_push import InboxSubscriptions
 from routing import hub as hub_module
-from routing.events import MESSAGE_EVENT, session_group
-from routing.hub import Hub
+from routing.hub import MESSAGE_EVENT, Hub, session_group
 
 
 class RecordingOutbound:
@@ -51,13 +50,21 @@ class FlakyLayer:
         return method
 
 
+def queued_mail(answer: bool):
+    async def has_queued_mail(session_pk) -> bool:
+        return answer
+
+    return has_queued_mail
+
+
 @pytest.fixture
 def layer(monkeypatch) -> FlakyLayer:
     layer = FlakyLayer()
     monkeypatch.setattr(hub_module, "get_channel_layer", lambda: layer)
     monkeypatch.setattr(hub_module, "RETRY_FIRST_SECONDS", 0.01)
     # No mail is waiting when a subscription first listens, so every notification here is an event's.
-    monkeypatch.setattr(inbox_push, "has_queued_mail", lambda session_pk: False)
+    # (A coroutine: this queue is read in the event loop, away from any database thread.)
+    monkeypatch.setattr(inbox_push, "has_queued_mail", queued_mail(False))
     return layer
 
 
@@ -82,8 +89,7 @@ def bound_connection() -> tuple[Connection, RecordingOutbound, SimpleNamespace]:
 
 
 async def mail_for(layer, session) -> None:
-    await layer.inner.group_send(session_group(session.pk), {"type": MESSAGE_EVENT, "session_id": str(session.pk),
-                                                              "message_ids": ["m"]})
+    await layer.inner.group_send(session_group(session.pk), {"type": MESSAGE_EVENT, "session_id": str(session.pk)})
 
 
 async def listening(layer, session) -> None:
@@ -151,7 +157,7 @@ async def test_connection_no_longer_bound_to_the_session_stops_hearing(layer, su
 async def test_after_a_layer_failure_a_subscription_catches_up_then_hears_live_mail(layer, subscriptions,
                                                                                      monkeypatch, caplog):
     layer.failures.update(new_channel=2, receive=1)
-    monkeypatch.setattr(inbox_push, "has_queued_mail", lambda session_pk: True)
+    monkeypatch.setattr(inbox_push, "has_queued_mail", queued_mail(True))
     connection, outbound, session = bound_connection()
     with caplog.at_level(logging.WARNING, logger="broker.push"):
         # Redis is down when the client subscribes: the subscription still stands.

@@ -25,7 +25,7 @@ async def test_unknown_arguments_are_a_validation_error_naming_them(live_broker)
         body = json.loads(result.content[0].text)
         assert body == result.structured_content
         assert body["error"] == "validation_error"
-        assert body["details"]["fields"] == {"status": ["unknown argument"], "verbose": ["unknown argument"]}
+        assert body["details"]["fields"] == {"status": ["unknown field"], "verbose": ["unknown field"]}
         wrong_type = await fails(client, "receive_messages", wait_seconds=600)
         assert "wait_seconds" in wrong_type["details"]["fields"]
         assert (await call(client, "list_sessions"))["count"] >= 0

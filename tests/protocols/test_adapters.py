@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from projects.auth import CLI
 from protocols.models import ProtocolAdapter
 from protocols.services import adapter_register, protocol_register
 from tests.protocols.conftest import assert_error
@@ -13,7 +14,7 @@ RENAME = [{"op": "rename", "from": "body", "to": "text"}]
 @pytest.fixture
 def versions(alpha):
     for version in ["1.0.0", "2.0.0"]:
-        protocol_register(alpha.project, None, name="chat", version=version, schema={"type": "object"})
+        protocol_register(alpha.project, CLI, name="chat", version=version, schema={"type": "object"})
 
 
 def add(client, from_version="2.0.0", to_version="1.0.0", operations=None, name="chat", **extra):
@@ -127,7 +128,7 @@ def test_another_projects_adapters_are_invisible_and_untouchable(alpha, beta, ve
 
 def test_the_same_pair_may_exist_in_two_projects(alpha, beta, versions):
     for version in ["1.0.0", "2.0.0"]:
-        protocol_register(beta.project, None, name="chat", version=version, schema={"type": "object"})
+        protocol_register(beta.project, CLI, name="chat", version=version, schema={"type": "object"})
     assert add(alpha.admin()).status_code == 201
     assert add(beta.admin()).status_code == 201
 
@@ -141,7 +142,7 @@ def test_adapter_endpoints_are_in_the_openapi_schema(alpha):
 
 
 def test_admin_lists_adapters_read_only(alpha, versions, django_user_model):
-    adapter = adapter_register(alpha.project, None, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
+    adapter = adapter_register(alpha.project, CLI, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
                                operations=[*RENAME, {"op": "set_default", "field": "room", "value": "lobby"}])
     user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client = Client()

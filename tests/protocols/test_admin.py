@@ -2,11 +2,12 @@
 
 from django.test import Client
 
+from projects.auth import CLI
 from protocols.services import protocol_register
 
 
 def test_admin_lists_and_shows_protocols_read_only(alpha, django_user_model):
-    protocol = protocol_register(alpha.project, None, name="chat", version="1.0.0", schema={"type": "object"})
+    protocol = protocol_register(alpha.project, CLI, name="chat", version="1.0.0", schema={"type": "object"})
     user = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
     client = Client()
     client.force_login(user)

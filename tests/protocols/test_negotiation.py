@@ -2,7 +2,6 @@
 
 import pytest
 
-from protocols.negotiation import common_version
 from tests.protocols.conftest import assert_error
 
 
@@ -119,7 +118,7 @@ def test_other_projects_key_cannot_negotiate_its_sessions(alpha, beta):
 
 def test_missing_and_unknown_fields_are_named(alpha):
     unknown = assert_error(negotiate(alpha, {"target": "x"}), 400, "validation_error")["fields"]
-    assert unknown == {"target": ["unknown field"]}
+    assert unknown == {"target": ["unknown field"], "target_session_id": ["Field required"]}
     missing = assert_error(negotiate(alpha, {}), 400, "validation_error")["fields"]
     assert "target_session_id" in missing
     wrong = assert_error(negotiate(alpha, {"target_session_id": ["a"]}), 400, "validation_error")["fields"]
@@ -164,11 +163,3 @@ def test_matrix_size_limits(alpha):
                  400, "validation_error")
     assert_error(client.post("/api/v1/negotiate/matrix/", {"session_ids": ["a", "a"]}, format="json"),
                  400, "validation_error")
-
-
-def test_common_version_is_an_exact_match_or_none(alpha):
-    sender, _ = alpha.connect("s", protocols={"chat": ["1.0.0", "2.0.0"]})
-    recipient, _ = alpha.connect("r", protocols={"chat": ["1.0.0"]})
-    assert common_version(sender, recipient, "chat", "1.0.0") == "1.0.0"
-    assert common_version(sender, recipient, "chat", "2.0.0") is None
-    assert common_version(sender, recipient, "files", "1.0.0") is None

@@ -4,6 +4,7 @@ import pytest
 from django.test import override_settings
 
 from broker_site.errors import ValidationFailed
+from projects.auth import CLI
 from protocols.schemas import payload_validate
 from protocols.services import protocol_register
 from tests.protocols.conftest import CHAT_SCHEMA, assert_error, register
@@ -52,7 +53,7 @@ def test_oversized_schema_is_refused(alpha):
 
 
 def test_payload_validate_names_the_failing_path(alpha):
-    protocol = protocol_register(alpha.project, None, name="chat", version="1.0.0", schema=CHAT_SCHEMA)
+    protocol = protocol_register(alpha.project, CLI, name="chat", version="1.0.0", schema=CHAT_SCHEMA)
     payload_validate(protocol, {"text": "hello"})
     with pytest.raises(ValidationFailed) as missing:
         payload_validate(protocol, {"room": "lobby"})
@@ -69,17 +70,17 @@ def test_payload_validate_names_the_failing_path(alpha):
 
 
 def test_validator_cache_is_per_registration_not_per_name(alpha):
-    first = protocol_register(alpha.project, None, name="chat", version="1.0.0", schema={"type": "object"})
+    first = protocol_register(alpha.project, CLI, name="chat", version="1.0.0", schema={"type": "object"})
     payload_validate(first, {"n": "anything"})
     first.delete()
     strict = {"type": "object", "properties": {"n": {"type": "integer"}}}
-    again = protocol_register(alpha.project, None, name="chat", version="1.0.0", schema=strict)
+    again = protocol_register(alpha.project, CLI, name="chat", version="1.0.0", schema=strict)
     with pytest.raises(ValidationFailed):
         payload_validate(again, {"n": "anything"})
 
 
 def test_remote_refs_are_not_fetched(alpha):
-    protocol = protocol_register(alpha.project, None, name="remote", version="1.0.0",
+    protocol = protocol_register(alpha.project, CLI, name="remote", version="1.0.0",
                                  schema={"$ref": "http://127.0.0.1:9/evil.json"})
     with pytest.raises(ValidationFailed) as refused:
         payload_validate(protocol, {})
@@ -87,7 +88,7 @@ def test_remote_refs_are_not_fetched(alpha):
 
 
 def test_formats_are_asserted(alpha):
-    protocol = protocol_register(alpha.project, None, name="ids", version="1.0.0",
+    protocol = protocol_register(alpha.project, CLI, name="ids", version="1.0.0",
                                  schema={"type": "object", "properties": {"at": {"type": "string",
                                                                                  "format": "uuid"}}})
     payload_validate(protocol, {"at": "6f1c2a34-8d0e-4b7a-9a51-0c2f3e4d5b6a"})

@@ -5,6 +5,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from broker_site.errors import Incompatible
+from projects.auth import CLI
 from protocols.services import adapter_register, protocol_register
 from protocols.transform import built_in_adapt, operations_apply, transform_for
 from tests.protocols.conftest import CHAT_SCHEMA, assert_error
@@ -25,7 +26,7 @@ CHAT_2 = {
 @pytest.fixture
 def chat(alpha):
     """chat 1.0.0, 1.1.0 (adds mood) and 2.0.0 (text renamed body) registered in alpha; returns them by version."""
-    return {version: protocol_register(alpha.project, None, name="chat", version=version, schema=schema)
+    return {version: protocol_register(alpha.project, CLI, name="chat", version=version, schema=schema)
             for version, schema in [("1.0.0", CHAT_SCHEMA), ("1.1.0", CHAT_1_1), ("2.0.0", CHAT_2)]}
 
 
@@ -57,7 +58,7 @@ def test_conversion_costs_at_most_two_queries(alpha, chat):
 
 
 def test_declared_rename_adapter_converts_2_to_1(alpha, chat):
-    adapter_register(alpha.project, None, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
+    adapter_register(alpha.project, CLI, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
                      operations=[{"op": "rename", "from": "body", "to": "text"}])
     recipient, _ = alpha.connect("old", protocols={"chat": ["1.0.0"]})
     result = transform_for(alpha.project, chat["2.0.0"], {"body": "hello", "room": "r1"}, recipient)
@@ -66,7 +67,7 @@ def test_declared_rename_adapter_converts_2_to_1(alpha, chat):
 
 
 def test_set_default_fills_a_field_the_target_requires(alpha, chat):
-    adapter_register(alpha.project, None, protocol_name="chat", from_version="1.0.0", to_version="2.0.0",
+    adapter_register(alpha.project, CLI, protocol_name="chat", from_version="1.0.0", to_version="2.0.0",
                      operations=[{"op": "rename", "from": "text", "to": "body"},
                                  {"op": "set_default", "field": "room", "value": "lobby"}])
     recipient, _ = alpha.connect("new", protocols={"chat": ["2.0.0"]})
@@ -77,14 +78,14 @@ def test_set_default_fills_a_field_the_target_requires(alpha, chat):
 
 
 def test_same_major_is_tried_before_a_higher_major(alpha, chat):
-    protocol_register(alpha.project, None, name="chat", version="1.2.0", schema=CHAT_SCHEMA)
+    protocol_register(alpha.project, CLI, name="chat", version="1.2.0", schema=CHAT_SCHEMA)
     recipient, _ = alpha.connect("mixed", protocols={"chat": ["1.0.0", "1.2.0", "2.0.0"]})
     result = transform_for(alpha.project, chat["1.1.0"], {"text": "hi", "mood": "ok"}, recipient)
     assert result.transformed_to == "1.2.0"
 
 
 def test_falls_back_to_the_next_version_when_the_best_one_rejects_the_payload(alpha, chat):
-    protocol_register(alpha.project, None, name="chat", version="1.2.0",
+    protocol_register(alpha.project, CLI, name="chat", version="1.2.0",
                       schema={**CHAT_SCHEMA, "required": ["text", "author"]})
     recipient, _ = alpha.connect("mixed", protocols={"chat": ["1.0.0", "1.2.0"]})
     result = transform_for(alpha.project, chat["1.1.0"], {"text": "hi"}, recipient)
@@ -107,7 +108,7 @@ def test_no_valid_result_is_incompatible_naming_every_version_tried(alpha, chat)
 
 
 def test_a_failing_declared_adapter_is_reported_as_declared(alpha, chat):
-    adapter_register(alpha.project, None, protocol_name="chat", from_version="1.0.0", to_version="2.0.0",
+    adapter_register(alpha.project, CLI, protocol_name="chat", from_version="1.0.0", to_version="2.0.0",
                      operations=[{"op": "drop", "field": "room"}])
     recipient, _ = alpha.connect("new", protocols={"chat": ["2.0.0"]})
     with pytest.raises(Incompatible) as raised:
@@ -127,9 +128,9 @@ def test_recipient_without_the_protocol_is_incompatible_with_a_suggestion(alpha,
 
 
 def test_another_projects_adapters_and_protocols_are_not_used(alpha, beta, chat):
-    protocol_register(beta.project, None, name="chat", version="1.0.0", schema=CHAT_SCHEMA)
-    protocol_register(beta.project, None, name="chat", version="2.0.0", schema=CHAT_2)
-    adapter_register(beta.project, None, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
+    protocol_register(beta.project, CLI, name="chat", version="1.0.0", schema=CHAT_SCHEMA)
+    protocol_register(beta.project, CLI, name="chat", version="2.0.0", schema=CHAT_2)
+    adapter_register(beta.project, CLI, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
                      operations=[{"op": "rename", "from": "body", "to": "text"}])
     recipient, _ = alpha.connect("old", protocols={"chat": ["1.0.0"]})
     with pytest.raises(Incompatible) as raised:
@@ -168,7 +169,7 @@ def test_dry_run_shows_the_built_in_conversion(alpha, chat):
 
 
 def test_dry_run_uses_a_declared_adapter(alpha, chat):
-    adapter = adapter_register(alpha.project, None, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
+    adapter = adapter_register(alpha.project, CLI, protocol_name="chat", from_version="2.0.0", to_version="1.0.0",
                                operations=[{"op": "rename", "from": "body", "to": "text"}])
     body = dry_run(alpha, "2.0.0", {"payload": {"body": "yo"}, "target_version": "1.0.0"}).json()
     assert body["payload"] == {"text": "yo"}

@@ -25,7 +25,7 @@ def test_broadcast_with_feature_filter_block_and_incompatible_version(alpha, age
                                 capability_filter={"review": True})
     assert response.status_code == 201, response.content
     result = response.json()
-    assert result["counts"] == {"delivered": 0, "queued": 1, "failed": 1, "skipped": 2}
+    assert result["counts"] == {"pushing": 0, "queued": 1, "failed": 1, "skipped": 2}
     assert [q["name"] for q in result["queued"]] == ["reviewer"]
     assert {s["name"]: s["reason"] for s in result["skipped"]} == {
         "plain": "capability_filter: review missing", "blocker": "blocks the sender"}
@@ -74,3 +74,12 @@ def test_broadcast_into_a_full_queue_fails_for_that_session_only(alpha, agent):
     assert (failure["name"], failure["reason"]) == ("full", "queue_full")
     assert Message.objects.get(pk=failure["message_id"]).dead_reason == "queue_full"
     assert len(free.receive()) == 1 and len(full.receive()) == 1
+
+
+def test_broadcast_carries_every_header_a_send_does(alpha, agent):
+    sender, hearer = agent(alpha, "sender"), agent(alpha, "hearer")
+    response = sender.broadcast(ttl=600, correlation_id="c-1", reply_to="sender", priority="urgent")
+    assert response.status_code == 201, response.content
+    [message] = hearer.receive()
+    assert (message["ttl"], message["correlation_id"], message["reply_to"], message["priority"]) == (
+        600, "c-1", "sender", "urgent")

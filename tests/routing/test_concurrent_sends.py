@@ -5,8 +5,9 @@ import threading
 import pytest
 from django.db import connection
 
+from routing.contracts import BroadcastIn, SendIn
 from routing.models import Message
-from routing.services import message_broadcast, message_send
+from routing.sending import message_broadcast, message_send
 
 
 @pytest.mark.django_db(transaction=True)
@@ -26,9 +27,9 @@ def test_two_sessions_sending_to_each_other_at_once_never_deadlock(make_tenant):
         try:
             start.wait()
             for n in range(40):
-                message_send(sender, recipient=recipient, payload={"n": n})
+                message_send(sender, SendIn(recipient_id=recipient, payload={"n": n}))
                 if n % 10 == 0:
-                    message_broadcast(sender, payload={"n": n})
+                    message_broadcast(sender, BroadcastIn(payload={"n": n}))
         except BaseException as exc:  # collected, so the test fails with the real error
             errors.append(exc)
         finally:

@@ -9,13 +9,15 @@ from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
 
-from broker_site.errors import ValidationFailed
+from broker_site.errors import NotFound
+from routing.contracts import SendIn
 from routing.events import project_group, session_group
+from routing.lifecycle import session_connect
 from routing.models import Message
-from routing.services import message_send
+from routing.sending import message_send
 from sessions_app.models import AgentSession
 from sessions_app.selectors import session_get
-from sessions_app.services import session_connect, session_disconnect, sessions_time_out
+from sessions_app.services import session_disconnect, sessions_time_out
 
 
 class Listener:
@@ -57,9 +59,10 @@ def test_message_event_goes_to_the_recipients_group_after_commit(make_tenant):
     sender, _ = tenant.connect("a")
     recipient, _ = tenant.connect("b")
     listener = Listener(session_group(recipient.pk))
-    accepted = message_send(sender, recipient="b", payload={"x": 1})
+    accepted = message_send(sender, SendIn(recipient_id="b", payload={"x": 1}))
     events = listener.events()
-    assert [(e["type"], e["message_ids"]) for e in events] == [("broker.message", [str(accepted.message.id)])]
+    # A wake-up call only: the recipient reads what is queued from the database.
+    assert [(e["type"], e["session_id"]) for e in events] == [("broker.message", str(accepted.message.recipient_id))]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -76,17 +79,17 @@ def test_a_refused_send_publishes_nothing(alpha, django_capture_on_commit_callba
     sender, _ = alpha.connect("a")
     alpha.connect("b")
     with django_capture_on_commit_callbacks() as callbacks:
-        message_send(sender, recipient="b", payload={"x": 1})
+        message_send(sender, SendIn(recipient_id="b", payload={"x": 1}))
     assert len(callbacks) == 1  # the publish waits for the commit
-    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(ValidationFailed):
-        message_send(sender, recipient="b", payload=["not", "an", "object"])
+    with django_capture_on_commit_callbacks() as callbacks, pytest.raises(NotFound):
+        message_send(sender, SendIn(recipient_id="nobody", payload={"x": 1}))
     assert callbacks == []
 
 
 def test_broker_sweep_command_expires_due_messages(alpha, capsys):
     sender, _ = alpha.connect("a")
     alpha.connect("b")
-    accepted = message_send(sender, recipient="b", payload={"x": 1}, ttl=5)
+    accepted = message_send(sender, SendIn(recipient_id="b", payload={"x": 1}, ttl=5))
     Message.objects.filter(pk=accepted.message.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     call_command("broker_sweep", "--once")
     assert "expired=1" in capsys.readouterr().out

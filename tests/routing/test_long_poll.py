@@ -10,8 +10,9 @@ from django.test import AsyncClient
 
 from routing import hub as hub_module
 from routing import receive
+from routing.contracts import SendIn
 from routing.hub import Hub
-from routing.services import message_send
+from routing.sending import message_send
 
 
 async def close_thread_connections() -> None:
@@ -30,7 +31,7 @@ async def test_long_poll_returns_soon_after_the_send_not_at_the_deadline(make_te
 
     async def send_later():
         await asyncio.sleep(0.3)
-        await sync_to_async(message_send)(sender, recipient="recipient", payload={"text": "wake up"})
+        await sync_to_async(message_send)(sender, SendIn(recipient_id="recipient", payload={"text": "wake up"}))
         sent_at.append(time.monotonic())
 
     started = time.monotonic()
@@ -72,7 +73,8 @@ class UnreachableLayer:
 async def test_long_poll_polls_the_database_while_the_layer_is_down(make_tenant, monkeypatch):
     # A hub of its own on a dead layer: no event reaches the wait, only its own polling can.
     monkeypatch.setattr(hub_module, "get_channel_layer", UnreachableLayer)
-    monkeypatch.setattr(receive, "hub", Hub())
+    own_hub = Hub()
+    monkeypatch.setattr(hub_module, "hub", own_hub)
     tenant = await sync_to_async(make_tenant)("alpha")
     sender, _ = await sync_to_async(tenant.connect)("sender")
     recipient, _ = await sync_to_async(tenant.connect)("recipient")
@@ -80,7 +82,7 @@ async def test_long_poll_polls_the_database_while_the_layer_is_down(make_tenant,
 
     async def send_later():
         await asyncio.sleep(0.3)
-        await sync_to_async(message_send)(sender, recipient="recipient", payload={"text": "polled"})
+        await sync_to_async(message_send)(sender, SendIn(recipient_id="recipient", payload={"text": "polled"}))
         sent_at.append(time.monotonic())
 
     messages, _ = await asyncio.gather(
@@ -88,6 +90,6 @@ async def test_long_poll_polls_the_database_while_the_layer_is_down(make_tenant,
     returned = time.monotonic()
     assert [m.payload for m in messages] == [{"text": "polled"}]
     # Found by the fallback poll (every 0.5 s), not by the 5 s safety re-check of a listening wait.
-    assert returned - sent_at[0] < receive.SAFETY_RECHECK_SECONDS - 2
-    receive.hub.task.cancel()
+    assert returned - sent_at[0] < receive.LONG_POLL_PACE.recheck - 2
+    own_hub.task.cancel()
     await close_thread_connections()

@@ -6,7 +6,7 @@ from concurrent.futures import CancelledError, Future, wait
 
 import pytest
 
-from routing.workers import NORMAL, URGENT, PriorityPool
+from broker_site.workers import NORMAL, URGENT, PriorityPool
 
 # Only a guard against a broken pool hanging the run: nothing here waits this long when it works.
 TIMEOUT = 5

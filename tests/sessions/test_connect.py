@@ -2,9 +2,9 @@
 
 import logging
 
+from projects.keys import digest as token_digest
 from projects.models import Project
 from sessions_app.models import AgentSession
-from sessions_app.selectors import token_digest
 
 
 def connect(client, **body):

@@ -55,7 +55,7 @@ async def test_another_projects_session_is_not_reachable(live_broker):
         refused = await outsider.request({"type": "send", "recipient_id": inside.session_id, "payload": {"x": 1}})
         assert refused["error"] == "not_found"
         result = await outsider.request({"type": "broadcast", "payload": {"x": 1}})
-        reached = {e["session_id"] for e in result["result"]["delivered"] + result["result"]["queued"]}
+        reached = {e["session_id"] for e in result["result"]["pushing"] + result["result"]["queued"]}
         assert inside.session_id not in reached
         with pytest.raises(TimeoutError):
             await inside.next("message", timeout=0.5)

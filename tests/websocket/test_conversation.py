@@ -27,8 +27,8 @@ async def test_message_is_pushed_acked_and_its_receipt_says_acked(live_broker):
                                      "payload": {"task": "review", "n": 1}, "priority": "high",
                                      "correlation_id": "c-1"})
         assert sent["type"] == "result" and sent["for"] == "send"
-        # The recipient holds a live connection, so the send reports the message handed to it.
-        assert sent["result"]["status"] == "delivered"
+        # The recipient holds a live connection, so the send reports the message being pushed to it.
+        assert sent["result"]["status"] == "pushing"
         [message] = await recipient.messages(1)
         assert message["message_id"] == sent["result"]["message_id"]
         assert message["payload"] == {"task": "review", "n": 1}
@@ -59,13 +59,23 @@ async def test_send_to_an_offline_session_is_queued_and_drained_in_order_on_resu
 async def test_broadcast_reaches_every_other_live_session_and_reports_counts(live_broker):
     async with live_broker.connect() as a, live_broker.connect() as b, live_broker.connect() as c:
         result = await a.request({"type": "broadcast", "payload": {"all": True}})
-        delivered = {entry["session_id"] for entry in result["result"]["delivered"]}
-        assert {b.session_id, c.session_id} <= delivered
-        assert a.session_id not in delivered
+        pushing = {entry["session_id"] for entry in result["result"]["pushing"]}
+        assert {b.session_id, c.session_id} <= pushing
+        assert a.session_id not in pushing
         for peer in (b, c):
             [message] = await peer.messages(1)
             assert message["payload"] == {"all": True}
             assert message["broadcast_id"] == result["result"]["broadcast_id"]
+
+
+async def test_a_broadcast_frame_carries_every_header_a_send_frame_does(live_broker):
+    async with live_broker.connect() as a, live_broker.connect() as b:
+        result = await a.request({"type": "broadcast", "payload": {"n": 1}, "ttl": 600, "correlation_id": "c-1",
+                                  "reply_to": a.session_id, "priority": "high"})
+        assert result["type"] == "result", result
+        [message] = await b.messages(1)
+        assert (message["ttl"], message["correlation_id"], message["reply_to"], message["priority"]) == (
+            600, "c-1", a.session_id, "high")
 
 
 async def test_peers_see_a_session_join_and_leave(live_broker):

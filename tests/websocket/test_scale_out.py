@@ -41,7 +41,7 @@ async def test_a_session_on_one_process_gets_what_a_session_on_the_other_sends_i
         for n in range(5):
             started = time.monotonic()
             sent = await sender.request({"type": "send", "recipient_id": recipient.session_id, "payload": {"n": n}})
-            assert sent["result"]["status"] == "delivered"  # process A holds the recipient's lease
+            assert sent["result"]["status"] == "pushing"  # process A holds the recipient's lease
             [message] = await recipient.messages(1)
             assert message["payload"] == {"n": n}
             assert time.monotonic() - started < PUSHED_WITHIN_SECONDS
@@ -52,7 +52,7 @@ async def test_broadcast_reaches_sessions_on_every_process(two_processes):
     on_a, on_b = two_processes
     async with on_a.connect() as a1, on_a.connect() as a2, on_b.connect() as b1, on_b.connect() as sender:
         result = await sender.request({"type": "broadcast", "payload": {"hello": "everyone"}})
-        assert result["result"]["counts"]["delivered"] >= 3
+        assert result["result"]["counts"]["pushing"] >= 3
         for peer in (a1, a2, b1):
             [message] = await peer.messages(1)
             assert message["payload"] == {"hello": "everyone"}

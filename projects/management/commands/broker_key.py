@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from broker_site.errors import BrokerError
+from projects.auth import CLI
 from projects.management.cli import as_command_error, connect_lines
 from projects.models import ApiKey, Project
 from projects.selectors import api_key_get, api_key_summary, api_keys_of
@@ -49,7 +50,7 @@ class Command(BaseCommand):
                 key = api_key_revoke(api_key_get(target, options["key_id"]))
                 self.stdout.write(f"Revoked {key.project_id}_{key.key_id}.")
             else:
-                for key in api_keys_of(target):
+                for key in api_keys_of(target, CLI):
                     summary = api_key_summary(key)
                     state = "usable" if summary["usable"] else "revoked" if summary["revoked_at"] else "expired"
                     self.stdout.write(f"{summary['key_id']:10} {summary['role']:9} {state:8} {summary['label']}")

@@ -5,7 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from broker_site.errors import BrokerError
 from projects.management.cli import as_command_error, connect_lines
 from projects.models import Project
-from projects.services import project_activate, project_create, project_deactivate
+from projects.services import project_activate, project_create
+from routing.lifecycle import project_deactivate
 
 
 class Command(BaseCommand):

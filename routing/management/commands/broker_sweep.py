@@ -3,8 +3,9 @@
 import time
 
 from django.core.management.base import BaseCommand
+from django.db import connection
 
-from routing.sweeper import sweep_once, sweep_pass
+from routing.sweeper import sweep_pass
 
 
 class Command(BaseCommand):
@@ -20,5 +21,6 @@ class Command(BaseCommand):
             self.stdout.write(" ".join(f"{name}={count}" for name, count in counts.items()))
             return
         while True:
-            sweep_once()  # closes its connection after each pass, so a long-lived loop holds none
+            sweep_pass()
+            connection.close()  # between passes a long-lived loop holds no connection
             time.sleep(interval)

@@ -1,4 +1,10 @@
-"""Threads for the consumers' database work: one queue, served in order of urgency.
+"""The threads that run the database work of async code: one pool, one queue, served in order of urgency.
+
+Everything async that touches the database runs here: the WebSocket consumers and their
+rounds, the keep-alive, long polls, MCP tool calls and inbox reads, the sweeper. Long-lived
+threads keep their database connections (SQLite's stay open; PostgreSQL's go back to the
+pool between calls), instead of a thread and a connection per call. Django runs its own sync
+views (REST) on its own threads.
 
 Pushing must not wait behind sending. With one FIFO pool, a burst of a thousand sends
 queued ahead of every claim, and deliveries only flowed once the sending stopped. Here claims

@@ -1,0 +1,71 @@
+"""What a client hands over to create, change and list projects, and to manage keys: one contract per operation.
+
+Types and bounds only; the rules (the id pattern, the settings' ranges, who may do what) are
+the services' and the model's, so they hold for every caller.
+"""
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, Strict
+
+from broker_site.contracts import Contract
+from projects.models import ApiKey, Project
+
+Registration = Literal[tuple(Project.Registration.values)]  # type: ignore[valid-type]
+Role = Literal[tuple(ApiKey.Role.values)]  # type: ignore[valid-type]
+Moment = Annotated[datetime, Strict(False)]  # ISO 8601 text on the wire
+
+
+class ProjectConfigIn(Contract):
+    """A project's limits and settings; each is optional, the model's defaults apply."""
+
+    max_sessions: int | None = None
+    max_protocols: int | None = None
+    max_queue_size: int | None = None
+    stale_after: int | None = Field(None, description="seconds")
+    disconnect_after: int | None = Field(None, description="seconds")
+    ack_timeout: int | None = Field(None, description="seconds")
+    max_attempts: int | None = None
+    rate_limit_per_minute: int | None = None
+    max_payload_bytes: int | None = None
+    protocol_registration: Registration | None = None
+
+    def changes(self) -> dict:
+        return self.model_dump(exclude_unset=True, exclude_none=True, mode="json")
+
+
+class ProjectCreateIn(Contract):
+    project_id: str = Field(max_length=64, description="lowercase letters, digits and hyphens")
+    name: str = Field(max_length=100)
+    description: str = Field("", max_length=500)
+    discoverable: bool = False
+    config: ProjectConfigIn | None = None
+
+
+class ProjectUpdateIn(ProjectConfigIn):
+    name: str | None = Field(None, max_length=100)
+    description: str | None = Field(None, max_length=500)
+    discoverable: bool | None = None
+
+
+class ListProjectsIn(Contract):
+    name_filter: str = Field("", max_length=100)
+    include_inactive: bool = False
+    include_stats: bool = False
+
+
+class ProjectInfoIn(Contract):
+    include_config: bool = False
+    include_stats: bool = True
+    include_permissions: bool = False
+
+
+class KeyCreateIn(Contract):
+    role: Role = ApiKey.Role.AGENT.value
+    label: str = Field("", max_length=100)
+    expires_at: Moment | None = None
+
+
+class KeyRotateIn(Contract):
+    grace_period_seconds: int = Field(300, ge=0, le=604_800, description="how long the old key still works")

@@ -1,0 +1,52 @@
+"""What a client hands over to send, broadcast, receive, ack and purge: one contract per operation.
+
+The same models are the MCP tools' arguments, the WebSocket frames' fields and the REST bodies.
+"""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints
+
+from broker_site.contracts import Contract
+from routing.models import Message
+
+Priority = Literal[tuple(Message.Priority.labels)]  # type: ignore[valid-type]
+MAX_TTL = 30 * 86_400
+MAX_IDS = 1000
+MessageId = Annotated[str, StringConstraints(max_length=40)]
+Feature = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class MessageIn(Contract):
+    """What every message carries, 1:1 or broadcast."""
+
+    payload: dict[str, Any] = Field(description="a JSON object; checked against the protocol's schema")
+    protocol_name: str | None = Field(None, max_length=100)
+    protocol_version: str | None = Field(None, max_length=32, description="default: your highest declared")
+    priority: Priority = "normal"
+    ttl: int | None = Field(None, ge=1, le=MAX_TTL, description="seconds until it expires unread")
+    correlation_id: str = Field("", max_length=128)
+    reply_to: str = Field("", max_length=100)
+
+
+class SendIn(MessageIn):
+    recipient_id: str = Field(min_length=1, max_length=100, description="session id or name")
+
+
+class BroadcastIn(MessageIn):
+    capability_filter: dict[Feature, bool] | None = Field(
+        None, max_length=50, description="feature: must have (true) / must not have (false)")
+
+
+class ReceiveIn(Contract):
+    max: int = Field(10, ge=1, le=100)
+    wait_seconds: float = Field(0, ge=0, le=60, description="wait this long for mail if none is queued")
+    auto_ack: bool = False
+
+
+class AckIn(Contract):
+    message_ids: list[MessageId] = Field(min_length=1, max_length=MAX_IDS)
+
+
+class PurgeIn(Contract):
+    message_ids: list[MessageId] | None = Field(None, max_length=MAX_IDS, description="default: every dead letter")

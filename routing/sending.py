@@ -1,0 +1,372 @@
+"""The one send engine: 1:1 sends and broadcasts, one request or a whole round of them.
+
+Every face sends through `messages_send` (or its one-request forms, `message_send` and
+`message_broadcast`). A broadcast is expanded into one copy per other live session of the
+project, the copies sharing a broadcast_id, and from then on every copy is a message like any
+other:
+
+1. checked: the payload is a JSON object within the project's size limit; the protocol it
+   claims is registered, and the payload matches its schema;
+2. addressed: a 1:1 recipient is found by id or name; a broadcast reaches the live sessions
+   its capability_filter lets through;
+3. converted for the recipient's protocol version (protocols.transform), before any lock;
+4. stored, the whole round in one transaction: the recipients' rows are locked and their queue
+   sizes and blocks read under that lock. A block refuses a 1:1 copy and skips a broadcast
+   one; a full queue keeps the copy as a dead letter (queue_full); a queue past 90 % logs a
+   warning. Each copy is a microsecond younger than the one before it, so order within a
+   round is the order of the requests;
+5. announced: once committed, one wake-up event per recipient (routing.events).
+
+The sender learns the outcome of each copy: `queued`, or `pushing` when the recipient holds
+a live WebSocket, which is being handed the message now. Neither is the message's state
+`delivered`, which it reaches when a connection or a receive actually takes it.
+"""
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from broker_site.errors import (
+    BrokerError,
+    Forbidden,
+    Incompatible,
+    NotFound,
+    PayloadTooLarge,
+    QueueFull,
+    ValidationFailed,
+)
+from projects.audit import audit_record
+from projects.models import AuditEvent, Project
+from protocols.models import Protocol
+from protocols.schemas import payload_validate
+from protocols.selectors import protocol_for_message
+from protocols.transform import Transformed, transform_for
+from routing import events
+from routing.contracts import BroadcastIn, SendIn
+from routing.models import PENDING, Message
+from sessions_app.models import AgentSession, SessionBlock
+from sessions_app.selectors import live_sessions, sessions_by_ref
+
+log = logging.getLogger("broker.routing")
+NEAR_CAPACITY = 0.9
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    sender: AgentSession
+    message: SendIn | BroadcastIn
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message the broker took: persisted, and waiting for (or being pushed to) its recipient."""
+
+    message: Message
+    queue_size: int
+    pushing: bool = False  # the recipient holds a live WebSocket, which is being handed the message
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"message_id": str(self.message.id), "status": "pushing" if self.pushing else "queued",
+                                "recipient_id": str(self.message.recipient_id), "queue_size": self.queue_size}
+        if self.message.transformed_to:
+            data.update(transformed_from=self.message.transformed_from, transformed_to=self.message.transformed_to)
+        return data
+
+
+@dataclass
+class Broadcast:
+    """Where each copy of a broadcast went, every live session of the project accounted for with a reason."""
+
+    broadcast_id: uuid.UUID
+    candidates: int = 0
+    pushing: list[dict] = field(default_factory=list)
+    queued: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        lists = {"pushing": self.pushing, "queued": self.queued, "failed": self.failed, "skipped": self.skipped}
+        result: dict[str, Any] = {"broadcast_id": str(self.broadcast_id), **lists,
+                                  "counts": {name: len(entries) for name, entries in lists.items()}}
+        if not self.pushing and not self.queued:
+            result["reason"] = ("no other live session in the project" if not self.candidates
+                                else "every live session was skipped or failed; see skipped and failed")
+        return result
+
+
+Outcome = Accepted | Broadcast | BrokerError
+
+
+@dataclass
+class _Copy:
+    """One message for one recipient, on its way to the database."""
+
+    request: SendRequest
+    recipient: AgentSession
+    payload: dict
+    fields: dict[str, Any]
+    broadcast: Broadcast | None = None
+    outcome: Accepted | BrokerError | None = None
+
+    @property
+    def sender(self) -> AgentSession:
+        return self.request.sender
+
+    @property
+    def who(self) -> dict[str, Any]:
+        return {"session_id": str(self.recipient.id), "name": self.recipient.name}
+
+
+def message_send(sender: AgentSession, message: SendIn) -> Accepted:
+    """Persist one message and wake its recipient's listeners after commit; a refusal is raised."""
+    [outcome] = messages_send([SendRequest(sender, message)])
+    if isinstance(outcome, BrokerError):
+        raise outcome
+    assert isinstance(outcome, Accepted)
+    return outcome
+
+
+def message_broadcast(sender: AgentSession, message: BroadcastIn) -> dict[str, Any]:
+    """One copy for every other live session of the sender's project; says where each went and why."""
+    [outcome] = messages_send([SendRequest(sender, message)])
+    if isinstance(outcome, BrokerError):
+        raise outcome
+    assert isinstance(outcome, Broadcast)
+    return outcome.as_dict()
+
+
+def messages_send(requests: list[SendRequest]) -> list[Outcome]:
+    """Persist a round of sends and broadcasts in one transaction; each request gets its outcome, in order.
+
+    A request refused before anything is stored (a payload too large or off its schema, an
+    unknown protocol or recipient, an incompatible version, a block) gets its error; a 1:1 send
+    to a full queue gets QueueFull, and its message is kept as a dead letter.
+
+    The WebSocket face gathers the sends of all its connections into rounds (routing.batching),
+    so a busy server pays a few statements per round, not per message.
+    """
+    outcomes: list[Outcome | None] = [None] * len(requests)
+    checked: list[tuple[int, SendRequest, Protocol | None]] = []
+    for index, request in enumerate(requests):
+        try:
+            checked.append((index, request, _checked(request)))
+        except BrokerError as exc:
+            outcomes[index] = exc
+    recipients = _recipients_of([request for _, request, _ in checked if isinstance(request.message, SendIn)])
+    singles: list[tuple[int, _Copy]] = []
+    copies: list[_Copy] = []
+    for index, request, protocol in checked:
+        if isinstance(request.message, SendIn):
+            ref = (request.sender.project_id, request.message.recipient_id)
+            copy = _addressed(request, protocol, recipients.get(ref))
+            singles.append((index, copy))
+            if copy.outcome is None:
+                copies.append(copy)
+        else:
+            outcomes[index] = broadcast = Broadcast(uuid.uuid4())
+            copies.extend(_expanded(request, protocol, broadcast))
+    if copies:
+        _store(copies)
+    for copy in copies:
+        if copy.broadcast is not None:
+            _account(copy)
+    for index, copy in singles:
+        outcomes[index] = copy.outcome
+    return outcomes  # type: ignore[return-value]  # every request has its outcome by now
+
+
+def _checked(request: SendRequest) -> Protocol | None:
+    """Step 1: the payload within the project's limit, and the protocol it claims, matching its schema."""
+    sender, message = request.sender, request.message
+    payload_size_check(sender.project, message.payload)
+    protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
+                                    message.protocol_version)
+    if protocol is not None:
+        payload_validate(protocol, message.payload)
+    return protocol
+
+
+def payload_size_check(project: Project, payload: dict) -> int:
+    """A payload is plain JSON within the project's size limit; returns its size in bytes."""
+    try:
+        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+    except (TypeError, ValueError):  # only a caller inside the process can hand over something not JSON
+        raise ValidationFailed("payload must be plain JSON.", field="payload") from None
+    if size > project.max_payload_bytes:
+        raise PayloadTooLarge(f"payload is {size} bytes; the limit is {project.max_payload_bytes}.",
+                              field="payload", size=size, limit=project.max_payload_bytes)
+    return size
+
+
+def _recipients_of(requests: list[SendRequest]) -> dict[tuple[str, str], AgentSession]:
+    """Step 2 for 1:1 sends: (project id, reference) -> session, one query per project in the round."""
+    wanted: dict[str, set[str]] = {}
+    for request in requests:
+        wanted.setdefault(request.sender.project_id, set()).add(request.message.recipient_id)
+    return {(project_id, ref): session for project_id, refs in wanted.items()
+            for ref, session in sessions_by_ref(project_id, refs).items()}
+
+
+def _addressed(request: SendRequest, protocol: Protocol | None, recipient: AgentSession | None) -> _Copy:
+    copy = _Copy(request, recipient, request.message.payload, _header_fields(request.message))  # type: ignore[arg-type]
+    if recipient is None:
+        _audit_if_cross_project(request.sender, request.message.recipient_id)
+        copy.outcome = NotFound("No session with that id or name in this project.", session=request.message.recipient_id)
+        return copy
+    try:
+        _convert(copy, protocol, {})
+    except Incompatible as exc:
+        copy.outcome = exc
+    return copy
+
+
+def _expanded(request: SendRequest, protocol: Protocol | None, broadcast: Broadcast) -> Iterable[_Copy]:
+    """Step 2 for a broadcast: a copy for each other live session its capability_filter lets through."""
+    sender, wanted = request.sender, request.message.capability_filter or {}
+    fields = {**_header_fields(request.message), "broadcast_id": broadcast.broadcast_id}
+    converted: dict[tuple, Transformed] = {}
+    for target in live_sessions(sender.project).exclude(pk=sender.pk).order_by("pk"):
+        broadcast.candidates += 1
+        copy = _Copy(request, target, request.message.payload, dict(fields), broadcast)
+        features = set(target.supported_features or [])
+        mismatch = next((f for f, must in wanted.items() if (f in features) != must), None)
+        if mismatch is not None:
+            broadcast.skipped.append({**copy.who, "reason": f"capability_filter: {mismatch} "
+                                                            f"{'missing' if wanted[mismatch] else 'present'}"})
+            continue
+        try:
+            _convert(copy, protocol, converted)
+        except Incompatible as exc:
+            broadcast.failed.append({**copy.who, "reason": "incompatible", "detail": exc.message})
+            continue
+        yield copy
+
+
+def _header_fields(message: SendIn | BroadcastIn) -> dict[str, Any]:
+    return {"priority": Message.Priority[message.priority.upper()].value, "ttl": message.ttl,
+            "correlation_id": message.correlation_id, "reply_to": message.reply_to}
+
+
+def _convert(copy: _Copy, protocol: Protocol | None, seen: dict[tuple, Transformed]) -> None:
+    """Step 3: the payload in the recipient's version of the protocol, before any lock is taken.
+
+    Recipients declaring the same versions get the same conversion, so a broadcast converts
+    once per distinct set of versions, not once per recipient.
+    """
+    if protocol is None:
+        return
+    declared = tuple((copy.recipient.supported_protocols or {}).get(protocol.name) or ())
+    result = seen.get((protocol.pk, declared))
+    if result is None:
+        result = transform_for(copy.sender.project, protocol, copy.payload, copy.recipient)
+        seen[(protocol.pk, declared)] = result
+    copy.payload = result.payload
+    copy.fields.update(protocol_name=protocol.name, protocol_version=result.protocol.version,
+                       transformed_from=result.transformed_from or "", transformed_to=result.transformed_to or "")
+
+
+def _store(copies: list[_Copy]) -> None:
+    """Steps 4 and 5: lock the recipients, apply blocks and queue limits, insert, announce after commit."""
+    now = timezone.now()
+    stored: list[Message] = []
+    full: list[tuple[_Copy, Message, int]] = []
+    with transaction.atomic():
+        sizes, blocks = lock_recipients({c.recipient.pk for c in copies}, {c.sender.pk for c in copies})
+        for copy in copies:
+            recipient, project = copy.recipient, copy.sender.project
+            if (recipient.pk, copy.sender.pk) in blocks:
+                copy.outcome = Forbidden("The recipient has blocked this session.", recipient_id=str(recipient.id))
+                continue
+            size = sizes.get(recipient.pk, 0)
+            message = _message(copy, now + timedelta(microseconds=len(stored)))
+            stored.append(message)
+            if size >= project.max_queue_size:
+                message.state, message.dead_reason, message.dead_at = (
+                    Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
+                full.append((copy, message, size))
+                continue
+            sizes[recipient.pk] = size + 1
+            copy.outcome = Accepted(message, size + 1, pushing=_holds_push_connection(recipient, now))
+            _warn_near_capacity(project, recipient, size + 1)
+        Message.objects.bulk_create(stored)
+        for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
+            events.message_available(recipient_id)
+    for copy, message, size in full:
+        capacity = copy.sender.project.max_queue_size
+        log.warning("queue_full", extra={"project": copy.sender.project_id, "session_id": str(copy.recipient.id),
+                                         "message_id": str(message.id), "capacity": capacity})
+        copy.outcome = QueueFull(
+            f"The recipient's queue is full ({size} of {capacity}); the message was kept as a dead letter.",
+            message_id=str(message.id), recipient_id=str(copy.recipient.id), queue_size=size, capacity=capacity)
+
+
+def _message(copy: _Copy, created: datetime) -> Message:
+    ttl = copy.fields["ttl"]
+    return Message(project=copy.sender.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
+                   created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None, **copy.fields)
+
+
+def lock_recipients(recipient_ids: set[uuid.UUID], sender_ids: set[uuid.UUID]
+                     ) -> tuple[dict[uuid.UUID, int], set[tuple[uuid.UUID, uuid.UUID]]]:
+    """Lock the recipients' rows; their queue sizes, read under the lock, and the blocks among them.
+
+    Race: two sends to one recipient could both see room for one more. Locking the
+    recipient's row serializes them (SQLite's IMMEDIATE transactions already do); in pk
+    order, so concurrent rounds cannot deadlock on each other. NO KEY UPDATE, because
+    inserting a message takes KEY SHARE on the sender's row for its foreign key: with a plain
+    FOR UPDATE, A->B and B->A at once deadlock. The (blocker, blocked) pairs among these
+    recipients and senders are read under the lock too, so a block made meanwhile counts.
+    """
+    pending = (Message.objects.filter(recipient=OuterRef("pk"), state__in=PENDING).order_by()
+               .values("recipient").annotate(n=Count("id")).values("n"))
+    sizes = dict(AgentSession.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=recipient_ids)
+                 .order_by("pk").annotate(pending=Coalesce(Subquery(pending), 0)).values_list("pk", "pending"))
+    blocks = set(SessionBlock.objects.filter(blocker__in=recipient_ids, blocked__in=sender_ids)
+                 .values_list("blocker_id", "blocked_id"))
+    return sizes, blocks
+
+
+def _holds_push_connection(session: AgentSession, now: datetime) -> bool:
+    return session.push_until is not None and session.push_until > now
+
+
+def _warn_near_capacity(project: Project, recipient: AgentSession, size: int) -> None:
+    capacity = project.max_queue_size
+    if size >= capacity * NEAR_CAPACITY:
+        log.warning("queue_near_capacity", extra={"project": project.pk, "session_id": str(recipient.id),
+                                                  "size": size, "capacity": capacity,
+                                                  "percent": round(100 * size / capacity)})
+
+
+def _account(copy: _Copy) -> None:
+    """A broadcast copy's outcome, in its broadcast's lists."""
+    broadcast, outcome = copy.broadcast, copy.outcome
+    assert broadcast is not None
+    if isinstance(outcome, Accepted):
+        (broadcast.pushing if outcome.pushing else broadcast.queued).append(
+            {**copy.who, "message_id": str(outcome.message.id)})
+    elif isinstance(outcome, QueueFull):
+        broadcast.failed.append({**copy.who, "reason": "queue_full", "message_id": outcome.details["message_id"]})
+    else:
+        broadcast.skipped.append({**copy.who, "reason": "blocks the sender"})
+
+
+def _audit_if_cross_project(sender: AgentSession, ref: str) -> None:
+    """Cross-project routing is refused for now; an attempt at another project's session is audited."""
+    try:
+        target = AgentSession.objects.filter(pk=uuid.UUID(str(ref))).exclude(project=sender.project).first()
+    except ValueError:
+        return
+    if target is not None:
+        audit_record("cross_project_send", AuditEvent.Outcome.DENIED, actor_key_id=sender.created_by_key,
+                     source_project=sender.project_id, target_project=target.project_id,
+                     details={"sender": str(sender.id), "reason": "no_project_link"})

@@ -1,0 +1,92 @@
+"""Every change made in the dashboard goes through the service that owns its rule.
+
+Deleting a protocol is refused while a live session declares it; editing a key is audited;
+deleting a session or a project tells the peers it left and leaves an audit event; messages
+are deleted only as dead letters, through the purge.
+"""
+
+import pytest
+
+from broker_site.errors import QueueFull
+from projects.keys import parse_key
+from projects.models import ApiKey, AuditEvent, Project
+from protocols.models import Protocol
+from routing.contracts import SendIn
+from routing.hub import project_group
+from routing.models import Message
+from routing.sending import message_send
+from sessions_app.models import AgentSession
+from sessions_app.services import session_disconnect
+from tests.protocols.conftest import register
+from tests.routing.test_events import Listener
+
+
+def test_admin_refuses_to_delete_a_protocol_a_live_session_declares(admin_client, alpha):
+    register(alpha.client())
+    session, _ = alpha.connect("frontend", protocols={"chat": ["1.0.0"]})
+    protocol = Protocol.objects.get(project=alpha.project, name="chat")
+    page = admin_client.get(f"/admin/protocols/protocol/{protocol.pk}/delete/")
+    assert page.status_code == 200 and "frontend" in page.content.decode()
+    admin_client.post(f"/admin/protocols/protocol/{protocol.pk}/delete/", {"post": "yes"})
+    admin_client.post("/admin/protocols/protocol/", {"action": "delete_selected", "_selected_action": [protocol.pk],
+                                                     "post": "yes"})
+    assert Protocol.objects.filter(pk=protocol.pk).exists()
+
+    session_disconnect(session)
+    admin_client.post(f"/admin/protocols/protocol/{protocol.pk}/delete/", {"post": "yes"})
+    assert not Protocol.objects.filter(pk=protocol.pk).exists()
+
+
+def test_editing_a_key_in_the_admin_is_audited(admin_client, alpha):
+    key = ApiKey.objects.get(project_id="alpha", key_id=parse_key(alpha.agent_key).key_id)
+    response = admin_client.post(f"/admin/projects/apikey/{key.pk}/change/", {"label": "renamed", "expires_at": ""})
+    assert response.status_code == 302, response.content[:500]
+    key.refresh_from_db()
+    assert key.label == "renamed"
+    event = AuditEvent.objects.get(action="api_key_update", target_project="alpha")
+    assert event.actor_key_id == "admin:admin" and event.details == {"key_id": key.key_id, "fields": ["label"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_session_in_the_admin_tells_its_peers_and_is_audited(admin_client, make_tenant):
+    alpha = make_tenant("alpha")
+    doomed, _ = alpha.connect("doomed")
+    alpha.connect("peer")
+    listener = Listener(project_group("alpha"))
+    admin_client.post(f"/admin/sessions_app/agentsession/{doomed.pk}/delete/", {"post": "yes"})
+    assert not AgentSession.objects.filter(pk=doomed.pk).exists()
+    assert [(e["event"], e["name"]) for e in listener.events()] == [("session_left", "doomed")]
+    assert AuditEvent.objects.filter(action="session_delete", target_project="alpha",
+                                     details__session_id=str(doomed.pk)).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_project_in_the_admin_ends_its_sessions_and_is_audited(admin_client, make_tenant):
+    alpha = make_tenant("alpha")
+    alpha.connect("worker")
+    listener = Listener(project_group("alpha"))
+    response = admin_client.post("/admin/projects/project/alpha/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Project.objects.filter(pk="alpha").exists()
+    assert [(e["event"], e["name"]) for e in listener.events()] == [("session_left", "worker")]
+    assert AuditEvent.objects.filter(action="project_delete", target_project="alpha",
+                                     actor_key_id="admin:admin").exists()
+
+
+def test_the_admin_deletes_dead_letters_through_the_purge_and_nothing_else(admin_client, alpha):
+    alpha.admin().patch("/api/v1/projects/alpha/", {"max_queue_size": 1}, format="json")
+    alpha.project.refresh_from_db()
+    sender, _ = alpha.connect("a")
+    alpha.connect("b")
+    queued = message_send(sender, SendIn(recipient_id="b", payload={"n": 1})).message
+    with pytest.raises(QueueFull):
+        message_send(sender, SendIn(recipient_id="b", payload={"n": 2}))
+    dead = Message.objects.get(state="dead")
+    assert admin_client.post(f"/admin/routing/message/{queued.pk}/delete/", {"post": "yes"}).status_code == 403
+    admin_client.post("/admin/routing/message/", {"action": "delete_selected", "_selected_action": [queued.pk],
+                                                  "post": "yes"})
+    assert Message.objects.filter(pk=queued.pk).exists()
+    admin_client.post(f"/admin/routing/message/{dead.pk}/delete/", {"post": "yes"})
+    assert not Message.objects.filter(pk=dead.pk).exists()
+    assert AuditEvent.objects.filter(action="dead_letters_purge", target_project="alpha",
+                                     actor_key_id="admin:admin").exists()

@@ -1,0 +1,92 @@
+"""1:1 sends and broadcasts go through one engine, so they keep the same rules.
+
+Each test here pins a place where the broadcast path once had rules of its own and drifted:
+blocks read before the lock, payload conversion under the lock, no near-capacity warning.
+"""
+
+import logging
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from routing import sending
+from routing.contracts import BroadcastIn, SendIn
+from routing.models import Message
+from sessions_app.models import AgentSession
+from sessions_app.services import session_block
+from tests.protocols.conftest import register
+
+CHAT_V1 = {"type": "object", "properties": {"text": {"type": "string"}, "extra": {"type": "string"}}}
+CHAT_V2 = {"type": "object", "properties": {"text": {"type": "string"}}, "additionalProperties": False}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'",
+                    reason="needs concurrent writers; SQLite runs one writer at a time by design")
+def test_broadcast_honours_a_block_made_while_it_waited_for_the_recipients_lock(make_tenant):
+    tenant = make_tenant("alpha")
+    sender, _ = tenant.connect("sender")
+    blocker, _ = tenant.connect("blocker")
+    holding = threading.Event()
+    errors: list[BaseException] = []
+
+    def block_while_holding_the_recipients_row() -> None:
+        # Like any concurrent write to the recipient (a send, a resume): it holds the row's lock.
+        try:
+            with transaction.atomic():
+                AgentSession.objects.select_for_update().get(pk=blocker.pk)
+                session_block(blocker, "sender")
+                holding.set()
+                threading.Event().wait(0.7)  # the broadcast is now waiting for this lock
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=block_while_holding_the_recipients_row)
+    other.start()
+    assert holding.wait(10)
+    result = sending.message_broadcast(sender, BroadcastIn(payload={"text": "hi"}))
+    other.join()
+    assert errors == []
+    assert result["counts"]["queued"] + result["counts"]["pushing"] == 0
+    assert [(s["name"], s["reason"]) for s in result["skipped"]] == [("blocker", "blocks the sender")]
+    assert not Message.objects.filter(recipient=blocker).exists()
+
+
+def test_broadcast_converts_payloads_before_taking_any_lock(alpha, monkeypatch):
+    register(alpha.admin(), "chat", "1.0.0", CHAT_V1)
+    register(alpha.admin(), "chat", "2.0.0", CHAT_V2)
+    sender, _ = alpha.connect("sender", {"chat": ["1.0.0"]})
+    modern, _ = alpha.connect("modern", {"chat": ["2.0.0"]})
+    convert = sending.transform_for
+    outside = (connection.in_atomic_block, len(connection.savepoint_ids))  # the test's own transaction, if any
+    in_transaction: list[bool] = []
+
+    def watched(*args, **kwargs):
+        in_transaction.append((connection.in_atomic_block, len(connection.savepoint_ids)) != outside)
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(sending, "transform_for", watched)
+    result = sending.message_broadcast(sender, BroadcastIn(payload={"text": "hi", "extra": "dropped for 2.0.0"},
+                                                           protocol_name="chat", protocol_version="1.0.0"))
+    assert result["counts"]["queued"] == 1
+    assert in_transaction == [False]
+    copy = Message.objects.get(recipient=modern)
+    assert (copy.payload, copy.transformed_to) == ({"text": "hi"}, "2.0.0")
+
+
+def test_broadcast_warns_when_a_recipients_queue_nears_capacity(alpha, caplog):
+    alpha.admin().patch("/api/v1/projects/alpha/", {"max_queue_size": 10}, format="json")
+    alpha.project.refresh_from_db()
+    sender, _ = alpha.connect("sender")
+    sender.project = alpha.project
+    busy, _ = alpha.connect("busy")
+    for n in range(8):
+        sending.message_send(sender, SendIn(recipient_id="busy", payload={"n": n}))
+    with caplog.at_level(logging.WARNING, logger="broker.routing"):
+        sending.message_broadcast(sender, BroadcastIn(payload={"n": "all"}))
+    [warning] = [r for r in caplog.records if r.getMessage() == "queue_near_capacity"]
+    assert (warning.session_id, warning.size, warning.capacity) == (str(busy.pk), 9, 10)

@@ -1,0 +1,70 @@
+"""Every call that acts as a session resolves it one way: one liveness rule, one heartbeat.
+
+A session whose status is disconnected (marked so, or silent past disconnect_after and not
+yet swept) is refused by every session call before anything is done, with a pointer to
+resume; every other session call counts as a heartbeat.
+"""
+
+import pytest
+
+from routing.models import Message
+from tests.sessions.test_presence import age
+
+
+@pytest.fixture
+def pair(alpha, agent):
+    sender, recipient = agent(alpha, "sender"), agent(alpha, "recipient")
+    message_id = sender.send("recipient").json()["message_id"]
+    [received] = recipient.receive()
+    assert received["message_id"] == message_id
+    return sender, recipient, message_id
+
+
+def test_an_ack_from_a_disconnected_session_is_refused_and_not_applied(pair):
+    _, recipient, message_id = pair
+    recipient.client.post("/api/v1/sessions/me/disconnect/")
+    response = recipient.ack([message_id])
+    assert response.status_code == 409 and "resume" in response.json()["message"]
+    assert Message.objects.get(pk=message_id).state == "delivered"
+
+
+def test_a_session_silent_past_disconnect_after_is_refused_like_a_disconnected_one(pair):
+    _, recipient, message_id = pair
+    age(recipient.session, 61)  # the sweeper has not marked it yet; its status already says disconnected
+    assert recipient.ack([message_id]).status_code == 409
+    assert recipient.client.post("/api/v1/sessions/me/heartbeat/").status_code == 409
+    assert Message.objects.get(pk=message_id).state == "delivered"
+
+
+def test_an_applied_ack_is_answered_as_applied(pair):
+    _, recipient, message_id = pair
+    age(recipient.session, 59)  # still live, if only just
+    response = recipient.ack([message_id])
+    assert response.status_code == 200 and response.json()["acked"] == [message_id]
+    assert Message.objects.get(pk=message_id).state == "acked"
+
+
+@pytest.mark.parametrize("call", ["receipt", "negotiate", "blocks", "block", "ack", "send", "receive"])
+def test_every_session_call_counts_as_a_heartbeat(pair, call):
+    sender, _, message_id = pair
+    age(sender.session, 40)  # stale
+    client = sender.client
+    response = {
+        "receipt": lambda: client.get(f"/api/v1/messages/{message_id}/"),
+        "negotiate": lambda: client.post("/api/v1/negotiate/", {"target_session_id": "recipient"}, format="json"),
+        "blocks": lambda: client.get("/api/v1/sessions/me/blocks/"),
+        "block": lambda: client.post("/api/v1/sessions/me/blocks/", {"session": "recipient"}, format="json"),
+        "ack": lambda: sender.ack([message_id]),
+        "send": lambda: sender.send("recipient"),
+        "receive": lambda: client.post("/api/v1/messages/receive/", {}, format="json"),
+    }[call]()
+    assert response.status_code < 300, response.content
+    sessions = {s["name"]: s["status"] for s in client.get("/api/v1/sessions/?status_filter=all").json()["sessions"]}
+    assert sessions["sender"] == "active"
+
+
+def test_disconnecting_twice_is_harmless(alpha, agent):
+    leaver = agent(alpha, "leaver")
+    assert leaver.client.post("/api/v1/sessions/me/disconnect/").json()["status"] == "disconnected"
+    again = leaver.client.post("/api/v1/sessions/me/disconnect/")
+    assert again.status_code == 200 and again.json()["status"] == "disconnected"

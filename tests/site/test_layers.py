@@ -1,0 +1,118 @@
+"""The apps are layers, and imports only go down them.
+
+    broker_site core (errors, settings, ...) and the push plumbing (routing.events, routing.hub)
+      < projects < sessions_app < protocols < routing < the faces (api, admin, consumers, MCP, commands)
+
+A leaf (a module that needs no app, such as protocols.versions) may be used from any layer.
+
+Read from the source, not by importing it: Django's setup imports every models and admin
+module before a test could import one "first", so an import-time check would see a cycle only
+in the order setup happens to use. Here every import counts, wherever it is written, and an
+import inside a function (the usual way to hide a cycle) is refused outright.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = ("projects", "sessions_app", "protocols", "routing")
+PACKAGES = ("broker_site", *APPS)
+# Leaves of the routing package that every layer may use: they import no app.
+PUSH_PLUMBING = ("routing.events", "routing.hub")
+FACE_SUFFIXES = (".api", ".admin", ".consumers", ".frames")
+FACE_PREFIXES = ("broker_site.mcp", "broker_site.urls", "broker_site.asgi", "broker_site.websocket_urls",
+                 "broker_site.rest", "broker_site.dashboard", "broker_site.startup")
+# Django's place for start-up hooks: AppConfig.ready runs once the registry is loaded.
+DEFERRED_IMPORTS_ALLOWED = (".apps",)
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, ast.stmt, bool]]:
+    """(first-party module imported, the statement, whether it sits inside a function)."""
+    out = []
+
+    def visit(node: ast.AST, nested: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = nested or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                for alias in child.names:
+                    candidate = f"{child.module}.{alias.name}"
+                    target = candidate if candidate in MODULES else child.module
+                    if target in MODULES:
+                        out.append((target, child, inner))
+            elif isinstance(child, ast.Import):
+                out.extend((alias.name, child, inner) for alias in child.names if alias.name in MODULES)
+            visit(child, inner)
+
+    visit(tree, False)
+    return out
+
+
+GRAPH = {name: _imports(ast.parse(path.read_text())) for name, path in MODULES.items()}
+
+
+def rank(module: str) -> int:
+    if module.startswith(FACE_PREFIXES) or module.endswith(FACE_SUFFIXES) or ".management." in module:
+        return len(APPS) + 1
+    if module in PUSH_PLUMBING or module.split(".")[0] == "broker_site":
+        return 0
+    return APPS.index(module.split(".")[0]) + 1
+
+
+def test_no_import_hides_inside_a_function():
+    hidden = [f"{MODULES[name].relative_to(ROOT)}:{statement.lineno} imports {target}"
+              for name, imports in GRAPH.items() if not name.endswith(DEFERRED_IMPORTS_ALLOWED)
+              for target, statement, nested in imports if nested]
+    assert hidden == []
+
+
+def is_leaf(module: str) -> bool:
+    """A module that needs nothing from any app (formats, constants): every layer may share it."""
+    return all(rank(target) == 0 for target, _, _ in GRAPH[module])
+
+
+def test_imports_only_go_down_the_layers():
+    upward = [f"{name} (layer {rank(name)}) imports {target} (layer {rank(target)})"
+              for name, imports in GRAPH.items() for target, _, _ in imports
+              if rank(target) > rank(name) and not is_leaf(target)]
+    assert upward == []
+
+
+def test_the_push_plumbing_and_the_core_import_no_app():
+    bottom = [name for name in MODULES if rank(name) == 0]
+    assert set(PUSH_PLUMBING) <= set(bottom)
+    reaching_up = [f"{name} imports {target}" for name in bottom for target, _, _ in GRAPH[name] if rank(target) > 0]
+    assert reaching_up == []
+
+
+def test_no_module_imports_itself_through_others():
+    edges = {name: sorted({target for target, _, _ in imports if target != name}) for name, imports in GRAPH.items()}
+    cycles = []
+    state: dict[str, str] = {}
+
+    def walk(node: str, path: list[str]) -> None:
+        state[node] = "open"
+        for nxt in edges[node]:
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                walk(nxt, [*path, nxt])
+        state[node] = "done"
+
+    for start in sorted(edges):
+        if start not in state:
+            walk(start, [start])
+    assert cycles == []
