@@ -29,6 +29,26 @@ def keys_shown_once(request, title: str, keys: list, back_url: str) -> TemplateR
     return response
 
 
+class ShownOnly(admin.ModelAdmin):
+    """Rows the dashboard shows and never changes: their services are the only way in."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def done_for_each(admin_page: admin.ModelAdmin, request, queryset, change, done: str) -> None:
+    """An admin action: `change(obj, caller=the signed-in user)` for each selected object, then say what was done."""
+    for obj in queryset:
+        change(obj, caller=staff(request))
+    admin_page.message_user(request, f"{done} {queryset.count()} {admin_page.opts.verbose_name_plural}.")
+
+
 class ThroughServices(admin.ModelAdmin):
     """A ModelAdmin whose deletes go through a service, one object at a time, errors reported."""
 

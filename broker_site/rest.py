@@ -7,8 +7,11 @@ contracts' own JSON Schema for request bodies).
 
 from typing import Any, TypeVar
 
+from django.urls import path
 from drf_spectacular.utils import OpenApiParameter
 from pydantic import BaseModel
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from broker_site.contracts import parsed
 from sessions_app.models import AgentSession
@@ -43,6 +46,26 @@ def query_parameters(contract: type[BaseModel]) -> list[OpenApiParameter]:
     return parameters
 
 
+def listing(name: str, items: list) -> Response:
+    """A list answer: the items under their name, and how many there are."""
+    return Response({name: items, "count": len(items)})
+
+
 def acting_session(request, **acting: bool) -> AgentSession:
     """The session a REST call acts as, proven by its X-Session-Token (sessions_app.services.session_acting)."""
     return session_acting(request.auth.project, token=request.headers.get(SESSION_TOKEN), **acting)
+
+
+class Endpoint(APIView):
+    """A REST view that names its own URL: `class SendView(Endpoint, route="messages/")`."""
+
+    route: str = ""
+
+    def __init_subclass__(cls, route: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.route = route
+
+
+def rest_routes(*views: type[Endpoint]) -> list:
+    """URL patterns for these views, in the order given (the first match wins)."""
+    return [path(view.route, view.as_view()) for view in views]

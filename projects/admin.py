@@ -3,7 +3,7 @@
 from django.contrib import admin, messages
 from django.urls import reverse
 
-from broker_site.dashboard import ThroughServices, keys_shown_once, staff
+from broker_site.dashboard import ShownOnly, ThroughServices, done_for_each, keys_shown_once, staff
 from broker_site.errors import BrokerError
 from projects import services
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
@@ -57,15 +57,11 @@ class ProjectAdmin(ThroughServices):
 
     @admin.action(description="Deactivate (disconnect sessions, refuse requests, keep history)")
     def deactivate(self, request, queryset) -> None:
-        for project in queryset:
-            lifecycle.project_deactivate(project, caller=staff(request))
-        self.message_user(request, f"Deactivated {queryset.count()} project(s).")
+        done_for_each(self, request, queryset, lifecycle.project_deactivate, "Deactivated")
 
     @admin.action(description="Activate")
     def activate(self, request, queryset) -> None:
-        for project in queryset:
-            services.project_activate(project, caller=staff(request))
-        self.message_user(request, f"Activated {queryset.count()} project(s).")
+        done_for_each(self, request, queryset, services.project_activate, "Activated")
 
 
 @admin.register(ApiKey)
@@ -124,39 +120,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke now")
     def revoke(self, request, queryset) -> None:
-        for key in queryset:
-            services.api_key_revoke(key, caller=staff(request))
-        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+        done_for_each(self, request, queryset, services.api_key_revoke, "Revoked")
 
 
 @admin.register(ProjectLink)
-class ProjectLinkAdmin(admin.ModelAdmin):
-    """Shown, not edited: consent between projects is each side's admin's to give, through the link services."""
+class ProjectLinkAdmin(ShownOnly):
+    """Consent between projects is each side's admin's to give, through the link services."""
 
     list_display = ("source", "target", "source_consented_at", "target_consented_at", "rate_limit_per_minute")
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ShownOnly):
     list_display = ("created_at", "action", "outcome", "actor_key_id", "source_project", "target_project")
     list_filter = ("outcome", "action")
     search_fields = ("actor_key_id", "source_project", "target_project")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -1,13 +1,11 @@
 """REST face for projects, keys and the audit trail. Thin: read the contract, call a service, shape output."""
 
-from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from broker_site.rest import body, query, query_parameters
+from broker_site.rest import Endpoint, body, listing, query, query_parameters, rest_routes
 from projects import selectors, services
 from projects.contracts import (
     KeyCreateIn,
@@ -18,20 +16,18 @@ from projects.contracts import (
     ProjectUpdateIn,
 )
 from routing.lifecycle import project_deactivate
-from routing.selectors import project_stats
+from routing.selectors import project_stats, projects_listed
 
 
-class ProjectListView(APIView):
+def _shown_once(key, raw: str) -> Response:
+    return Response(selectors.api_key_created(key, raw), status=status.HTTP_201_CREATED)
+
+
+class ProjectListView(Endpoint, route="projects/"):
     @extend_schema(operation_id="projects_list", responses=OpenApiTypes.OBJECT,
                    parameters=query_parameters(ListProjectsIn), summary="List projects")
     def get(self, request):
-        listing = query(request, ListProjectsIn)
-        projects = selectors.projects_visible(request.auth, name_filter=listing.name_filter,
-                                              include_inactive=listing.include_inactive)
-        items = [selectors.project_summary(p, caller=request.auth,
-                                           stats=project_stats(p) if listing.include_stats else None)
-                 for p in projects]
-        return Response({"projects": items, "count": len(items)})
+        return Response(projects_listed(request.auth, query(request, ListProjectsIn)))
 
     @extend_schema(operation_id="project_create", responses=OpenApiTypes.OBJECT,
                    request=ProjectCreateIn, summary="Create a project (operators); returns its first admin key once")
@@ -46,7 +42,7 @@ class ProjectListView(APIView):
         return Response(reply, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailView(APIView):
+class ProjectDetailView(Endpoint, route="projects/<str:project_id>/"):
     @extend_schema(operation_id="project_info", responses=OpenApiTypes.OBJECT,
                    parameters=query_parameters(ProjectInfoIn), summary="Project info")
     def get(self, request, project_id: str):
@@ -65,7 +61,7 @@ class ProjectDetailView(APIView):
         return Response(selectors.project_summary(project, caller=request.auth, include_config=True))
 
 
-class ProjectDeactivateView(APIView):
+class ProjectDeactivateView(Endpoint, route="projects/<str:project_id>/deactivate/"):
     @extend_schema(operation_id="project_deactivate", responses=OpenApiTypes.OBJECT,
                    request=None, summary="Deactivate a project (operators): sessions end, history stays")
     def post(self, request, project_id: str):
@@ -73,7 +69,7 @@ class ProjectDeactivateView(APIView):
         return Response(selectors.project_summary(project, caller=request.auth))
 
 
-class ProjectActivateView(APIView):
+class ProjectActivateView(Endpoint, route="projects/<str:project_id>/activate/"):
     @extend_schema(operation_id="project_activate", responses=OpenApiTypes.OBJECT,
                    request=None, summary="Activate a project again (operators)")
     def post(self, request, project_id: str):
@@ -81,36 +77,31 @@ class ProjectActivateView(APIView):
         return Response(selectors.project_summary(project, caller=request.auth))
 
 
-class KeyListView(APIView):
+class KeyListView(Endpoint, route="projects/<str:project_id>/keys/"):
     @extend_schema(operation_id="api_keys_list", responses=OpenApiTypes.OBJECT,
                    summary="List a project's keys (admins); never the secrets")
     def get(self, request, project_id: str):
-        project = selectors.project_for(request.auth, project_id)
-        keys = [selectors.api_key_summary(k) for k in selectors.api_keys_of(project, request.auth)]
-        return Response({"keys": keys, "count": len(keys)})
+        keys = selectors.api_keys_of(selectors.project_for(request.auth, project_id), request.auth)
+        return listing("keys", [selectors.api_key_summary(k) for k in keys])
 
     @extend_schema(operation_id="api_key_create", responses=OpenApiTypes.OBJECT,
                    request=KeyCreateIn, summary="Create a key (admins); the key is shown once")
     def post(self, request, project_id: str):
-        project = selectors.project_for(request.auth, project_id)
         asked = body(request, KeyCreateIn)
-        key, raw = services.api_key_create(project, role=asked.role, label=asked.label, expires_at=asked.expires_at,
-                                           caller=request.auth)
-        return Response(selectors.api_key_created(key, raw), status=status.HTTP_201_CREATED)
+        return _shown_once(*services.api_key_create(selectors.project_for(request.auth, project_id), role=asked.role,
+                                                    label=asked.label, expires_at=asked.expires_at, caller=request.auth))
 
 
-class KeyRotateView(APIView):
+class KeyRotateView(Endpoint, route="projects/<str:project_id>/keys/<str:key_id>/rotate/"):
     @extend_schema(operation_id="api_key_rotate", responses=OpenApiTypes.OBJECT,
                    request=KeyRotateIn, summary="Rotate a key: a new key now, the old one valid for the grace period")
     def post(self, request, project_id: str, key_id: str):
-        project = selectors.project_for(request.auth, project_id)
+        key = selectors.api_key_get(selectors.project_for(request.auth, project_id), key_id)
         grace = body(request, KeyRotateIn).grace_period_seconds
-        new_key, raw = services.api_key_rotate(selectors.api_key_get(project, key_id), grace_period_seconds=grace,
-                                               caller=request.auth)
-        return Response(selectors.api_key_created(new_key, raw), status=status.HTTP_201_CREATED)
+        return _shown_once(*services.api_key_rotate(key, grace_period_seconds=grace, caller=request.auth))
 
 
-class KeyRevokeView(APIView):
+class KeyRevokeView(Endpoint, route="projects/<str:project_id>/keys/<str:key_id>/revoke/"):
     @extend_schema(operation_id="api_key_revoke", responses=OpenApiTypes.OBJECT,
                    request=None, summary="Revoke a key at once (admins)")
     def post(self, request, project_id: str, key_id: str):
@@ -119,22 +110,14 @@ class KeyRevokeView(APIView):
         return Response(selectors.api_key_summary(key))
 
 
-class AuditListView(APIView):
+class AuditListView(Endpoint, route="projects/<str:project_id>/audit/"):
     @extend_schema(operation_id="audit_list", responses=OpenApiTypes.OBJECT,
                    summary="The project's audit trail, newest first (admins)")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
-        events = [selectors.audit_event_summary(e) for e in selectors.audit_events_of(project, request.auth)]
-        return Response({"events": events, "count": len(events)})
+        events = selectors.audit_events_of(project, request.auth)
+        return listing("events", [selectors.audit_event_summary(e) for e in events])
 
 
-urlpatterns = [
-    path("projects/", ProjectListView.as_view()),
-    path("projects/<str:project_id>/", ProjectDetailView.as_view()),
-    path("projects/<str:project_id>/deactivate/", ProjectDeactivateView.as_view()),
-    path("projects/<str:project_id>/activate/", ProjectActivateView.as_view()),
-    path("projects/<str:project_id>/keys/", KeyListView.as_view()),
-    path("projects/<str:project_id>/keys/<str:key_id>/rotate/", KeyRotateView.as_view()),
-    path("projects/<str:project_id>/keys/<str:key_id>/revoke/", KeyRevokeView.as_view()),
-    path("projects/<str:project_id>/audit/", AuditListView.as_view()),
-]
+urlpatterns = rest_routes(ProjectListView, ProjectDetailView, ProjectDeactivateView, ProjectActivateView,
+                          KeyListView, KeyRotateView, KeyRevokeView, AuditListView)

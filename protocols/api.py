@@ -1,15 +1,13 @@
 """REST face for protocols, their adapters, and negotiation."""
 
-from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from pydantic import Field
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from broker_site.contracts import Contract
-from broker_site.rest import acting_session, body, query, query_parameters
+from broker_site.rest import Endpoint, acting_session, body, query, query_parameters, rest_routes
 from protocols import negotiation, selectors, services, transform
 from protocols.contracts import AdapterIn, DiscoverIn, MatrixIn, NegotiateIn, RegisterIn, SessionRef, TransformIn
 from sessions_app.selectors import session_get
@@ -28,7 +26,7 @@ def _tags_param(raw: str) -> list[str]:
     return [tag.strip() for tag in raw.split(",") if tag.strip()]
 
 
-class ProtocolListView(APIView):
+class ProtocolListView(Endpoint, route="protocols/"):
     @extend_schema(parameters=query_parameters(DiscoverIn),
                    summary="Discover protocols: this project's, and with include_shared others' shared ones "
                            "(tags comma-separated, all must match)",
@@ -46,7 +44,7 @@ class ProtocolListView(APIView):
         return Response(selectors.protocol_summary(protocol, request.auth.project), status=status.HTTP_201_CREATED)
 
 
-class ProtocolDetailView(APIView):
+class ProtocolDetailView(Endpoint, route="protocols/<str:name>/<str:version>/"):
     @extend_schema(parameters=query_parameters(ProtocolQueryIn), summary="One protocol version",
                    operation_id="protocol_get", responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str, version: str):
@@ -61,7 +59,7 @@ class ProtocolDetailView(APIView):
         return Response({"deleted": True, "name": name, "version": version})
 
 
-class AdapterListView(APIView):
+class AdapterListView(Endpoint, route="protocols/<str:name>/adapters/"):
     @extend_schema(summary="This project's adapters of a protocol", operation_id="protocol_adapters_list",
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, name: str):
@@ -79,7 +77,7 @@ class AdapterListView(APIView):
         return Response(selectors.adapter_summary(adapter), status=status.HTTP_201_CREATED)
 
 
-class AdapterDetailView(APIView):
+class AdapterDetailView(Endpoint, route="protocols/<str:name>/adapters/<uuid:adapter_id>/"):
     @extend_schema(request=None, summary="Delete a protocol adapter (admins)", operation_id="protocol_adapter_delete",
                    responses={200: OpenApiTypes.OBJECT})
     def delete(self, request, name: str, adapter_id):
@@ -88,7 +86,7 @@ class AdapterDetailView(APIView):
                          "from_version": adapter.from_version, "to_version": adapter.to_version})
 
 
-class TransformView(APIView):
+class TransformView(Endpoint, route="protocols/<str:name>/<str:version>/transform/"):
     @extend_schema(request=TransformIn, summary="Dry run: what a payload of this version becomes at target_version",
                    operation_id="protocol_transform", responses={200: OpenApiTypes.OBJECT})
     def post(self, request, name: str, version: str):
@@ -97,7 +95,7 @@ class TransformView(APIView):
                                                     dry_run.target_version))
 
 
-class NegotiateView(APIView):
+class NegotiateView(Endpoint, route="negotiate/"):
     @extend_schema(request=NegotiateRestIn, summary="Negotiate protocols and features between two sessions",
                    operation_id="negotiate", responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
@@ -109,7 +107,7 @@ class NegotiateView(APIView):
         return Response(negotiation.negotiate(source, target, asked.required_protocols))
 
 
-class MatrixView(APIView):
+class MatrixView(Endpoint, route="negotiate/matrix/"):
     @extend_schema(request=MatrixIn, summary="Compatibility of every pair among 2 to 50 sessions",
                    operation_id="negotiate_matrix", responses={200: OpenApiTypes.OBJECT})
     def post(self, request):
@@ -117,13 +115,6 @@ class MatrixView(APIView):
         return Response(negotiation.compatibility_matrix(sessions))
 
 
-urlpatterns = [
-    path("protocols/", ProtocolListView.as_view()),
-    # Before the detail route, whose <version> would otherwise take "adapters".
-    path("protocols/<str:name>/adapters/", AdapterListView.as_view()),
-    path("protocols/<str:name>/adapters/<uuid:adapter_id>/", AdapterDetailView.as_view()),
-    path("protocols/<str:name>/<str:version>/transform/", TransformView.as_view()),
-    path("protocols/<str:name>/<str:version>/", ProtocolDetailView.as_view()),
-    path("negotiate/", NegotiateView.as_view()),
-    path("negotiate/matrix/", MatrixView.as_view()),
-]
+# The adapter routes before the detail route, whose <version> would otherwise take "adapters".
+urlpatterns = rest_routes(ProtocolListView, AdapterListView, AdapterDetailView, TransformView, ProtocolDetailView,
+                          NegotiateView, MatrixView)

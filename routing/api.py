@@ -11,12 +11,11 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from broker_site.contracts import parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.errors_rest import broker_error_json
-from broker_site.rest import SESSION_TOKEN, SESSION_TOKEN_HEADER, acting_session, body
+from broker_site.rest import SESSION_TOKEN, SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
 from projects.authentication import authenticate_request
 from routing import selectors, services
 from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
@@ -25,7 +24,7 @@ from routing.sending import message_broadcast, message_send
 from sessions_app.services import session_acting
 
 
-class SendView(APIView):
+class SendView(Endpoint, route="messages/"):
     @extend_schema(operation_id="message_send", request=SendIn, responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Send one message; answered once it is persisted")
     def post(self, request):
@@ -33,7 +32,7 @@ class SendView(APIView):
         return Response(accepted.as_dict(), status=status.HTTP_201_CREATED)
 
 
-class BroadcastView(APIView):
+class BroadcastView(Endpoint, route="messages/broadcast/"):
     @extend_schema(operation_id="message_broadcast", request=BroadcastIn, responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Send to every live session of the project but you")
     def post(self, request):
@@ -41,7 +40,7 @@ class BroadcastView(APIView):
         return Response(result, status=status.HTTP_201_CREATED)
 
 
-class AckView(APIView):
+class AckView(Endpoint, route="messages/ack/"):
     @extend_schema(operation_id="messages_ack", request=AckIn, responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Acknowledge delivered messages")
     def post(self, request):
@@ -49,21 +48,20 @@ class AckView(APIView):
         return Response(services.messages_ack(session, body(request, AckIn).message_ids))
 
 
-class ReceiptView(APIView):
+class ReceiptView(Endpoint, route="messages/<str:message_id>/"):
     @extend_schema(operation_id="message_status", responses=OpenApiTypes.OBJECT, parameters=[SESSION_TOKEN_HEADER],
                    summary="A message's state and timestamps, for its sender or recipient")
     def get(self, request, message_id: str):
         return Response(selectors.message_receipt(selectors.message_for_party(acting_session(request), message_id)))
 
 
-class DeadLetterListView(APIView):
+class DeadLetterListView(Endpoint, route="dead-letters/"):
     @extend_schema(operation_id="dead_letters_list", responses=OpenApiTypes.OBJECT, summary="Dead letters (admins)")
     def get(self, request):
-        letters = [selectors.message_receipt(m) for m in selectors.dead_letters_of(request.auth.project, request.auth)]
-        return Response({"dead_letters": letters, "count": len(letters)})
+        return Response(selectors.dead_letters_listed(request.auth.project, request.auth))
 
 
-class DeadLetterDetailView(APIView):
+class DeadLetterDetailView(Endpoint, route="dead-letters/<str:message_id>/"):
     @extend_schema(operation_id="dead_letter_get", responses=OpenApiTypes.OBJECT,
                    summary="One dead letter with its payload (admins)")
     def get(self, request, message_id: str):
@@ -71,7 +69,7 @@ class DeadLetterDetailView(APIView):
         return Response({**selectors.message_receipt(message), "payload": message.payload})
 
 
-class DeadLetterReplayView(APIView):
+class DeadLetterReplayView(Endpoint, route="dead-letters/<str:message_id>/replay/"):
     @extend_schema(operation_id="dead_letter_replay", request=None, responses=OpenApiTypes.OBJECT,
                    summary="Queue a dead letter again with a fresh attempt count (admins)")
     def post(self, request, message_id: str):
@@ -79,7 +77,7 @@ class DeadLetterReplayView(APIView):
         return Response(accepted.as_dict())
 
 
-class DeadLetterPurgeView(APIView):
+class DeadLetterPurgeView(Endpoint, route="dead-letters/purge/"):
     @extend_schema(operation_id="dead_letters_purge", request=PurgeIn, responses=OpenApiTypes.OBJECT,
                    summary="Delete dead letters: the ids given, or all (admins)")
     def post(self, request):
@@ -118,17 +116,10 @@ async def receive_view(request):
                                           auto_ack=options.auto_ack, on=sync_to_async)
     except BrokerError as exc:
         return broker_error_json(exc)
-    return JsonResponse({"messages": [selectors.message_summary(m) for m in messages], "count": len(messages)})
+    return JsonResponse(selectors.messages_received(messages))
 
 
-urlpatterns = [
-    path("messages/", SendView.as_view()),
-    path("messages/broadcast/", BroadcastView.as_view()),
-    path("messages/receive/", receive_view),
-    path("messages/ack/", AckView.as_view()),
-    path("messages/<str:message_id>/", ReceiptView.as_view()),
-    path("dead-letters/", DeadLetterListView.as_view()),
-    path("dead-letters/purge/", DeadLetterPurgeView.as_view()),
-    path("dead-letters/<str:message_id>/", DeadLetterDetailView.as_view()),
-    path("dead-letters/<str:message_id>/replay/", DeadLetterReplayView.as_view()),
-]
+urlpatterns = [*rest_routes(SendView, BroadcastView),
+               path("messages/receive/", receive_view),
+               *rest_routes(AckView, ReceiptView, DeadLetterListView, DeadLetterPurgeView, DeadLetterDetailView,
+                            DeadLetterReplayView)]

@@ -23,32 +23,33 @@ from sessions_app.contracts import ConnectIn
 RequestId = int | Annotated[str, StringConstraints(max_length=100)] | None
 
 
-class HelloFrame(ConnectIn):
-    type: Literal["hello"]
+class Framed(Contract):
+    """What every client frame may carry besides its operation's fields: the id its answer echoes."""
+
     request_id: RequestId = None
+
+
+class HelloFrame(ConnectIn, Framed):
+    type: Literal["hello"]
     key: str | None = Field(None, max_length=500, description="unless a header carried it")
     project_id: str | None = Field(None, max_length=64, description="operators: the project to act in")
     presence: bool = Field(True, description="false: no session_joined / session_left frames")
 
 
-class AckFrame(AckIn):
+class AckFrame(AckIn, Framed):
     type: Literal["ack"]
-    request_id: RequestId = None
 
 
-class HeartbeatFrame(Contract):
+class HeartbeatFrame(Framed):
     type: Literal["heartbeat"]
-    request_id: RequestId = None
 
 
-class SendFrame(SendIn):
+class SendFrame(SendIn, Framed):
     type: Literal["send"]
-    request_id: RequestId = None
 
 
-class BroadcastFrame(BroadcastIn):
+class BroadcastFrame(BroadcastIn, Framed):
     type: Literal["broadcast"]
-    request_id: RequestId = None
 
 
 ClientFrame = HelloFrame | AckFrame | HeartbeatFrame | SendFrame | BroadcastFrame

@@ -8,7 +8,9 @@ from django.utils import timezone
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.auth import Principal
+from projects.contracts import ListProjectsIn
 from projects.models import ApiKey, Project
+from projects.selectors import project_summary, projects_visible
 from protocols.models import Protocol
 from routing.models import PENDING, Message
 from sessions_app.models import AgentSession
@@ -75,6 +77,16 @@ def dead_letters_of(project: Project, caller: Principal, limit: int = 100) -> Qu
     return Message.objects.filter(project=project, state=Message.State.DEAD).order_by("-dead_at")[:limit]
 
 
+def dead_letters_listed(project: Project, caller: Principal) -> dict[str, Any]:
+    letters = [message_receipt(m) for m in dead_letters_of(project, caller)]
+    return {"dead_letters": letters, "count": len(letters)}
+
+
+def messages_received(messages: list[Message]) -> dict[str, Any]:
+    """The answer to a receive: the messages with their payloads, in delivery order."""
+    return {"messages": [message_summary(m) for m in messages], "count": len(messages)}
+
+
 def dead_letter_get(project: Project, message_id: str, caller: Principal) -> Message:
     caller.require_role(ApiKey.Role.ADMIN, "inspect dead letters")
     message = (Message.objects.filter(project=project, state=Message.State.DEAD, pk=_message_id(message_id))
@@ -118,3 +130,11 @@ def project_stats(project: Project) -> dict[str, Any]:
         "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable(now)),
         "pending_messages": Message.objects.filter(project=project, state__in=PENDING).count(),
     }
+
+
+def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:
+    """The projects `caller` may see (projects.selectors.projects_visible), with their stats if asked."""
+    projects = projects_visible(caller, name_filter=asked.name_filter, include_inactive=asked.include_inactive)
+    items = [project_summary(p, caller=caller, stats=project_stats(p) if asked.include_stats else None)
+             for p in projects]
+    return {"projects": items, "count": len(items)}

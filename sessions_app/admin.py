@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from broker_site.dashboard import ThroughServices, staff
+from broker_site.dashboard import ThroughServices, done_for_each, staff
 from routing.lifecycle import session_delete
 from sessions_app.models import AgentSession, SessionBlock
 from sessions_app.services import session_end, session_unblock
@@ -36,9 +36,7 @@ class AgentSessionAdmin(ThroughServices):
 
     @admin.action(description="Disconnect (queue kept for a resume)")
     def disconnect(self, request, queryset) -> None:
-        for session in queryset.select_related("project"):
-            session_end(session, caller=staff(request))
-        self.message_user(request, f"Disconnected {queryset.count()} session(s).")
+        done_for_each(self, request, queryset.select_related("project"), session_end, "Disconnected")
 
 
 @admin.register(SessionBlock)

@@ -1,26 +1,22 @@
 """REST face for sessions. Calls that act as a session prove it with the X-Session-Token header."""
 
-from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from broker_site.rest import SESSION_TOKEN_HEADER, acting_session, body, query, query_parameters
+from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, query, query_parameters, rest_routes
 from routing.lifecycle import session_connect
 from sessions_app import selectors, services
 from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn
 
 
-class SessionListView(APIView):
+class SessionListView(Endpoint, route="sessions/"):
     @extend_schema(operation_id="sessions_list", responses=OpenApiTypes.OBJECT,
                    parameters=query_parameters(ListSessionsIn), summary="List the project's sessions")
     def get(self, request):
-        listing = query(request, ListSessionsIn)
-        sessions = [selectors.session_summary(s, include_capabilities=listing.include_capabilities)
-                    for s in selectors.sessions_of(request.auth.project, listing.status_filter)[:1000]]
-        return Response({"sessions": sessions, "count": len(sessions), "status_filter": listing.status_filter})
+        asked = query(request, ListSessionsIn)
+        return Response(selectors.sessions_listed(request.auth.project, asked.status_filter, asked.include_capabilities))
 
     @extend_schema(operation_id="session_connect", responses=OpenApiTypes.OBJECT,
                    request=ConnectIn, summary="Connect a session, or resume one with session_id/name and its token")
@@ -31,14 +27,14 @@ class SessionListView(APIView):
                         status=status.HTTP_200_OK if connected.resumed else status.HTTP_201_CREATED)
 
 
-class SessionDetailView(APIView):
+class SessionDetailView(Endpoint, route="sessions/<str:ref>/"):
     @extend_schema(operation_id="session_get", responses=OpenApiTypes.OBJECT,
                    summary="One session of the project, by id or name")
     def get(self, request, ref: str):
         return Response(selectors.session_summary(selectors.session_get(request.auth.project, ref)))
 
 
-class HeartbeatView(APIView):
+class HeartbeatView(Endpoint, route="sessions/me/heartbeat/"):
     @extend_schema(operation_id="session_heartbeat", responses=OpenApiTypes.OBJECT,
                    request=None, parameters=[SESSION_TOKEN_HEADER], summary="Heartbeat (any session call also counts)")
     def post(self, request):
@@ -47,7 +43,7 @@ class HeartbeatView(APIView):
                          "last_heartbeat_at": session.last_heartbeat_at.isoformat()})
 
 
-class DisconnectView(APIView):
+class DisconnectView(Endpoint, route="sessions/me/disconnect/"):
     @extend_schema(operation_id="session_disconnect", responses=OpenApiTypes.OBJECT,
                    request=None, parameters=[SESSION_TOKEN_HEADER], summary="Leave; the queue is kept for a resume")
     def post(self, request):
@@ -55,7 +51,7 @@ class DisconnectView(APIView):
         return Response({"session_id": str(session.id), "status": session.status})
 
 
-class BlockListView(APIView):
+class BlockListView(Endpoint, route="sessions/me/blocks/"):
     @extend_schema(operation_id="session_blocks_list", responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Sessions this session blocks")
     def get(self, request):
@@ -69,7 +65,7 @@ class BlockListView(APIView):
         return Response({"blocked": str(target.id)}, status=status.HTTP_201_CREATED)
 
 
-class BlockDetailView(APIView):
+class BlockDetailView(Endpoint, route="sessions/me/blocks/<str:ref>/"):
     @extend_schema(operation_id="session_unblock", responses=OpenApiTypes.OBJECT,
                    parameters=[SESSION_TOKEN_HEADER], summary="Unblock a session")
     def delete(self, request, ref: str):
@@ -77,11 +73,5 @@ class BlockDetailView(APIView):
         return Response({"unblocked": str(target.id)})
 
 
-urlpatterns = [
-    path("sessions/", SessionListView.as_view()),
-    path("sessions/me/heartbeat/", HeartbeatView.as_view()),
-    path("sessions/me/disconnect/", DisconnectView.as_view()),
-    path("sessions/me/blocks/", BlockListView.as_view()),
-    path("sessions/me/blocks/<str:ref>/", BlockDetailView.as_view()),
-    path("sessions/<str:ref>/", SessionDetailView.as_view()),
-]
+urlpatterns = rest_routes(SessionListView, HeartbeatView, DisconnectView, BlockListView, BlockDetailView,
+                          SessionDetailView)

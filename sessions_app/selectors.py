@@ -20,6 +20,14 @@ def sessions_of(project: Project, status: str = "all") -> QuerySet[AgentSession]
             .select_related("project"))
 
 
+def sessions_listed(project: Project, status_filter: str, include_capabilities: bool,
+                    limit: int = 1000) -> dict[str, Any]:
+    """The answer to a listing: the project's sessions with that status (at most `limit`), as every face shows them."""
+    sessions = [session_summary(s, include_capabilities=include_capabilities)
+                for s in sessions_of(project, status_filter)[:limit]]
+    return {"sessions": sessions, "count": len(sessions), "status_filter": status_filter}
+
+
 def live_sessions(project: Project) -> QuerySet[AgentSession]:
     """Sessions that are active or stale: connected, and not yet timed out."""
     return sessions_of(project, LIVE)

@@ -65,9 +65,7 @@ def disconnect_session(call: ToolCall, args: SessionArgs) -> dict[str, Any]:
 
 @tool("list_sessions", "Sessions of this project.", ListSessionsIn, read_only=True)
 def list_sessions(call: ToolCall, args: ListSessionsIn) -> dict[str, Any]:
-    sessions = [session_selectors.session_summary(s, include_capabilities=args.include_capabilities)
-                for s in session_selectors.sessions_of(call.project, args.status_filter)[:1000]]
-    return {"sessions": sessions, "count": len(sessions), "status_filter": args.status_filter}
+    return session_selectors.sessions_listed(call.project, args.status_filter, args.include_capabilities)
 
 
 # Protocols and negotiation
@@ -125,9 +123,8 @@ class ReceiveArgs(ReceiveIn, SessionArgs):
       + SESSION_TOKEN, ReceiveArgs)
 async def receive_messages(call: ToolCall, args: ReceiveArgs) -> dict[str, Any]:
     session = await db(call.session)(args.session_token)
-    messages = await messages_receive(session, max_messages=args.max, wait_seconds=args.wait_seconds,
-                                      auto_ack=args.auto_ack)
-    return {"messages": [message_selectors.message_summary(m) for m in messages], "count": len(messages)}
+    return message_selectors.messages_received(await messages_receive(
+        session, max_messages=args.max, wait_seconds=args.wait_seconds, auto_ack=args.auto_ack))
 
 
 class AckArgs(AckIn, SessionArgs):
@@ -154,9 +151,7 @@ def get_message_status(call: ToolCall, args: MessageArgs) -> dict[str, Any]:
 
 @tool("list_dead_letters", "Messages that could not be delivered, newest first (admin keys).", NoArgs, read_only=True)
 def list_dead_letters(call: ToolCall, args: NoArgs) -> dict[str, Any]:
-    letters = [message_selectors.message_receipt(m)
-               for m in message_selectors.dead_letters_of(call.project, call.caller)]
-    return {"dead_letters": letters, "count": len(letters)}
+    return message_selectors.dead_letters_listed(call.project, call.caller)
 
 
 class ReplayArgs(Contract):
@@ -183,12 +178,7 @@ def create_project(call: ToolCall, args: ProjectCreateIn) -> dict[str, Any]:
 @tool("list_projects", "Projects this key can see: its own and discoverable ones (operators: all). Never keys.",
       ListProjectsIn, read_only=True)
 def list_projects(call: ToolCall, args: ListProjectsIn) -> dict[str, Any]:
-    projects = project_selectors.projects_visible(call.caller, name_filter=args.name_filter,
-                                                  include_inactive=args.include_inactive)
-    items = [project_selectors.project_summary(p, caller=call.caller,
-                                               stats=project_stats(p) if args.include_stats else None)
-             for p in projects]
-    return {"projects": items, "count": len(items)}
+    return message_selectors.projects_listed(call.caller, args)
 
 
 class ProjectInfoArgs(ProjectInfoIn):
