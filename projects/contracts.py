@@ -18,14 +18,14 @@ Moment = Annotated[datetime, Strict(False)]  # ISO 8601 text on the wire
 
 
 class ProjectConfigIn(Contract):
-    """A project's limits and settings; each is optional, the model's defaults apply."""
-
+    # A project's limits and settings (times in seconds); each is optional, the model's defaults apply.
+    # No docstring: it would go into every tool listing that carries the model.
     max_sessions: int | None = None
     max_protocols: int | None = None
     max_queue_size: int | None = None
-    stale_after: int | None = Field(None, description="seconds")
-    disconnect_after: int | None = Field(None, description="seconds")
-    ack_timeout: int | None = Field(None, description="seconds")
+    stale_after: int | None = None
+    disconnect_after: int | None = None
+    ack_timeout: int | None = None
     max_attempts: int | None = None
     rate_limit_per_minute: int | None = None
     max_payload_bytes: int | None = None
@@ -36,7 +36,7 @@ class ProjectConfigIn(Contract):
 
 
 class ProjectCreateIn(Contract):
-    project_id: str = Field(max_length=64, description="lowercase letters, digits and hyphens")
+    project_id: str = Field(max_length=64)
     name: str = Field(max_length=100)
     description: str = Field("", max_length=500)
     discoverable: bool = False

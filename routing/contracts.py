@@ -20,11 +20,11 @@ Feature = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class MessageIn(Contract):
     """What every message carries, 1:1 or broadcast."""
 
-    payload: dict[str, Any] = Field(description="a JSON object; checked against the protocol's schema")
+    payload: dict[str, Any]
     protocol_name: str | None = Field(None, max_length=100)
-    protocol_version: str | None = Field(None, max_length=32, description="default: your highest declared")
+    protocol_version: str | None = Field(None, max_length=32, description="default: your highest")
     priority: Priority = "normal"
-    ttl: int | None = Field(None, ge=1, le=MAX_TTL, description="seconds until it expires unread")
+    ttl: int | None = Field(None, ge=1, le=MAX_TTL, description="seconds")
     correlation_id: str = Field("", max_length=128)
     reply_to: str = Field("", max_length=100)
 

@@ -11,7 +11,7 @@ StatusFilter = Literal[STATUS_FILTERS]  # type: ignore[valid-type]
 
 
 class ConnectIn(Contract):
-    name: str | None = Field(None, max_length=100, description="unique in the project, e.g. frontend-agent")
+    name: str | None = Field(None, max_length=100, description="unique in the project")
     capabilities: dict[str, Any] | None = Field(
         None, description='{"supported_protocols": {"name": ["1.0.0"]}, "supported_features": ["..."]}')
     session_id: str | None = Field(None, max_length=100, description="to resume: the session's id or name")

@@ -90,3 +90,16 @@ def test_the_admin_deletes_dead_letters_through_the_purge_and_nothing_else(admin
     assert not Message.objects.filter(pk=dead.pk).exists()
     assert AuditEvent.objects.filter(action="dead_letters_purge", target_project="alpha",
                                      actor_key_id="admin:admin").exists()
+
+
+def test_delete_pages_say_what_goes_with_the_object_without_walking_every_row(admin_client, alpha, agent):
+    sender, doomed = agent(alpha, "sender"), agent(alpha, "doomed")
+    for n in range(3):
+        sender.send("doomed", {"n": n})
+    page = admin_client.get("/admin/projects/project/alpha/delete/").content.decode()
+    assert "Project alpha with 2 sessions" in page and "disconnected first" in page
+    page = admin_client.get(f"/admin/sessions_app/agentsession/{doomed.session.pk}/delete/").content.decode()
+    assert "its mailbox (3 messages)" in page
+    response = admin_client.post("/admin/sessions_app/agentsession/", {
+        "action": "delete_selected", "_selected_action": [doomed.session.pk]})
+    assert response.status_code == 200 and "doomed" in response.content.decode()  # the confirmation, not a 403
