@@ -17,13 +17,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from broker_site.errors import ValidationFailed
 
 C = TypeVar("C", bound=BaseModel)
+# Pydantic's words where they would name our classes or say less than they could.
+PLAIN = {"extra_forbidden": "unknown field", "model_type": "must be a JSON object",
+         "model_attributes_type": "must be a JSON object", "dict_type": "must be a JSON object"}
 
 
 class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
 
-def parsed(contract: type[C], data: Any, *, what: str = "the request", strict: bool = True) -> C:
+def parsed(contract: type[C], data: Any, *, what: str = "request", strict: bool = True) -> C:
     """`data` as `contract`, or one ValidationFailed naming every field and its problem.
 
     `strict=False` is for query strings, where every value arrives as text.
@@ -39,9 +42,8 @@ def contract_error(exc: ValidationError, what: str) -> ValidationFailed:
     """Pydantic's errors as {field: [problem]}: what to change, never the rejected values."""
     fields: dict[str, list[str]] = {}
     for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        field = ".".join(str(part) for part in error["loc"]) or "arguments"
-        problem = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+        field = ".".join(str(part) for part in error["loc"]) or "$"  # $: the whole input, as in a JSON path
+        problem = PLAIN.get(error["type"], error["msg"])
         fields.setdefault(field, []).append(problem)
     first = next(iter(fields))
-    return ValidationFailed(f"{what.capitalize()} is not valid: {first}: {fields[first][0]}.", field=first,
-                            fields=fields)
+    return ValidationFailed(f"Invalid {what}: {first}: {fields[first][0]}.", field=first, fields=fields)

@@ -25,13 +25,13 @@ SESSION_TOKEN_HEADER = OpenApiParameter(SESSION_TOKEN, str, OpenApiParameter.HEA
 
 def body(request, contract: type[C]) -> C:
     """The request's JSON body as `contract`, or one validation_error naming every bad field."""
-    return parsed(contract, request.data, what="the request body")
+    return parsed(contract, request.data, what="request body")
 
 
 def query(request, contract: type[C], **values: Any) -> C:
     """The query string as `contract` (text read as numbers and booleans); parameters it does not name are ignored."""
     given = {name: request.query_params[name] for name in contract.model_fields if name in request.query_params}
-    return parsed(contract, {**given, **values}, what="the query", strict=False)
+    return parsed(contract, {**given, **values}, what="query", strict=False)
 
 
 def query_parameters(contract: type[BaseModel]) -> list[OpenApiParameter]:

@@ -111,7 +111,7 @@ async def receive_view(request):
         return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
     try:
         session = await sync_to_async(_receiving_session)(request)
-        options = parsed(ReceiveIn, _json_object(request), what="the request body")
+        options = parsed(ReceiveIn, _json_object(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
                                           auto_ack=options.auto_ack, on=sync_to_async)
     except BrokerError as exc:

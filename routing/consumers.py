@@ -164,7 +164,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _release(self) -> None:
         connections.discard(self)
-        for task in self.tasks:
+        for task in [*self.tasks, *self.background]:
             task.cancel()
         if self.session is None:
             return
@@ -328,15 +328,19 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
-        if kind == PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
-            await self.send_json({"type": event["event"], "session_id": event["session_id"], "name": event.get("name")})
-        elif kind == ENDED_EVENT:
-            await self.session_ended(event.get("reason", ""))
-        elif kind == REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
-            self.replaced = True
-            await self.send_json(error_frame(Conflict("Another connection resumed this session; this one closes.",
-                                                      session_id=str(self.session.pk))))
-            await self.close(code=CLOSE_REPLACED)
+        try:
+            if kind == PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
+                await self.send_json({"type": event["event"], "session_id": event["session_id"],
+                                      "name": event.get("name")})
+            elif kind == ENDED_EVENT:
+                await self.session_ended(event.get("reason", ""))
+            elif kind == REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:
+                self.replaced = True
+                await self.send_json(error_frame(Conflict("Another connection resumed this session; this one closes.",
+                                                          session_id=str(self.session.pk))))
+                await self.close(code=CLOSE_REPLACED)
+        except Exception as exc:  # the socket closed while the event was on its way: nobody is left to tell
+            log.info("event not sent: the socket is closing", extra={"event_type": kind, "error": type(exc).__name__})
 
     async def send_json(self, data: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(data, separators=(",", ":")))

@@ -78,7 +78,7 @@ def frame_check(frame: Any) -> ClientFrame:
     kind = frame.get("type")
     if not isinstance(kind, str) or kind not in FRAMES:
         raise ValidationFailed("Unknown frame type.", field="type", allowed=list(FRAMES))
-    return parsed(FRAMES[kind], frame, what=f"this {kind} frame")
+    return parsed(FRAMES[kind], frame, what=f"{kind} frame")
 
 
 def request_id_of(frame: Any) -> str | int | None:

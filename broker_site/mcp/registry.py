@@ -148,7 +148,7 @@ async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
-        args = parsed(spec.args, arguments, what=f"the arguments to {spec.name}")
+        args = parsed(spec.args, arguments, what=f"arguments to {spec.name}")
         call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx))
         result = await run_handler(spec.handler, call, args)
     except Exception as exc:
