@@ -29,6 +29,7 @@ from projects.auth import Caller
 from routing.selectors import inbox_summary
 from sessions_app.models import AgentSession
 from sessions_app.selectors import session_get
+from sessions_app.services import session_acting
 
 INBOX_URI_TEMPLATE = "broker://sessions/{session_id}/inbox"
 INBOX_DESCRIPTION = ("Your session's pending mail (counts, next few ids); reading changes nothing. "
@@ -48,14 +49,15 @@ def inbox_session_ref(uri: str) -> str | None:
 
 
 def inbox_owner(caller: Caller, mcp_session_id: str | None, session_ref: str) -> AgentSession:
-    """The session whose inbox this is, provided this MCP connection is bound to it."""
+    """The session whose inbox this is, provided this MCP connection is bound to it: the session acting
+    (sessions_app.services.session_acting, so a disconnected one is refused and a read is a heartbeat)."""
     session = session_get(caller.project, session_ref)  # another project's session: not found
     bound = bindings.lookup(mcp_session_id, caller.project.pk) if mcp_session_id else None
     if bound != session.pk:
         raise Forbidden("Only the session itself reads or subscribes to its inbox: call connect_session for it "
                         "on this session-based MCP connection first (stateless clients use receive_messages).",
                         next_step="connect_session")
-    return session
+    return session_acting(caller.project, bound_to=bound)
 
 
 def _read_inbox(caller: Caller, mcp_session_id: str | None, session_ref: str) -> dict[str, Any]:
