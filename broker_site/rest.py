@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from broker_site.contracts import parsed
+from projects.auth import Caller
 from sessions_app.models import AgentSession
 from sessions_app.services import session_acting
 
@@ -51,9 +52,12 @@ def listing(name: str, items: list) -> Response:
     return Response({name: items, "count": len(items)})
 
 
-def acting_session(request, **acting: bool) -> AgentSession:
-    """The session a REST call acts as, proven by its X-Session-Token (sessions_app.services.session_acting)."""
-    return session_acting(request.auth.project, token=request.headers.get(SESSION_TOKEN), **acting)
+def acting_session(request, caller: Caller | None = None, **acting: bool) -> AgentSession:
+    """The session a REST call acts as, proven by its X-Session-Token (sessions_app.services.session_acting).
+
+    `caller`: for a plain Django view, which has no DRF `request.auth`.
+    """
+    return session_acting((caller or request.auth).project, token=request.headers.get(SESSION_TOKEN), **acting)
 
 
 class Endpoint(APIView):

@@ -83,5 +83,5 @@ normal_lane = pool.lane(NORMAL)
 
 
 def db(fn, lane: Executor = normal_lane):
-    """`fn` as a coroutine on the consumers' threads; stale connections are closed around each call."""
+    """`fn` as a coroutine on this pool's `lane`; stale connections are closed around each call."""
     return database_sync_to_async(fn, thread_sensitive=False, executor=lane)

@@ -7,6 +7,7 @@ from broker_site.dashboard import ShownOnly, ThroughServices, done_for_each, key
 from broker_site.errors import BrokerError
 from projects import services
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
+from projects.selectors import api_key_get
 from routing import lifecycle
 from routing.selectors import project_stats
 
@@ -90,7 +91,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         if change:
             # The form has already set the new values on obj: the service compares against the stored key.
-            stored = ApiKey.objects.get(pk=obj.pk)
+            stored = api_key_get(obj.project, obj.key_id)
             services.api_key_update(stored, {name: form.cleaned_data[name] for name in form.changed_data},
                                     caller=staff(request))
             return

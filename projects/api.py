@@ -16,7 +16,7 @@ from projects.contracts import (
     ProjectUpdateIn,
 )
 from routing.lifecycle import project_deactivate
-from routing.selectors import project_stats, projects_listed
+from routing.selectors import project_described, projects_listed
 
 
 def _shown_once(key, raw: str) -> Response:
@@ -32,14 +32,8 @@ class ProjectListView(Endpoint, route="projects/"):
     @extend_schema(operation_id="project_create", responses=OpenApiTypes.OBJECT,
                    request=ProjectCreateIn, summary="Create a project (operators); returns its first admin key once")
     def post(self, request):
-        asked = body(request, ProjectCreateIn)
-        project, key, raw = services.project_create(
-            project_id=asked.project_id, name=asked.name, description=asked.description,
-            discoverable=asked.discoverable, config=asked.config.changes() if asked.config else None,
-            caller=request.auth)
-        reply = selectors.project_summary(project, caller=request.auth, include_config=True)
-        reply["admin_key"] = selectors.api_key_created(key, raw)
-        return Response(reply, status=status.HTTP_201_CREATED)
+        created = services.project_create(**body(request, ProjectCreateIn).project_fields(), caller=request.auth)
+        return Response(selectors.project_created(*created, caller=request.auth), status=status.HTTP_201_CREATED)
 
 
 class ProjectDetailView(Endpoint, route="projects/<str:project_id>/"):
@@ -47,11 +41,7 @@ class ProjectDetailView(Endpoint, route="projects/<str:project_id>/"):
                    parameters=query_parameters(ProjectInfoIn), summary="Project info")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id, allow_discoverable=True)
-        asked = query(request, ProjectInfoIn)
-        return Response(selectors.project_summary(
-            project, caller=request.auth, include_config=asked.include_config,
-            stats=project_stats(project) if asked.include_stats else None,
-            include_permissions=asked.include_permissions))
+        return Response(project_described(project, request.auth, query(request, ProjectInfoIn)))
 
     @extend_schema(operation_id="project_update", responses=OpenApiTypes.OBJECT,
                    request=ProjectUpdateIn, summary="Change a project's description or settings (admins)")

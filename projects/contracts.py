@@ -42,6 +42,10 @@ class ProjectCreateIn(Contract):
     discoverable: bool = False
     config: ProjectConfigIn | None = None
 
+    def project_fields(self) -> dict:
+        """As projects.services.project_create takes them."""
+        return {**self.model_dump(exclude={"config"}), "config": self.config.changes() if self.config else None}
+
 
 class ProjectUpdateIn(ProjectConfigIn):
     name: str | None = Field(None, max_length=100)

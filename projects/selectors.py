@@ -109,6 +109,11 @@ def audit_events_of(project: Project, caller: Principal, limit: int = 100) -> Qu
             ).order_by("-created_at", "-id")[:limit]
 
 
+def project_created(project: Project, key: ApiKey, raw: str, caller: Principal) -> dict[str, Any]:
+    """The answer to a new project: its settings, and its first admin key, shown this once."""
+    return {**project_summary(project, caller=caller, include_config=True), "admin_key": api_key_created(key, raw)}
+
+
 def api_key_created(key: ApiKey, raw: str) -> dict[str, Any]:
     """The answer to a new key (created, rotated, a project's first): the only time its secret is shown."""
     return {**api_key_summary(key), "api_key": raw, "notice": "This is the only time the key is shown. Store it now."}

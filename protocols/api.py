@@ -2,24 +2,21 @@
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from pydantic import Field
 from rest_framework import status
 from rest_framework.response import Response
 
-from broker_site.contracts import Contract
 from broker_site.rest import Endpoint, acting_session, body, query, query_parameters, rest_routes
 from protocols import negotiation, selectors, services, transform
-from protocols.contracts import AdapterIn, DiscoverIn, MatrixIn, NegotiateIn, RegisterIn, SessionRef, TransformIn
+from protocols.contracts import (
+    AdapterIn,
+    DiscoverIn,
+    MatrixIn,
+    NegotiateRestIn,
+    ProtocolQueryIn,
+    RegisterIn,
+    TransformIn,
+)
 from sessions_app.selectors import session_get
-
-
-class NegotiateRestIn(NegotiateIn):
-    session_id: SessionRef | None = Field(None, description="the source session's id or name; "
-                                                            "default: the X-Session-Token session")
-
-
-class ProtocolQueryIn(Contract):
-    include_shared: bool = False
 
 
 def _tags_param(raw: str) -> list[str]:

@@ -40,6 +40,17 @@ class NegotiateIn(Contract):
         None, max_length=MAX_REQUIRED, description='names, or {"name": ..., "version_range": ...}')
 
 
+class NegotiateRestIn(NegotiateIn):
+    """REST may also name the source session (a read about it) instead of acting as it."""
+
+    session_id: SessionRef | None = Field(None, description="the source session's id or name; "
+                                                            "default: the X-Session-Token session")
+
+
+class ProtocolQueryIn(Contract):
+    include_shared: bool = False
+
+
 class MatrixIn(Contract):
     session_ids: list[SessionRef] | None = Field(
         None, min_length=MATRIX_MIN, max_length=MATRIX_MAX,

@@ -15,13 +15,12 @@ from rest_framework.response import Response
 from broker_site.contracts import parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.errors_rest import broker_error_json
-from broker_site.rest import SESSION_TOKEN, SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
+from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
 from projects.authentication import authenticate_request
 from routing import selectors, services
 from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
 from routing.sending import message_broadcast, message_send
-from sessions_app.services import session_acting
 
 
 class SendView(Endpoint, route="messages/"):
@@ -94,11 +93,6 @@ def _json_object(request) -> dict:
         raise ValidationFailed("The request body is not valid JSON.") from None
 
 
-def _receiving_session(request):
-    caller = authenticate_request(request)
-    return session_acting(caller.project, token=request.headers.get(SESSION_TOKEN))
-
-
 @csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
 async def receive_view(request):
     """POST {max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one.
@@ -110,7 +104,7 @@ async def receive_view(request):
     if request.method != "POST":
         return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
     try:
-        session = await sync_to_async(_receiving_session)(request)
+        session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
         options = parsed(ReceiveIn, _json_object(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
                                           auto_ack=options.auto_ack, on=sync_to_async)

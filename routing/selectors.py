@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.auth import Principal
-from projects.contracts import ListProjectsIn
+from projects.contracts import ListProjectsIn, ProjectInfoIn
 from projects.models import ApiKey, Project
 from projects.selectors import project_summary, projects_visible
 from protocols.models import Protocol
@@ -130,6 +130,13 @@ def project_stats(project: Project) -> dict[str, Any]:
         "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable(now)),
         "pending_messages": Message.objects.filter(project=project, state__in=PENDING).count(),
     }
+
+
+def project_described(project: Project, caller: Principal, asked: ProjectInfoIn) -> dict[str, Any]:
+    """One project as `caller` may see it (projects.selectors.project_summary), with its stats if asked."""
+    return project_summary(project, caller=caller, include_config=asked.include_config,
+                           stats=project_stats(project) if asked.include_stats else None,
+                           include_permissions=asked.include_permissions)
 
 
 def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:

@@ -187,7 +187,7 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
 def _checked(request: SendRequest) -> Protocol | None:
     """Step 1: the payload within the project's limit, and the protocol it claims, matching its schema."""
     sender, message = request.sender, request.message
-    payload_size_check(sender.project, message.payload)
+    _payload_size_check(sender.project, message.payload)
     protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
                                     message.protocol_version)
     if protocol is not None:
@@ -195,7 +195,7 @@ def _checked(request: SendRequest) -> Protocol | None:
     return protocol
 
 
-def payload_size_check(project: Project, payload: dict) -> int:
+def _payload_size_check(project: Project, payload: dict) -> int:
     """A payload is plain JSON within the project's size limit; returns its size in bytes."""
     try:
         size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())

@@ -24,7 +24,6 @@ from routing import selectors as message_selectors
 from routing import services as message_services
 from routing.contracts import AckIn, BroadcastIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
-from routing.selectors import project_stats
 from routing.sending import message_broadcast, message_send
 from sessions_app import selectors as session_selectors
 from sessions_app import services as session_services
@@ -168,11 +167,8 @@ def replay_dead_letter(call: ToolCall, args: ReplayArgs) -> dict[str, Any]:
 @tool("create_project", "Create a project (operator keys). Returns its first admin key, shown once.",
       ProjectCreateIn)
 def create_project(call: ToolCall, args: ProjectCreateIn) -> dict[str, Any]:
-    project, key, raw = project_services.project_create(**args.model_dump(exclude={"config"}), caller=call.caller,
-                                                        config=args.config.changes() if args.config else None)
-    body = project_selectors.project_summary(project, caller=call.caller, include_config=True)
-    body["admin_key"] = project_selectors.api_key_created(key, raw)
-    return body
+    created = project_services.project_create(**args.project_fields(), caller=call.caller)
+    return project_selectors.project_created(*created, caller=call.caller)
 
 
 @tool("list_projects", "Projects this key can see: its own and discoverable ones (operators: all). Never keys.",
@@ -188,9 +184,7 @@ class ProjectInfoArgs(ProjectInfoIn):
 @tool("get_project_info", "One project's details and stats.", ProjectInfoArgs, read_only=True)
 def get_project_info(call: ToolCall, args: ProjectInfoArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id, allow_discoverable=True)
-    return project_selectors.project_summary(project, caller=call.caller, include_config=args.include_config,
-                                             stats=project_stats(project) if args.include_stats else None,
-                                             include_permissions=args.include_permissions)
+    return message_selectors.project_described(project, call.caller, args)
 
 
 class RotateKeysArgs(KeyRotateIn):

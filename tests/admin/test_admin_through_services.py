@@ -103,3 +103,13 @@ def test_delete_pages_say_what_goes_with_the_object_without_walking_every_row(ad
     response = admin_client.post("/admin/sessions_app/agentsession/", {
         "action": "delete_selected", "_selected_action": [doomed.session.pk]})
     assert response.status_code == 200 and "doomed" in response.content.decode()  # the confirmation, not a 403
+
+
+def test_admin_actions_are_audited_as_the_signed_in_user(admin_client, make_tenant):
+    beta = make_tenant("beta")
+    key = ApiKey.objects.get(project_id="beta", key_id=parse_key(beta.agent_key).key_id)
+    admin_client.post("/admin/projects/apikey/", {"action": "revoke", "_selected_action": [key.pk]})
+    admin_client.post("/admin/projects/project/", {"action": "deactivate", "_selected_action": ["beta"]})
+    actions = set(AuditEvent.objects.filter(target_project="beta", actor_key_id="admin:admin")
+                  .values_list("action", flat=True))
+    assert {"api_key_revoke", "project_deactivate"} <= actions

@@ -7,7 +7,13 @@ resume; every other session call counts as a heartbeat.
 
 import pytest
 
+from broker_site.errors import Conflict
+from broker_site.mcp.binding import bindings
+from broker_site.mcp.inbox import inbox_owner
+from projects.auth import authenticate
 from routing.models import Message
+from sessions_app.models import LIVE, AgentSession
+from sessions_app.services import sessions_keep_alive
 from tests.sessions.test_presence import age
 
 
@@ -68,3 +74,35 @@ def test_disconnecting_twice_is_harmless(alpha, agent):
     assert leaver.client.post("/api/v1/sessions/me/disconnect/").json()["status"] == "disconnected"
     again = leaver.client.post("/api/v1/sessions/me/disconnect/")
     assert again.status_code == 200 and again.json()["status"] == "disconnected"
+
+
+@pytest.mark.parametrize("idle", [0, 29, 31, 59, 61, 3600])
+def test_status_is_one_rule_in_python_and_in_sql(alpha, idle):
+    session, _ = alpha.connect("timed")
+    age(session, idle)
+    session.refresh_from_db()
+    [status] = [s for s in AgentSession.Status.values
+                if AgentSession.objects.filter(pk=session.pk).filter(AgentSession.status_q(alpha.project, s)).exists()]
+    assert status == session.status
+    live = AgentSession.objects.filter(pk=session.pk).filter(AgentSession.status_q(alpha.project, LIVE)).exists()
+    assert live == session.is_live_at()
+
+
+def test_the_keep_alive_does_not_revive_a_session_past_disconnect_after(alpha):
+    held, _ = alpha.connect("held")
+    lapsed, _ = alpha.connect("lapsed")
+    age(lapsed, 61)  # its process stalled longer than disconnect_after
+    assert sessions_keep_alive([held.pk, lapsed.pk], lease_seconds=15) == {held.pk}
+    lapsed.refresh_from_db()
+    assert lapsed.status == "disconnected" and lapsed.push_until is None
+
+
+def test_an_mcp_inbox_read_acts_as_its_session(alpha):
+    session, _ = alpha.connect("reader")
+    caller = authenticate(alpha.agent_key)
+    bindings.bind("mcp-connection", "alpha", session.pk)
+    assert inbox_owner(caller, "mcp-connection", "reader").pk == session.pk
+    age(session, 61)
+    with pytest.raises(Conflict):
+        inbox_owner(caller, "mcp-connection", "reader")
+    bindings.unbind("mcp-connection", session.pk)
