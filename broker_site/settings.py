@@ -198,7 +198,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "broker_site.errors_rest.rest_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["broker_site.jsonbounds.BoundedJSONParser"],
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -216,6 +216,10 @@ SPECTACULAR_SETTINGS = {
 BROKER = {
     "MAX_REQUEST_BYTES": env_int("BROKER_MAX_REQUEST_BYTES", 11 * 1024 * 1024, minimum=1024),
     "MAX_SCHEMA_BYTES": env_int("BROKER_MAX_SCHEMA_BYTES", 256 * 1024, minimum=1024),
+    # How deeply objects and arrays may nest in any JSON a client sends (bodies, frames, MCP requests).
+    "MAX_JSON_DEPTH": env_int("BROKER_MAX_JSON_DEPTH", 64, minimum=8),
+    # Largest WebSocket frame before `hello`: unauthenticated sockets may not make the server read much.
+    "WS_HELLO_MAX_BYTES": env_int("BROKER_WS_HELLO_MAX_BYTES", 16 * 1024, minimum=1024),
     "KEY_ROTATION_GRACE_SECONDS": env_int("BROKER_KEY_ROTATION_GRACE_SECONDS", 300),
     "PUBLIC_URL": os.environ.get("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"),
     # How often each server process looks for expired and unacked messages (0 turns it off).

@@ -10,9 +10,9 @@ Either way the audit trail names who it was.
 """
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from django.utils import timezone
@@ -141,3 +141,24 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return caller
+
+
+def callers_refused(callers: Iterable[tuple[int, str]], projects: Mapping[str, Project],
+                    now: datetime | None = None) -> dict[tuple[int, str], str]:
+    """Of callers authenticated earlier, as (key pk, id of the project acted in), those `authenticate`
+    would refuse now, with why: `revoked_key`, `expired_key` (a rotated key's grace ended too) or
+    `project_inactive`. For connections that outlive their authentication (WebSockets): one query.
+
+    `projects`: the current rows of the projects acted in (the caller has just read them).
+    """
+    callers = set(callers)
+    now = now or timezone.now()
+    keys = {key.pk: key for key in ApiKey.objects.filter(pk__in={pk for pk, _ in callers})}
+    refused = {}
+    for key_pk, project_id in callers:
+        key, project = keys.get(key_pk), projects.get(project_id)
+        if key is None or not key.is_usable(now):
+            refused[(key_pk, project_id)] = "expired_key" if key is not None and key.revoked_at is None else "revoked_key"
+        elif project is None or (not project.is_active and key.role != ApiKey.Role.OPERATOR):
+            refused[(key_pk, project_id)] = "project_inactive"
+    return refused

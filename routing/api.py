@@ -1,6 +1,5 @@
 """REST face for messages and dead letters. Session calls prove the session with X-Session-Token."""
 
-import json
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
@@ -15,6 +14,7 @@ from rest_framework.response import Response
 from broker_site.contracts import parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.errors_rest import broker_error_json
+from broker_site.jsonbounds import json_parsed
 from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
 from projects.authentication import authenticate_request
 from routing import selectors, services
@@ -86,7 +86,7 @@ class DeadLetterPurgeView(Endpoint, route="dead-letters/purge/"):
 
 def _json_object(request) -> dict:
     try:
-        return json.loads(request.body or b"{}")
+        return json_parsed(request.body or b"{}")
     except RequestDataTooBig:
         raise PayloadTooLarge("The request body is too large.") from None
     except ValueError:

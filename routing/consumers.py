@@ -32,10 +32,18 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from broker_site.errors import BrokerError, Conflict, Forbidden, ProjectBoundary, ShuttingDown, Unauthorized
+from broker_site.errors import (
+    BrokerError,
+    Conflict,
+    Forbidden,
+    PayloadTooLarge,
+    ProjectBoundary,
+    ShuttingDown,
+    Unauthorized,
+)
 from broker_site.workers import db
-from projects.auth import authenticate, credentials_from_headers
-from projects.ratelimit import FrameBudget, rate_limit_check
+from projects.auth import Caller, authenticate, credentials_from_headers
+from projects.ratelimit import FrameBudget, KeyBudget, key_budget, rate_limit_check
 from routing.batching import acks, claims, sends
 from routing.frames import (
     AckFrame,
@@ -47,13 +55,15 @@ from routing.frames import (
     error_frame,
     frame_check,
     frame_decode,
+    frame_size_check,
     message_frame,
+    refused_request_id,
     request_id_of,
     result_frame,
 )
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
-from routing.live import LEASE_SECONDS, connections
+from routing.live import LEASE_SECONDS, connections, frame_limit_raise
 from routing.sending import SendRequest, message_broadcast
 from routing.services import message_ids_parsed
 from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
@@ -68,6 +78,9 @@ CLAIM_BATCH = 50
 WEBSOCKET_PACE = Pace(recheck=30.0, poll=1.0, jitter=True)
 FALLBACK_POLL_SECONDS = 1.0
 FRAMES_PER_SECOND_BEFORE_HELLO = 10.0
+# A socket that has not said hello is closed at its fifth refused frame: it costs the server, and
+# a real client says hello first (or again, after fixing what the first one got wrong).
+REFUSALS_BEFORE_HELLO = 5
 LEAVING_CODES = (1000, 1001)
 # Not 1012 (service restart): daphne's autobahn lets a server close only with 1000 or 3000-4999,
 # and drops the connection without a close frame on any other code.
@@ -76,6 +89,11 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_SESSION_ENDED = 4410
+CLOSE_TOO_LARGE_BEFORE_HELLO = 4413
+CLOSE_REFUSED_BEFORE_HELLO = 4429
+KEY_REFUSED = {"revoked_key": "This connection's API key was revoked.",
+               "expired_key": "This connection's API key expired (or its rotation's grace period ended).",
+               "project_inactive": "This connection's project is no longer active."}
 
 
 def _open_session(raw_key: str | None, remote_addr: str, hello: HelloFrame):
@@ -105,7 +123,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.cancelled_mid_call = False  # answer the call in hand, then let the cancellation through
         self.replaced = False
         self.close_code: int | None = None
+        self.caller: Caller | None = None
         self.budget = FrameBudget(FRAMES_PER_SECOND_BEFORE_HELLO, FRAMES_PER_SECOND_BEFORE_HELLO)
+        self.key_budget: KeyBudget | None = None  # after hello: the key's, shared with its other sockets
+        self.refusals = 0
         self.tasks: list[asyncio.Task] = []
         self.background: set[asyncio.Task] = set()  # event handlers that send frames
         self._goodbye: asyncio.Future | None = None
@@ -126,6 +147,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
     def project_id(self) -> str | None:
         return self.session.project_id if self.session is not None else None
 
+    @property
+    def key_pk(self) -> int | None:
+        return self.caller.key.pk if self.caller is not None else None
+
     def session_renewed(self, now, project) -> None:
         """The keep-alive wrote this session's heartbeat; `project` holds its current settings (limits)."""
         self.session.last_heartbeat_at = now
@@ -140,6 +165,17 @@ class SessionConsumer(AsyncWebsocketConsumer):
                                                   session_id=str(self.session.pk), reason=reason or None)))
         await self.close(code=CLOSE_SESSION_ENDED)
 
+    async def key_refused(self, reason: str) -> None:
+        """The key this connection authenticated with may no longer act (routing.live): say why and close.
+
+        The session stays, for a resume with a key that may.
+        """
+        if self.closed.is_set():
+            return
+        log.info("websocket_key_refused", extra={"session_id": str(self.session_id), "reason": reason})
+        await self.send_json(error_frame(Unauthorized(KEY_REFUSED.get(reason), reason=reason)))
+        await self.close(code=CLOSE_UNAUTHORIZED)
+
     # -- connection lifecycle
 
     async def connect(self) -> None:
@@ -148,6 +184,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         self.header_key, self.header_project = credentials_from_headers(headers)
+        frame_limit_raise(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"])
         await self.accept()
         connections.add(self)
         self.tasks.append(asyncio.create_task(self._expect_hello()))
@@ -208,21 +245,25 @@ class SessionConsumer(AsyncWebsocketConsumer):
         kind = request_id = None
         self.idle.clear()
         cancelled = False
+        raw = text_data if text_data is not None else bytes_data
         try:
             if self.stopping:
                 raise ShuttingDown("The server is shutting down; this frame was not taken. Reconnect and send it again.")
-            decoded = frame_decode(text_data, bytes_data)
+            # Size and budget first: refusing a frame must cost less than reading it.
+            frame_size_check(raw, hello_said=self.session is not None)
+            await self._count_frame()
+            decoded = frame_decode(raw)
             request_id = request_id_of(decoded)
-            self.budget.take()
             frame = frame_check(decoded)
             kind = frame.type
             result = await self._handle(frame)
             if kind in ("send", "broadcast") or (request_id is not None and kind != "hello"):
                 await self.send_json(result_frame(kind, request_id, result))
         except BrokerError as exc:
+            if request_id is None:
+                request_id = refused_request_id(raw)
             await self.send_json(error_frame(exc, request_id))
-            if kind == "hello" and self.session is None and isinstance(exc, Unauthorized | Forbidden | ProjectBoundary):
-                await self.close(code=CLOSE_UNAUTHORIZED)
+            await self._refused(kind, exc)
         except asyncio.CancelledError:
             cancelled = True
         except Exception:
@@ -232,6 +273,24 @@ class SessionConsumer(AsyncWebsocketConsumer):
             self.idle.set()
         if cancelled or self.cancelled_mid_call:
             raise asyncio.CancelledError
+
+    async def _count_frame(self) -> None:
+        if self.key_budget is None:
+            self.budget.take()
+        else:
+            await self.key_budget.take(self.session.project.rate_limit_per_minute)
+
+    async def _refused(self, kind: str | None, exc: BrokerError) -> None:
+        """Close a socket that has not said hello and keeps sending what is refused (see the README)."""
+        if self.session is not None:
+            return
+        self.refusals += 1
+        if kind == "hello" and isinstance(exc, Unauthorized | Forbidden | ProjectBoundary):
+            await self.close(code=CLOSE_UNAUTHORIZED)
+        elif isinstance(exc, PayloadTooLarge):
+            await self.close(code=CLOSE_TOO_LARGE_BEFORE_HELLO)
+        elif self.refusals >= REFUSALS_BEFORE_HELLO:
+            await self.close(code=CLOSE_REFUSED_BEFORE_HELLO)
 
     async def _handle(self, frame: ClientFrame) -> dict[str, Any]:
         if isinstance(frame, HelloFrame):
@@ -259,8 +318,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             hello = hello.model_copy(update={"project_id": self.header_project})
         caller, connected = await self._call(_open_session, hello.key or self.header_key, client[0] or "", hello)
         self.session, self.epoch = connected.session, connected.session.connection_epoch
-        rate = caller.project.rate_limit_per_minute / 60
-        self.budget = FrameBudget(rate, max(rate, 10.0))
+        self.caller, self.key_budget = caller, key_budget(caller)
         welcome = {"type": "welcome", "request_id": hello.request_id, **connected.as_dict(),
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}

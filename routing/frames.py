@@ -5,9 +5,12 @@ Every frame is one JSON object with a `type`. A client frame may carry a `reques
 `broadcast` frame is its operation's contract (routing.contracts) with a type, a `hello` the
 connect contract with the key and presence; unknown types and unknown fields are refused,
 like unknown arguments on the other faces.
+
+A frame is measured before it is read: a socket that has not said hello may send only a small
+one (BROKER_WS_HELLO_MAX_BYTES: a hello is small), any other at most BROKER_MAX_REQUEST_BYTES;
+its JSON may nest at most BROKER_MAX_JSON_DEPTH deep (broker_site.jsonbounds), as on every face.
 """
 
-import json
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
@@ -15,6 +18,7 @@ from pydantic import Field, StringConstraints
 
 from broker_site.contracts import Contract, parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
+from broker_site.jsonbounds import json_parsed
 from routing.contracts import AckIn, BroadcastIn, SendIn
 from routing.models import Message
 from routing.selectors import message_summary
@@ -58,15 +62,23 @@ FRAMES: dict[str, type[ClientFrame]] = {"hello": HelloFrame, "ack": AckFrame, "h
                                         "send": SendFrame, "broadcast": BroadcastFrame}
 
 
-def frame_decode(text: str | None, data: bytes | None) -> Any:
-    """The JSON in a client's frame (any JSON value; frame_check judges it)."""
-    raw = text if text is not None else data
+Raw = str | bytes | None
+
+
+def frame_size_check(raw: Raw, *, hello_said: bool) -> None:
+    """Refuse a frame too large to read, by its length alone (characters of a text frame, bytes of a binary one)."""
     if raw is None:
         raise ValidationFailed("Empty frame.", field="type")
-    if len(raw) > settings.BROKER["MAX_REQUEST_BYTES"]:
-        raise PayloadTooLarge("The frame is too large.", limit_bytes=settings.BROKER["MAX_REQUEST_BYTES"])
+    limit = settings.BROKER["MAX_REQUEST_BYTES"] if hello_said else settings.BROKER["WS_HELLO_MAX_BYTES"]
+    if len(raw) > limit:
+        message = "The frame is too large." if hello_said else "Before hello, a frame is small: this one is too large."
+        raise PayloadTooLarge(message, limit_bytes=limit)
+
+
+def frame_decode(raw: Raw) -> Any:
+    """The JSON in a client's frame (any JSON value; frame_check judges it)."""
     try:
-        return json.loads(raw)
+        return json_parsed(raw)
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("A frame is one JSON object; this one is not valid JSON.", field="frame") from None
 
@@ -87,6 +99,17 @@ def request_id_of(frame: Any) -> str | int | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     return value if not isinstance(value, str) or len(value) <= 100 else None
+
+
+def refused_request_id(raw: Raw) -> str | int | None:
+    """The request id of a frame refused before it was read (too large, rate limited), if it is small
+    enough to read cheaply; a large one is answered without it."""
+    if raw is None or len(raw) > settings.BROKER["WS_HELLO_MAX_BYTES"]:
+        return None
+    try:
+        return request_id_of(json_parsed(raw))
+    except (BrokerError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def error_frame(exc: BrokerError, request_id: str | int | None = None) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """This process's live WebSocket connections: kept alive in the database in one batch, shut down together.
 
 A session with an open WebSocket needs no heartbeat frames: every KEEPALIVE_SECONDS this
-process heartbeats all the sessions it holds, renews their push lease and reads their
-projects' current settings, in three statements (1,000 sessions cost three, not 1,000).
+process heartbeats all the sessions it holds, renews their push lease, reads their
+projects' current settings and checks that the keys they authenticated with still may act
+(revoked, expired, a rotated key past its grace, an inactive project: the socket closes with
+4401), in four statements (1,000 sessions cost four, not 1,000). Expiry and a grace's end
+announce themselves to no one, and a revocation made by another process is seen here too.
 
 Graceful shutdown: daphne (4.2) cancels every application on SIGTERM, but its own cancel
 step fails with a KeyError as soon as one connection has no application (an idle HTTP
@@ -15,14 +18,17 @@ with 1012 (service restart) by then, and nothing is lost either way, since every
 """
 
 import asyncio
+import functools
 import logging
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from autobahn.websocket.protocol import WebSocketServerProtocol
 from django.utils import timezone
 
 from broker_site.workers import db, urgent_lane
+from projects.auth import callers_refused
 from projects.models import Project
 from projects.selectors import projects_by_id
 from sessions_app.services import sessions_keep_alive
@@ -35,16 +41,23 @@ LEASE_SECONDS = 3 * KEEPALIVE_SECONDS
 class LiveConnection(Protocol):
     session_id: uuid.UUID | None
     project_id: str | None
+    key_pk: int | None  # the API key the connection authenticated with
 
     def session_renewed(self, now: datetime, project: Project | None) -> None: ...
 
     async def session_ended(self) -> None: ...
 
+    async def key_refused(self, reason: str) -> None: ...
+
     async def shut_down(self) -> None: ...
 
 
-def _renew(session_ids: list[uuid.UUID], project_ids: set[str]) -> tuple[set[uuid.UUID], dict[str, Project]]:
-    return sessions_keep_alive(session_ids, LEASE_SECONDS), projects_by_id(project_ids)
+Renewed = tuple[set[uuid.UUID], dict[str, Project], dict[tuple[int, str], str]]
+
+
+def _renew(session_ids: list[uuid.UUID], callers: set[tuple[int, str]]) -> Renewed:
+    projects = projects_by_id({project_id for _, project_id in callers})
+    return sessions_keep_alive(session_ids, LEASE_SECONDS), projects, callers_refused(callers, projects)
 
 
 class Registry:
@@ -63,7 +76,8 @@ class Registry:
         self.open.discard(connection)
 
     async def _keep_alive(self) -> None:
-        """Renew every held session; hand each connection its project's current settings; end the gone ones.
+        """Renew every held session; hand each connection its project's current settings; end the gone
+        ones and close those whose key may no longer act.
 
         A disconnect made elsewhere (an admin, a deactivated project) also sends an event that
         closes the socket at once; this catches the ones whose event the layer lost.
@@ -75,16 +89,21 @@ class Registry:
                 continue
             try:
                 now = timezone.now()
-                live, projects = await db(_renew, urgent_lane)(list({c.session_id for c in held}),
-                                                               {c.project_id for c in held})
+                live, projects, refused = await db(_renew, urgent_lane)(
+                    list({c.session_id for c in held}), {(c.key_pk, c.project_id) for c in held})
             except Exception:
                 log.exception("keep-alive failed; trying again next interval")
                 continue
             gone = []
             for connection in held:
-                if connection.session_id in live:
+                reason = refused.get((connection.key_pk, connection.project_id))
+                if connection not in self.open:
+                    continue
+                if reason is not None:
+                    gone.append(connection.key_refused(reason))
+                elif connection.session_id in live:
                     connection.session_renewed(now, projects.get(connection.project_id))
-                elif connection in self.open:
+                else:
                     gone.append(connection.session_ended())
             await asyncio.gather(*gone, return_exceptions=True)
 
@@ -97,3 +116,25 @@ class Registry:
 
 
 connections = Registry()
+
+
+def frame_limit_raise(send: Any, limit: int) -> None:
+    """Under daphne, let this connection's messages be as large as a request body may be (`limit`).
+
+    daphne 4.2 caps every incoming WebSocket message at 1 MiB unless started with
+    --websocket-max-message-size and --websocket-max-frame-size, and drops the connection
+    without a close frame (1006) past it; so the README's plain `python -m daphne ...` could not
+    carry a payload the other faces take. daphne hands each application
+    `partial(server.handle_reply, protocol)` as its send, and autobahn reads its protocol's limits
+    at each frame, so they can be set here, per connection, before the socket is accepted. A
+    larger limit the server was started with is kept. Other servers have their own option
+    (uvicorn's --ws-max-size, 16 MiB by default). The consumer checks its own, smaller limits
+    before it reads a frame, and a socket that has not said hello gets only a small one.
+    """
+    protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
+    if not isinstance(protocol, WebSocketServerProtocol):
+        return
+    for option in ("maxMessagePayloadSize", "maxFramePayloadSize"):
+        if 0 < getattr(protocol, option) < limit:  # 0 is "no limit"
+            setattr(protocol, option, limit)
+    protocol.failByDrop = False  # past the limit, a close frame (1009, message too big), not a dropped connection

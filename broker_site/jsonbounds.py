@@ -1,0 +1,85 @@
+"""The one rule for how deeply a client's JSON may nest, used wherever a face parses input.
+
+REST bodies (BoundedJSONParser, DRF's parser here), WebSocket frames (routing.frames) and MCP
+requests (broker_site.mcp.auth) all go through `json_parsed` (or `json_text_check`). Past about a thousand levels
+Python's json raises RecursionError (a 500 or an internal_error, before this existed), and
+anything deep that does parse makes every later recursive step (pydantic, jsonschema, json.dumps
+of the stored payload) pay for it; no message an agent sends needs more than a few dozen levels.
+The depth counts every object and array, the envelope included: `{"payload": {}}` is 2 deep.
+"""
+
+import json
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+
+from broker_site.errors import ValidationFailed
+
+
+def json_too_deep(limit: int | None = None) -> ValidationFailed:
+    limit = settings.BROKER["MAX_JSON_DEPTH"] if limit is None else limit
+    return ValidationFailed(f"The JSON is nested more than {limit} levels deep.", field="$",
+                            constraint="max_depth", limit=limit)
+
+
+def json_parsed(raw: str | bytes) -> Any:
+    """The JSON value in `raw`, refused with validation_error if it nests deeper than MAX_JSON_DEPTH.
+
+    Invalid JSON raises ValueError as json.loads does, for each face to word as it words it; so do
+    NaN and Infinity, which are not JSON (and which PostgreSQL's jsonb would refuse later).
+    """
+    try:
+        value = json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise json_too_deep() from None
+    json_depth_check(value, raw)
+    return value
+
+
+def json_text_check(raw: str | bytes) -> None:
+    """Check `raw`'s nesting for a face whose own parser reads it next (MCP): parsed here only if it
+    has more brackets than the limit. Invalid JSON raises ValueError."""
+    if _openings(raw) > settings.BROKER["MAX_JSON_DEPTH"]:
+        json_parsed(raw)
+
+
+def json_depth_check(value: Any, raw: str | bytes | None = None) -> None:
+    """Refuse `value` (already parsed, from `raw` if given) if its objects and arrays nest deeper than the limit."""
+    limit = settings.BROKER["MAX_JSON_DEPTH"]
+    if raw is not None and _openings(raw) <= limit:
+        return  # cannot nest deeper than it has brackets: most bodies stop here, at C speed
+    # Iterative, so that checking depth can never itself run out of stack.
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise json_too_deep(limit)
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _openings(raw: str | bytes) -> int:
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
+
+
+class BoundedJSONParser(JSONParser):
+    """DRF's JSON parser (REST_FRAMEWORK's DEFAULT_PARSER_CLASSES) under the rule: too deep is a validation_error.
+
+    Here rather than with the REST views: DRF imports its parsers while its views module loads.
+    """
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return json_parsed(stream.read().decode(encoding))
+        except ValueError as exc:  # not JSON, or not in that encoding: DRF's own parse error, mapped once
+            raise ParseError(f"JSON parse error - {exc}") from None
