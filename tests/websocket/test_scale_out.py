@@ -7,6 +7,8 @@ import pytest
 
 from devtools.live import BrokerProcess, broker_env, new_key, throwaway_database
 from tests.websocket.conftest import LiveBroker, serve, stack_from_environment, uses_postgres_and_redis
+from tests.websocket.test_key_validity import closed_for, new_agent_key
+from tests.websocket.test_rate_limit import minute_with_room
 
 pytestmark = pytest.mark.skipif(not uses_postgres_and_redis(),
                                 reason="scale-out shares PostgreSQL and Redis between processes: the .ci/run second pass")
@@ -64,3 +66,27 @@ async def test_presence_crosses_processes(two_processes):
         async with on_b.connect() as visitor:
             await watcher.next("session_joined", session_id=visitor.session_id)
         await watcher.next("session_left", session_id=visitor.session_id)
+
+
+async def test_a_key_revoked_on_one_process_closes_its_socket_on_the_other(two_processes):
+    on_a, on_b = two_processes
+    key, key_id = new_agent_key(on_b)
+    async with on_a.connect(key) as client:
+        with on_b.rest(on_b.admin_key) as admin:
+            assert admin.post(f"/api/v1/projects/alpha/keys/{key_id}/revoke/").status_code == 200
+        await closed_for(client, "revoked_key")
+
+
+async def test_a_keys_frame_budget_holds_across_processes(two_processes):
+    on_a, on_b = two_processes
+    key, _ = new_agent_key(on_a)
+    with on_a.configured(rate_limit_per_minute=20):
+        await minute_with_room()
+        async with on_a.connect(key) as first, on_b.connect(key) as second:
+            taken = 0
+            for client in (first, second):
+                for n in range(15):
+                    await client.send({"type": "heartbeat", "request_id": n})
+                answers = [await client.next(request_id=n) for n in range(15)]
+                taken += sum(a["type"] == "result" for a in answers)
+            assert taken <= 20 - 2  # the two hellos counted too
