@@ -7,6 +7,12 @@ frame. Client `ack`, `heartbeat`, `send` and `broadcast` frames call the same se
 REST and MCP; `send` and `broadcast` always get a `result` frame, the others when they carry
 a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` frame and the connection stays up.
 
+A frame is measured and counted before it is read (routing.frames; after hello against its
+key's one budget, projects.ratelimit), so refusing one costs less than reading it. A socket that
+has not said hello may send only small frames, and is closed when it sends a larger one (4413)
+or a fifth refused frame (4429). The keep-alive (routing.live) closes a socket whose key stopped
+being good (4401).
+
 Delivery is at-least-once and the database is the source of truth. The pump claims queued
 messages (priority, then age; the claim marks them delivered) and pushes them. An event
 only wakes it (its Listener, routing.hub), and its pace re-checks now and then for events
@@ -244,7 +250,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         kind = request_id = None
         self.idle.clear()
-        cancelled = False
+        cancelled = read = False
         raw = text_data if text_data is not None else bytes_data
         try:
             if self.stopping:
@@ -253,6 +259,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             frame_size_check(raw, hello_said=self.session is not None)
             await self._count_frame()
             decoded = frame_decode(raw)
+            read = True
             request_id = request_id_of(decoded)
             frame = frame_check(decoded)
             kind = frame.type
@@ -260,7 +267,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             if kind in ("send", "broadcast") or (request_id is not None and kind != "hello"):
                 await self.send_json(result_frame(kind, request_id, result))
         except BrokerError as exc:
-            if request_id is None:
+            if not read:
                 request_id = refused_request_id(raw)
             await self.send_json(error_frame(exc, request_id))
             await self._refused(kind, exc)
