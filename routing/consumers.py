@@ -9,9 +9,9 @@ a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` fra
 
 A frame is measured and counted before it is read (routing.frames; after hello against its
 key's one budget, projects.ratelimit), so refusing one costs less than reading it. A socket that
-has not said hello may send only small frames, and is closed when it sends a larger one (4413)
-or a fifth refused frame (4429). The keep-alive (routing.live) closes a socket whose key stopped
-being good (4401).
+has not said hello may send only small frames, and is closed when it sends a larger one (4413;
+under daphne, one far larger is dropped by the transport unread) or a fifth refused frame
+(4429). The keep-alive (routing.live) closes a socket whose key stopped being good (4401).
 
 Delivery is at-least-once and the database is the source of truth. The pump claims queued
 messages (priority, then age; the claim marks them delivered) and pushes them. An event
@@ -69,7 +69,7 @@ from routing.frames import (
 )
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
-from routing.live import LEASE_SECONDS, connections, frame_limit_raise
+from routing.live import LEASE_SECONDS, connections, frame_limit_set
 from routing.sending import SendRequest, message_broadcast
 from routing.services import message_ids_parsed
 from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
@@ -96,6 +96,9 @@ CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_SESSION_ENDED = 4410
 CLOSE_TOO_LARGE_BEFORE_HELLO = 4413
+# Before hello the transport (daphne) drops a frame this many times the hello limit, unread; one
+# between the two is read far enough to be answered payload_too_large and closed with 4413.
+TRANSPORT_SLACK = 4
 CLOSE_REFUSED_BEFORE_HELLO = 4429
 KEY_REFUSED = {"revoked_key": "This connection's API key was revoked.",
                "expired_key": "This connection's API key expired (or its rotation's grace period ended).",
@@ -190,7 +193,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         self.header_key, self.header_project = credentials_from_headers(headers)
-        frame_limit_raise(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"])
+        # Until hello the transport refuses, unread, a frame well over the hello limit (routing.live).
+        frame_limit_set(self.base_send, TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"], drop=True)
         await self.accept()
         connections.add(self)
         self.tasks.append(asyncio.create_task(self._expect_hello()))
@@ -326,6 +330,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         caller, connected = await self._call(_open_session, hello.key or self.header_key, client[0] or "", hello)
         self.session, self.epoch = connected.session, connected.session.connection_epoch
         self.caller, self.key_budget = caller, key_budget(caller)
+        frame_limit_set(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"], drop=False)
         welcome = {"type": "welcome", "request_id": hello.request_id, **connected.as_dict(),
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}

@@ -118,23 +118,22 @@ class Registry:
 connections = Registry()
 
 
-def frame_limit_raise(send: Any, limit: int) -> None:
-    """Under daphne, let this connection's messages be as large as a request body may be (`limit`).
+def frame_limit_set(send: Any, limit: int, *, drop: bool) -> None:
+    """Under daphne, cap this connection's incoming messages at `limit` bytes, in the transport itself.
 
     daphne 4.2 caps every incoming WebSocket message at 1 MiB unless started with
-    --websocket-max-message-size and --websocket-max-frame-size, and drops the connection
-    without a close frame (1006) past it; so the README's plain `python -m daphne ...` could not
-    carry a payload the other faces take. daphne hands each application
-    `partial(server.handle_reply, protocol)` as its send, and autobahn reads its protocol's limits
-    at each frame, so they can be set here, per connection, before the socket is accepted. A
-    larger limit the server was started with is kept. Other servers have their own option
-    (uvicorn's --ws-max-size, 16 MiB by default). The consumer checks its own, smaller limits
-    before it reads a frame, and a socket that has not said hello gets only a small one.
+    --websocket-max-message-size and --websocket-max-frame-size; so the README's plain
+    `python -m daphne ...` could not carry a payload the other faces take. daphne hands each
+    application `partial(server.handle_reply, protocol)` as its send, and autobahn reads its
+    protocol's limits at each frame's header, so they can be set here, per connection, and
+    changed when the connection says hello. A larger frame is refused at its header, unread:
+    `drop` drops the connection at once (1006: for a socket nobody has authenticated, which
+    should cost nothing), else autobahn closes it with 1009 (message too big). Under other
+    servers this does nothing (uvicorn's --ws-max-size is 16 MiB by default); the consumer
+    checks its own limits before it reads a frame anyway.
     """
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     if not isinstance(protocol, WebSocketServerProtocol):
         return
-    for option in ("maxMessagePayloadSize", "maxFramePayloadSize"):
-        if 0 < getattr(protocol, option) < limit:  # 0 is "no limit"
-            setattr(protocol, option, limit)
-    protocol.failByDrop = False  # past the limit, a close frame (1009, message too big), not a dropped connection
+    protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = limit
+    protocol.failByDrop = drop

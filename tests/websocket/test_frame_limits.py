@@ -1,6 +1,10 @@
 """How large a frame may be: small before hello (abusers are closed), up to a request body after it (daphne as run)."""
 
+import asyncio
 import json
+
+import pytest
+import websockets
 
 from tests.websocket.test_key_validity import close_code
 
@@ -9,12 +13,24 @@ FIVE_MB = 5 * 1024 * 1024
 
 async def test_before_hello_a_large_frame_is_refused_unread_and_closes_the_socket(live_broker):
     async with live_broker.raw(Authorization=f"Bearer {live_broker.agent_key}") as client:
-        await client.send({"type": "hello", "name": "x" * 100_000, "request_id": "big"})
+        await client.send({"type": "hello", "name": "x" * 20_000, "request_id": "big"})
         refused = await client.next("error")
         assert refused["error"] == "payload_too_large"
         assert refused["details"]["limit_bytes"] == 16 * 1024
         assert refused["request_id"] is None  # too large to read even for its request id
         assert await close_code(client) == 4413
+
+
+async def test_before_hello_a_far_larger_frame_is_dropped_by_the_transport_unread(live_broker):
+    connection = await websockets.connect(live_broker.ws_url, max_size=None,
+                                          additional_headers={"Authorization": f"Bearer {live_broker.agent_key}"})
+    # Dropped at the frame's header: no error frame and no close frame (the send itself may see the reset).
+    with pytest.raises((websockets.ConnectionClosedError, ConnectionResetError)):
+        await connection.send(json.dumps({"type": "hello", "name": "x" * (1024 * 1024)}))
+        await asyncio.wait_for(connection.recv(), timeout=30)
+    assert connection.protocol.close_rcvd is None
+    async with live_broker.connect() as after:  # and the server serves on
+        assert (await after.request({"type": "heartbeat"}))["type"] == "result"
 
 
 async def test_before_hello_the_fifth_refused_frame_closes_the_socket(live_broker):
