@@ -1,6 +1,7 @@
 """Schemas are checked at registration; payloads are checked against them."""
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from broker_site.errors import ValidationFailed
@@ -45,7 +46,7 @@ def test_older_dialect_is_checked_against_its_own_metaschema(alpha):
     assert_error(register(alpha.client(), version="2.0.0", schema=bad), 400, "validation_error")
 
 
-@override_settings(BROKER={"MAX_SCHEMA_BYTES": 1024})
+@override_settings(BROKER={**settings.BROKER, "MAX_SCHEMA_BYTES": 1024})
 def test_oversized_schema_is_refused(alpha):
     big = {"type": "object", "description": "x" * 2000}
     details = assert_error(register(alpha.client(), schema=big), 400, "validation_error")
