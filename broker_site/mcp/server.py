@@ -21,6 +21,7 @@ from broker_site.mcp.auth import ApiKeyAuthMiddleware
 from broker_site.mcp.inbox import register_inbox_resource
 from broker_site.mcp.inbox_push import register_inbox_push
 from broker_site.mcp.registry import registry, sdk_tool
+from routing.receive import ClientLink
 
 log = logging.getLogger("broker.mcp")
 MCP_PATH = "/mcp"
@@ -113,14 +114,28 @@ mcp_app = ApiKeyAuthMiddleware(_serve, max_body_bytes=settings.BROKER["MAX_REQUE
 
 
 class MountMcp:
-    """HTTP router: /mcp (and /mcp/) to the MCP app, everything else to Django."""
+    """HTTP router: /mcp (and /mcp/) to the MCP app, everything else to Django.
+
+    Every request carries a ClientLink (routing.receive), so a long poll on either face hears
+    when its client goes and puts back what it claimed for an answer that never went out.
+    Django reads the request's messages to the end itself; the SDK stops after the body of a
+    POST, so the link reads on for it.
+    """
 
     def __init__(self, django_app) -> None:
         self.django_app = django_app
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
+        link = ClientLink()
         if path in (MCP_PATH, MCP_PATH + "/"):
             # The SDK's route is exactly /mcp; its router would redirect /mcp/ rather than serve it.
-            return await mcp_app({**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}, receive, send)
-        return await self.django_app(scope, receive, send)
+            app, scope = mcp_app, {**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}
+            scope, receive, send = link.watch(scope, receive, send, read_ahead=scope.get("method") == "POST")
+        else:
+            app = self.django_app
+            scope, receive, send = link.watch(scope, receive, send, read_ahead=False)
+        try:
+            return await app(scope, receive, send)
+        finally:
+            await link.settle()
