@@ -16,11 +16,14 @@ from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from broker_site.errors import LimitReached
 from broker_site.mcp import tools  # noqa: F401  (registers the tools)
 from broker_site.mcp.auth import ApiKeyAuthMiddleware
 from broker_site.mcp.inbox import register_inbox_resource
 from broker_site.mcp.inbox_push import register_inbox_push
 from broker_site.mcp.registry import registry, sdk_tool
+from broker_site.mcp.session_limits import limit_reached_response
+from broker_site.mcp.session_limits import limits as session_limits
 from routing.receive import ClientLink
 
 log = logging.getLogger("broker.mcp")
@@ -38,12 +41,17 @@ register_inbox_resource(server)
 # refused by the service as a clear tool error rather than by the transport. Host and Origin are
 # checked against ALLOWED_HOSTS by ApiKeyAuthMiddleware with Django's own rules (wildcards and
 # all), which the SDK's list cannot express; so its duplicate check is off.
+# Sessions are capped per key and per project by session_limits.py, and in all by the SDK.
 starlette_app = server.streamable_http_app(
     streamable_http_path=MCP_PATH,
     json_response=True,
     max_request_body_size=settings.BROKER["MAX_REQUEST_BYTES"],
     transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    session_idle_timeout=settings.BROKER["MCP_SESSION_IDLE_SECONDS"],
+    max_sessions=settings.BROKER["MCP_MAX_SESSIONS"],
 )
+session_limits.install(server.session_manager)
+starlette_app.add_exception_handler(LimitReached, limit_reached_response)
 # MCPServer has no parameter for subscribe handlers; its low-level Server (the session manager's app) takes them.
 register_inbox_push(server.session_manager.app)
 
