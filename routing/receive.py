@@ -6,11 +6,20 @@ listener's pace covers events the layer dropped, and polls while the layer is do
 
 A receive whose client has gone claims nothing, and what it claimed for a client that went
 before the answer went out is put back (queued again, the attempt not counted): with
-auto_ack a claim is an ack, so a claim for nobody would lose the mail. Each face tells the
-receive its client went through a `ClientLink`, which sees the request's ASGI messages
-(`watch`): an `http.disconnect` (REST; MCP on the stateless protocol, which has no other
-way to cancel, and a session-based client that vanishes), or a cancelled task (Django
-cancels a view on disconnect; the MCP SDK cancels a handler on `notifications/cancelled`).
+auto_ack a claim is an ack, so a claim for nobody would lose the mail. What a client's
+giving up looks like to the server (checked against Django 5.2, daphne 4.2, mcp 2.3.0):
+
+- REST: an `http.disconnect`; Django's ASGI handler listens for it while the view runs and
+  cancels the view, which stopped the wait but not a claim already running in its thread.
+- MCP, session-based: the SDK client sends `notifications/cancelled` for the request and the
+  SDK cancels the handler; a client that just vanishes sends nothing but the disconnect, which
+  nobody read (the JSON-response POST never reads again, daphne cancels the app only 10 s
+  later, and the handler runs in the session's task, not the request's).
+- MCP, stateless (2026-07-28): no notifications on that wire; the client closes its POST. In
+  JSON-response mode the SDK runs the handler inline and never listens for the disconnect.
+
+So each request carries a `ClientLink` (`watch` sees its ASGI messages; MountMcp puts one in
+every request), and `messages_receive` treats a disconnect and a cancellation alike.
 """
 
 import asyncio
