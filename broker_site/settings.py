@@ -231,6 +231,12 @@ BROKER = {
     "DB_THREADS": env_int("BROKER_DB_THREADS", 8, minimum=1),
     # On SIGTERM, how long in-flight WebSocket work may take before the connection is closed.
     "SHUTDOWN_GRACE_SECONDS": env_int("BROKER_SHUTDOWN_GRACE_SECONDS", 10, minimum=1),
+    # Session-based MCP connections open at once in one process: per key, per project, in all (the
+    # SDK answers 503 past that), and how long one with no request in flight and no stream open lives.
+    "MCP_SESSIONS_PER_KEY": env_int("BROKER_MCP_SESSIONS_PER_KEY", 100, minimum=1),
+    "MCP_SESSIONS_PER_PROJECT": env_int("BROKER_MCP_SESSIONS_PER_PROJECT", 1000, minimum=1),
+    "MCP_MAX_SESSIONS": env_int("BROKER_MCP_MAX_SESSIONS", 10_000, minimum=1),
+    "MCP_SESSION_IDLE_SECONDS": env_int("BROKER_MCP_SESSION_IDLE_SECONDS", 600, minimum=10),
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = BROKER["MAX_REQUEST_BYTES"]
 

@@ -19,7 +19,7 @@ from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, bod
 from projects.authentication import authenticate_request
 from routing import selectors, services
 from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
-from routing.receive import messages_receive
+from routing.receive import ClientLink, messages_receive
 from routing.sending import message_broadcast, message_send
 
 
@@ -99,7 +99,10 @@ async def receive_view(request):
 
     A plain async view, not DRF: a long poll must not hold one of Django's sync threads while it
     waits. Its database work runs where Django runs a view's (sync_to_async), as every REST
-    call's does. Its OpenAPI entry is added by routing.openapi, from the same contract.
+    call's does. A client that goes away (Django cancels the view; the request's ClientLink,
+    put in its scope by the router, hears the disconnect too) is claimed nothing, and what was
+    claimed for an answer that never went out is put back (routing.receive). Its OpenAPI entry
+    is added by routing.openapi, from the same contract.
     """
     if request.method != "POST":
         return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
@@ -107,7 +110,8 @@ async def receive_view(request):
         session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
         options = parsed(ReceiveIn, _json_object(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
-                                          auto_ack=options.auto_ack, on=sync_to_async)
+                                          auto_ack=options.auto_ack, on=sync_to_async,
+                                          link=ClientLink.of(getattr(request, "scope", None) or {}))
     except BrokerError as exc:
         return broker_error_json(exc)
     return JsonResponse(selectors.messages_received(messages))

@@ -82,6 +82,27 @@ def _mark_claimed(messages: list[Message], now, redeliver_at) -> None:
         message.redeliver_at, message.acked_at = redeliver_at, None if redeliver_at is not None else now
 
 
+def messages_unclaim(session: AgentSession, messages: list[Message]) -> int:
+    """Put back what a receive claimed for a client that went before it was answered: queued again,
+    the attempt not counted (nobody saw it), so the next receive gets it as if this one never ran.
+
+    Race: between the claim and now, the sweeper may have redelivered a message, a resume requeued
+    it, or another receive claimed it again. Only a row still exactly as this claim left it (its
+    state, attempt count and delivery time) is put back; any other is left as they made it.
+    """
+    put_back = 0
+    with transaction.atomic():
+        for message in messages:
+            put_back += Message.objects.filter(
+                pk=message.pk, recipient_id=session.pk, state=message.state, attempts=message.attempts,
+                delivered_at=message.delivered_at,
+            ).update(state=Message.State.QUEUED, attempts=F("attempts") - 1, redeliver_at=None, acked_at=None,
+                     delivered_at=None if message.attempts <= 1 else F("delivered_at"))
+        if put_back:
+            events.message_available(session.pk)  # another receive of the session may be waiting now
+    return put_back
+
+
 def messages_ack(session: AgentSession, message_ids: list[str]) -> dict[str, list[str]]:
     """Ack delivered messages of this session; says which ids were acked, already acked, or unknown."""
     return messages_ack_many([(session, message_ids_parsed(message_ids))])[0]

@@ -4,15 +4,18 @@ Kept in this process's memory, keyed by the Mcp-Session-Id the SDK issues on the
 session-based protocol versions. That id lives only in the process that issued it (the
 SDK's session manager is in-process too), so a per-process map loses nothing a load
 balancer with sticky sessions would keep. Stateless clients pass `session_token` instead.
-The map is bounded: the least recently used binding goes first, and its agent can still
-act by passing its session_token or calling connect_session again.
+An entry goes when its MCP session ends (session_limits.py frees it), so the map holds at most
+one entry per open session, and those are capped per key and per project. The LRU bound is a
+backstop at the process's session cap.
 """
 
 import threading
 import uuid
 from collections import OrderedDict
 
-MAX_BINDINGS = 10_000
+from django.conf import settings
+
+MAX_BINDINGS = settings.BROKER["MCP_MAX_SESSIONS"]
 
 
 class SessionBindings:
@@ -41,6 +44,14 @@ class SessionBindings:
         with self._lock:
             if self._items.get(mcp_session_id, (None, None))[1] == session_pk:
                 del self._items[mcp_session_id]
+
+    def forget(self, mcp_session_id: str) -> None:
+        """The MCP session ended: whatever it was bound to, the binding goes."""
+        with self._lock:
+            self._items.pop(mcp_session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 bindings = SessionBindings()

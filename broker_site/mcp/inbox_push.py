@@ -18,8 +18,9 @@ What was decided, checked against the mcp 2.3.0 source:
   it waits, and once the layer is back it sends one notification if mail is waiting, since
   mail may have arrived while nobody listened.
 - A subscription ends on unsubscribe, when the MCP session ends (the SDK unwinds the
-  Connection's exit stack on DELETE, idle timeout or crash), when the connection is no
-  longer bound to the session (seen at the next event), and at shutdown.
+  Connection's exit stack on DELETE, idle timeout or crash; session_limits.py drops it too),
+  when the connection is no longer bound to the session (seen at the next event, or at once
+  when the connection subscribes to its new session's inbox), and at shutdown.
 - Notifications are advisory and not replayed: a client whose GET stream is down misses
   them, and reads the inbox or calls receive_messages when it is back.
 """
@@ -28,6 +29,7 @@ import asyncio
 import logging
 from typing import Any
 
+from django.conf import settings
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -45,7 +47,7 @@ from sessions_app.models import AgentSession
 
 log = logging.getLogger("broker.mcp")
 
-MAX_SUBSCRIPTIONS = 10_000  # per process
+MAX_SUBSCRIPTIONS = settings.BROKER["MCP_MAX_SESSIONS"]  # per process, a backstop: one per MCP session
 # No polling: a notification is an invitation to read, sent for new mail (or once after an outage).
 INBOX_PACE = Pace(recheck=None, poll=None)
 _CONNECTION_STATE_KEY = "broker_inbox_push"
@@ -107,6 +109,11 @@ class InboxSubscriptions:
         assert connection.session_id is not None  # session-based connections only (resources/subscribe is 2025-era)
         if (connection.session_id, uri) in self._items:
             return  # subscribing twice is one subscription
+        # Only the inbox of the session a connection is bound to may be subscribed to, so another URI's
+        # subscription on it is stale (connect_session moved the binding): it goes now, not at its next
+        # event. Then this holds one entry per open MCP session at most, and those are capped per key
+        # and per project (session_limits.py), which also drops a session's entry when it ends.
+        self.drop_connection(connection.session_id)
         if len(self._items) >= self._limit:
             raise LimitReached("This server holds as many inbox subscriptions as it allows; wait for mail with "
                                "receive_messages instead.", limit=self._limit)

@@ -29,6 +29,7 @@ from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import tool_error, tool_result
 from broker_site.workers import db
 from projects.auth import Caller
+from routing.receive import ClientLink
 from sessions_app.models import AgentSession
 from sessions_app.selectors import NoActingSession
 from sessions_app.services import session_acting
@@ -58,6 +59,7 @@ class ToolCall:
     tool: str
     caller: Caller
     mcp_session_id: str | None
+    link: ClientLink  # the HTTP request's tie to its client (a long poll stops when it goes)
 
     @property
     def project(self):
@@ -146,10 +148,15 @@ async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
     return await db(fn)(*args)
 
 
+def client_link_of(ctx: Context) -> ClientLink:
+    """The ClientLink of the HTTP request that carried the call (MountMcp puts one in every request's scope)."""
+    return ClientLink.of(getattr(ctx.request_context.request, "scope", None) or {})
+
+
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
         args = parsed(spec.args, arguments, what=f"arguments to {spec.name}")
-        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx))
+        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), client_link_of(ctx))
         result = await run_handler(spec.handler, call, args)
     except Exception as exc:
         return tool_error(exc, spec.name)

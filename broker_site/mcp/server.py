@@ -16,11 +16,15 @@ from django.conf import settings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
+from broker_site.errors import LimitReached
 from broker_site.mcp import tools  # noqa: F401  (registers the tools)
 from broker_site.mcp.auth import ApiKeyAuthMiddleware
 from broker_site.mcp.inbox import register_inbox_resource
 from broker_site.mcp.inbox_push import register_inbox_push
 from broker_site.mcp.registry import registry, sdk_tool
+from broker_site.mcp.session_limits import limit_reached_response
+from broker_site.mcp.session_limits import limits as session_limits
+from routing.receive import ClientLink
 
 log = logging.getLogger("broker.mcp")
 MCP_PATH = "/mcp"
@@ -37,12 +41,17 @@ register_inbox_resource(server)
 # refused by the service as a clear tool error rather than by the transport. Host and Origin are
 # checked against ALLOWED_HOSTS by ApiKeyAuthMiddleware with Django's own rules (wildcards and
 # all), which the SDK's list cannot express; so its duplicate check is off.
+# Sessions are capped per key and per project by session_limits.py, and in all by the SDK.
 starlette_app = server.streamable_http_app(
     streamable_http_path=MCP_PATH,
     json_response=True,
     max_request_body_size=settings.BROKER["MAX_REQUEST_BYTES"],
     transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    session_idle_timeout=settings.BROKER["MCP_SESSION_IDLE_SECONDS"],
+    max_sessions=settings.BROKER["MCP_MAX_SESSIONS"],
 )
+session_limits.install(server.session_manager)
+starlette_app.add_exception_handler(LimitReached, limit_reached_response)
 # MCPServer has no parameter for subscribe handlers; its low-level Server (the session manager's app) takes them.
 register_inbox_push(server.session_manager.app)
 
@@ -113,14 +122,28 @@ mcp_app = ApiKeyAuthMiddleware(_serve, max_body_bytes=settings.BROKER["MAX_REQUE
 
 
 class MountMcp:
-    """HTTP router: /mcp (and /mcp/) to the MCP app, everything else to Django."""
+    """HTTP router: /mcp (and /mcp/) to the MCP app, everything else to Django.
+
+    Every request carries a ClientLink (routing.receive), so a long poll on either face hears
+    when its client goes and puts back what it claimed for an answer that never went out.
+    Django reads the request's messages to the end itself; the SDK stops after the body of a
+    POST, so the link reads on for it.
+    """
 
     def __init__(self, django_app) -> None:
         self.django_app = django_app
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
+        link = ClientLink()
         if path in (MCP_PATH, MCP_PATH + "/"):
             # The SDK's route is exactly /mcp; its router would redirect /mcp/ rather than serve it.
-            return await mcp_app({**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}, receive, send)
-        return await self.django_app(scope, receive, send)
+            app, scope = mcp_app, {**scope, "path": MCP_PATH, "raw_path": MCP_PATH.encode()}
+            scope, receive, send = link.watch(scope, receive, send, read_ahead=scope.get("method") == "POST")
+        else:
+            app = self.django_app
+            scope, receive, send = link.watch(scope, receive, send, read_ahead=False)
+        try:
+            return await app(scope, receive, send)
+        finally:
+            await link.settle()

@@ -123,7 +123,7 @@ class ReceiveArgs(ReceiveIn, SessionArgs):
 async def receive_messages(call: ToolCall, args: ReceiveArgs) -> dict[str, Any]:
     session = await db(call.session)(args.session_token)
     return message_selectors.messages_received(await messages_receive(
-        session, max_messages=args.max, wait_seconds=args.wait_seconds, auto_ack=args.auto_ack))
+        session, max_messages=args.max, wait_seconds=args.wait_seconds, auto_ack=args.auto_ack, link=call.link))
 
 
 class AckArgs(AckIn, SessionArgs):

@@ -59,19 +59,21 @@ def live_broker(tmp_path_factory) -> LiveBroker:
     yield from serve_live_broker(tmp_path_factory, daphne_command)
 
 
-def serve_live_broker(tmp_path_factory, server_command: ServerCommand):
-    """Generator for a module fixture: a broker under `server_command(port)` on the run's stack."""
+def serve_live_broker(tmp_path_factory, server_command: ServerCommand, **settings: str):
+    """Generator for a module fixture: a broker under `server_command(port)` on the run's stack,
+    with the given environment `settings` besides."""
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
         with throwaway_database(database_url) as url:
-            yield from _serve(tmp_path_factory, url, os.environ.get("REDIS_URL", ""), server_command)
+            yield from _serve(tmp_path_factory, url, os.environ.get("REDIS_URL", ""), server_command, settings)
     else:
-        yield from _serve(tmp_path_factory, "", "", server_command)
+        yield from _serve(tmp_path_factory, "", "", server_command, settings)
 
 
-def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: ServerCommand):
+def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: ServerCommand,
+           settings: dict[str, str]):
     var_dir = tmp_path_factory.mktemp("broker")
-    env = broker_env(var_dir, database_url=database_url, redis_url=redis_url)
+    env = broker_env(var_dir, database_url=database_url, redis_url=redis_url, **settings)
     manage(env, "migrate", "--noinput", "-v", "0")
     admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
     agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
