@@ -216,6 +216,9 @@ SPECTACULAR_SETTINGS = {
 BROKER = {
     "MAX_REQUEST_BYTES": env_int("BROKER_MAX_REQUEST_BYTES", 11 * 1024 * 1024, minimum=1024),
     "MAX_SCHEMA_BYTES": env_int("BROKER_MAX_SCHEMA_BYTES", 256 * 1024, minimum=1024),
+    # Keyword evaluations one payload may cost against its schema (protocols.schemas): a bound on
+    # the work one send can make the broker do, whatever the schema.
+    "MAX_VALIDATION_STEPS": env_int("BROKER_MAX_VALIDATION_STEPS", 250_000, minimum=1000),
     "KEY_ROTATION_GRACE_SECONDS": env_int("BROKER_KEY_ROTATION_GRACE_SECONDS", 300),
     "PUBLIC_URL": os.environ.get("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"),
     # How often each server process looks for expired and unacked messages (0 turns it off).
