@@ -337,11 +337,16 @@ def _refs_check(schema: dict[str, Any], cls: type[Validator], field: str) -> Non
     spec = referencing.jsonschema.specification_with(cls.META_SCHEMA.get("$id") or cls.META_SCHEMA.get("id"))
     root = spec.create_resource(schema)
     base = root.id() or ""
-    registry = _REGISTRY.with_resource(base, root).crawl()
-    for path, keyword, ref, resolver in _refs(schema, [], registry.resolver(base_uri=base), spec):
+    try:
+        registry = _REGISTRY.with_resource(base, root).crawl()
+        refs = list(_refs(schema, [], registry.resolver(base_uri=base), spec))
+    except ValueError as err:  # urllib's word on an $id that is no URI ("Invalid IPv6 URL")
+        raise ValidationFailed(f"{field} has an $id that is not a URI: {_short(str(err))}.", field=field,
+                               constraint="$id", reason=_short(str(err))) from None
+    for path, keyword, ref, resolver in refs:
         try:
             resolver.lookup(ref)
-        except Unresolvable:
+        except (Unresolvable, ValueError):
             at = json_path([*path, keyword])
             raise ValidationFailed(
                 f"{field} has a {keyword} the broker cannot resolve at {at}: {_short(ref)}. Only references "

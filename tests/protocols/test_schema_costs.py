@@ -119,6 +119,11 @@ def test_a_ref_that_does_not_resolve_is_refused_naming_its_path(schema, path, re
     assert (details["constraint"], details["path"], details["ref"]) == ("$ref", path, ref)
 
 
+def test_an_id_or_ref_that_is_no_uri_is_refused_not_a_server_error():
+    assert refusal({"$id": "http://[::1"})["constraint"] == "$id"
+    assert refusal({"$ref": "http://[::1"})["constraint"] == "$ref"
+
+
 @pytest.mark.parametrize("schema", [
     {"$defs": {"a": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/a"}}},
     {"$defs": {"a": {"$anchor": "name", "type": "string"}}, "properties": {"a": {"$ref": "#name"}}},
