@@ -27,16 +27,14 @@ Choices, since the SPEC leaves them open:
 
 import copy
 import json
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from broker_site.errors import Incompatible, ValidationFailed
 from projects.models import Project
 from protocols import selectors
 from protocols.models import Protocol, ProtocolAdapter
-from protocols.schemas import payload_validate
+from protocols.schemas import PatternRefused, pattern_compiled, payload_validate
 from protocols.versions import parse_version, version_key
 from sessions_app.models import AgentSession
 
@@ -181,13 +179,12 @@ def operations_apply(operations: list[dict[str, Any]], payload: dict) -> dict:
 
 # --- the built-in adapter ------------------------------------------------------------------------
 
-@lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern | None:
-    # JSON Schema patterns are ECMA-262; Python's re agrees on the common subset. One it cannot
-    # compile matches nothing here, and validation has the last word anyway.
+def _pattern(text: Any) -> Any:
+    # The same linear-time engine (RE2) validation uses (protocols.schemas); a pattern it cannot
+    # run was refused at registration, and matches nothing here should one predate that check.
     try:
-        return re.compile(text)
-    except (re.error, TypeError):
+        return pattern_compiled(text) if isinstance(text, str) else None
+    except PatternRefused:
         return None
 
 

@@ -70,7 +70,7 @@ from routing.frames import (
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
 from routing.live import LEASE_SECONDS, connections, frame_limit_set
-from routing.sending import SendRequest, message_broadcast
+from routing.sending import message_broadcast, send_check
 from routing.services import message_ids_parsed
 from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
 
@@ -316,7 +316,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._call(sessions_seen, [self.session], always=True)
             return {"session_id": str(self.session.pk), "status": "active"}
         if isinstance(frame, SendFrame):
-            outcome = await self._finish(sends.submit(SendRequest(self.session, frame)))
+            # Checked (and validated) on a call of its own: the shared round only addresses and stores.
+            checked = await self._call(send_check, self.session, frame)
+            outcome = await self._finish(sends.submit(checked))
             if isinstance(outcome, BrokerError):
                 raise outcome
             return outcome.as_dict()

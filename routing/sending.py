@@ -1,12 +1,14 @@
 """The one send engine: 1:1 sends and broadcasts, one request or a whole round of them.
 
-Every face sends through `messages_send` (or its one-request forms, `message_send` and
-`message_broadcast`). A broadcast is expanded into one copy per other live session of the
+Every face sends through `send_check` then `messages_send` (or the one-request forms that do
+both, `message_send` and `message_broadcast`). A broadcast is expanded into one copy per other live session of the
 project, the copies sharing a broadcast_id, and from then on every copy is a message like any
 other:
 
-1. checked: the payload is a JSON object within the project's size limit; the protocol it
-   claims is registered, and the payload matches its schema;
+1. checked (`send_check`, per request, before any round): the payload is a JSON object within
+   the project's size limit; the protocol it claims is registered, and the payload matches its
+   schema. Validation is the costly step a tenant controls, so it never runs inside a round that
+   other tenants' requests share: the WebSocket face checks each frame on its own call first;
 2. addressed: a 1:1 recipient is found by id or name; a broadcast reaches the live sessions
    its capability_filter lets through;
 3. converted for the recipient's protocol version (protocols.transform), before any lock;
@@ -62,8 +64,11 @@ NEAR_CAPACITY = 0.9
 
 @dataclass(frozen=True)
 class SendRequest:
+    """A send or broadcast that passed step 1 (made by `send_check` only): the protocol it claims, if any."""
+
     sender: AgentSession
     message: SendIn | BroadcastIn
+    protocol: Protocol | None
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ class _Copy:
 
 def message_send(sender: AgentSession, message: SendIn) -> Accepted:
     """Persist one message and wake its recipient's listeners after commit; a refusal is raised."""
-    [outcome] = messages_send([SendRequest(sender, message)])
+    [outcome] = messages_send([send_check(sender, message)])
     if isinstance(outcome, BrokerError):
         raise outcome
     assert isinstance(outcome, Accepted)
@@ -137,7 +142,7 @@ def message_send(sender: AgentSession, message: SendIn) -> Accepted:
 
 def message_broadcast(sender: AgentSession, message: BroadcastIn) -> dict[str, Any]:
     """One copy for every other live session of the sender's project; says where each went and why."""
-    [outcome] = messages_send([SendRequest(sender, message)])
+    [outcome] = messages_send([send_check(sender, message)])
     if isinstance(outcome, BrokerError):
         raise outcome
     assert isinstance(outcome, Broadcast)
@@ -145,26 +150,22 @@ def message_broadcast(sender: AgentSession, message: BroadcastIn) -> dict[str, A
 
 
 def messages_send(requests: list[SendRequest]) -> list[Outcome]:
-    """Persist a round of sends and broadcasts in one transaction; each request gets its outcome, in order.
+    """Persist a round of checked sends and broadcasts in one transaction; each gets its outcome, in order.
 
-    A request refused before anything is stored (a payload too large or off its schema, an
-    unknown protocol or recipient, an incompatible version, a block) gets its error; a 1:1 send
-    to a full queue gets QueueFull, and its message is kept as a dead letter.
+    The requests passed `send_check` already; nothing here validates a sender's payload again.
+    A request refused before anything is stored (an unknown recipient, an incompatible version,
+    a block) gets its error; a 1:1 send to a full queue gets QueueFull, and its message is kept
+    as a dead letter.
 
     The WebSocket face gathers the sends of all its connections into rounds (routing.batching),
     so a busy server pays a few statements per round, not per message.
     """
     outcomes: list[Outcome | None] = [None] * len(requests)
-    checked: list[tuple[int, SendRequest, Protocol | None]] = []
-    for index, request in enumerate(requests):
-        try:
-            checked.append((index, request, _checked(request)))
-        except BrokerError as exc:
-            outcomes[index] = exc
-    recipients = _recipients_of([request for _, request, _ in checked if isinstance(request.message, SendIn)])
+    recipients = _recipients_of([request for request in requests if isinstance(request.message, SendIn)])
     singles: list[tuple[int, _Copy]] = []
     copies: list[_Copy] = []
-    for index, request, protocol in checked:
+    for index, request in enumerate(requests):
+        protocol = request.protocol
         if isinstance(request.message, SendIn):
             ref = (request.sender.project_id, request.message.recipient_id)
             copy = _addressed(request, protocol, recipients.get(ref))
@@ -184,15 +185,18 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
     return outcomes  # type: ignore[return-value]  # every request has its outcome by now
 
 
-def _checked(request: SendRequest) -> Protocol | None:
-    """Step 1: the payload within the project's limit, and the protocol it claims, matching its schema."""
-    sender, message = request.sender, request.message
+def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendRequest:
+    """Step 1: the payload within the project's limit, and the protocol it claims, matching its schema.
+
+    A refusal is raised. The one check of every face: REST and MCP through message_send and
+    message_broadcast, the WebSocket face on its own database call before it joins a round.
+    """
     _payload_size_check(sender.project, message.payload)
     protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
                                     message.protocol_version)
     if protocol is not None:
         payload_validate(protocol, message.payload)
-    return protocol
+    return SendRequest(sender, message, protocol)
 
 
 def _payload_size_check(project: Project, payload: dict) -> int:

@@ -1,5 +1,8 @@
 """Schemas are checked at registration; payloads are checked against them."""
 
+import uuid
+from types import SimpleNamespace
+
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -80,12 +83,18 @@ def test_validator_cache_is_per_registration_not_per_name(alpha):
         payload_validate(again, {"n": "anything"})
 
 
-def test_remote_refs_are_not_fetched(alpha):
-    protocol = protocol_register(alpha.project, CLI, name="remote", version="1.0.0",
-                                 schema={"$ref": "http://127.0.0.1:9/evil.json"})
+def test_remote_refs_are_refused_at_registration_and_never_fetched(alpha):
     with pytest.raises(ValidationFailed) as refused:
-        payload_validate(protocol, {})
-    assert refused.value.details["constraint"] == "$ref"
+        protocol_register(alpha.project, CLI, name="remote", version="1.0.0",
+                          schema={"$ref": "http://127.0.0.1:9/evil.json"})
+    assert refused.value.details == {"field": "schema", "path": "$['$ref']", "constraint": "$ref",
+                                     "ref": "http://127.0.0.1:9/evil.json"}
+    # A schema stored before registrations checked their refs: refused at send, still not fetched.
+    stored = SimpleNamespace(id=uuid.uuid4(), name="remote", version="1.0.0",
+                             schema={"$ref": "http://127.0.0.1:9/evil.json"})
+    with pytest.raises(ValidationFailed) as at_send:
+        payload_validate(stored, {})
+    assert at_send.value.details["constraint"] == "$ref"
 
 
 def test_formats_are_asserted(alpha):

@@ -4,13 +4,13 @@ from broker_site.errors import Forbidden, NotFound, QueueFull
 from projects.services import project_update
 from routing.contracts import BroadcastIn, SendIn
 from routing.models import Message
-from routing.sending import Accepted, Broadcast, SendRequest, messages_send
+from routing.sending import Accepted, Broadcast, SendRequest, messages_send, send_check
 from routing.services import messages_ack_many, messages_claim, messages_claim_many
 from sessions_app.services import session_block
 
 
 def to(sender, recipient: str, payload: dict, **headers) -> SendRequest:
-    return SendRequest(sender, SendIn(recipient_id=recipient, payload=payload, **headers))
+    return send_check(sender, SendIn(recipient_id=recipient, payload=payload, **headers))
 
 
 def test_a_round_of_sends_gives_each_its_own_outcome_and_keeps_their_order(alpha):
@@ -65,7 +65,7 @@ def test_in_one_ack_round_a_session_acks_only_its_own_messages(alpha):
 
 def test_a_broadcast_and_sends_in_one_round_reach_each_recipient_in_the_order_given(alpha):
     (a, _), (b, _), (c, _) = alpha.connect("a"), alpha.connect("b"), alpha.connect("c")
-    outcomes = messages_send([to(a, "b", {"n": 1}), SendRequest(a, BroadcastIn(payload={"n": 2})),
+    outcomes = messages_send([to(a, "b", {"n": 1}), send_check(a, BroadcastIn(payload={"n": 2})),
                               to(a, "c", {"n": 3}), to(a, "b", {"n": 4})])
     assert [type(o) for o in outcomes] == [Accepted, Broadcast, Accepted, Accepted]
     assert outcomes[1].as_dict()["counts"]["queued"] == 2
