@@ -222,7 +222,7 @@ BROKER = {
     "WS_HELLO_MAX_BYTES": env_int("BROKER_WS_HELLO_MAX_BYTES", 16 * 1024, minimum=1024),
     # Keyword evaluations one payload may cost against its schema (protocols.schemas): a bound on
     # the work one send can make the broker do, whatever the schema.
-    "MAX_VALIDATION_STEPS": env_int("BROKER_MAX_VALIDATION_STEPS", 100_000, minimum=1000),
+    "MAX_VALIDATION_STEPS": env_int("BROKER_MAX_VALIDATION_STEPS", 250_000, minimum=1000),
     "KEY_ROTATION_GRACE_SECONDS": env_int("BROKER_KEY_ROTATION_GRACE_SECONDS", 300),
     "PUBLIC_URL": os.environ.get("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"),
     # How often each server process looks for expired and unacked messages (0 turns it off).
