@@ -36,28 +36,29 @@ def quota_defaults() -> dict[str, int]:
 
 
 def quotas_checked(project: Project, changes: dict[str, Any], caller: Principal) -> dict[str, int]:
-    """Refuse quota changes over the ceiling (anyone) or over the project's grant (non-operators).
+    """Refuse quota changes over the ceiling (operators) or over the project's grant (everyone else).
 
-    Returns the grants to record: the quotas an operator set in `changes`. Values that are not
-    whole numbers are left to the model's own checks.
+    Returns the grants to record: the quotas an operator set in `changes`. A value a quota
+    already has is never refused (a project set up before a ceiling came down keeps it until an
+    operator lowers it). Values that are not whole numbers are left to the model's own checks.
     """
     asked = {name: value for name, value in changes.items()
-             if name in QUOTA_FIELDS and isinstance(value, int) and not isinstance(value, bool)}
-    over_ceiling = {name: value for name, value in asked.items() if value > quota_ceiling(name)}
+             if name in QUOTA_FIELDS and isinstance(value, int) and not isinstance(value, bool)
+             and value > getattr(project, name)}
+    if not caller.is_operator:
+        over_grant = [name for name, value in asked.items() if value > quota_allowance(project, name)]
+        if over_grant:
+            raise Forbidden(
+                "Only an operator may raise these settings above what the project was granted.",
+                fields={name: [f"at most {quota_allowance(project, name)} for this project; ask an operator for more"]
+                        for name in over_grant},
+                limits={name: quota_allowance(project, name) for name in over_grant})
+        return {}
+    over_ceiling = [name for name, value in asked.items() if value > quota_ceiling(name)]
     if over_ceiling:
         raise ValidationFailed(
             "These settings are above the broker's ceiling.",
-            fields={name: [f"at most {quota_ceiling(name)}, the broker's ceiling "
-                           f"(BROKER_CEILING_{name.upper()})"] for name in over_ceiling},
+            fields={name: [f"at most {quota_ceiling(name)}, the broker's ceiling (BROKER_CEILING_{name.upper()})"]
+                    for name in over_ceiling},
             limits={name: quota_ceiling(name) for name in over_ceiling})
-    if caller.is_operator:
-        return asked
-    over_grant = {name: value for name, value in asked.items()
-                  if value > quota_allowance(project, name) and value > getattr(project, name)}
-    if over_grant:
-        raise Forbidden(
-            "Only an operator may raise these settings above what the project was granted.",
-            fields={name: [f"at most {quota_allowance(project, name)} for this project; ask an operator for more"]
-                    for name in over_grant},
-            limits={name: quota_allowance(project, name) for name in over_grant})
-    return {}
+    return {name: value for name, value in changes.items() if name in QUOTA_FIELDS and isinstance(value, int)}

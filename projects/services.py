@@ -64,8 +64,10 @@ def project_create(*, project_id: str, name: str, description: str = "", discove
     if unknown:
         raise ValidationFailed("Unknown project settings.", fields={name: ["unknown setting"] for name in unknown})
     project = Project(id=project_id, name=name, description=description, discoverable=discoverable,
-                      **{**quota_defaults(), **config})
+                      **quota_defaults())
     project.quota_grants = quotas_checked(project, config, caller)
+    for setting, value in config.items():
+        setattr(project, setting, value)
     _clean(project)
     if Project.objects.filter(pk=project_id).exists() or Project.objects.filter(name=name).exists():
         raise _duplicate_project(project_id, name)

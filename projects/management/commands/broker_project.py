@@ -22,7 +22,7 @@ class Command(BaseCommand):
         actions.add_parser("list", help="List every project.")
         configure = actions.add_parser("configure", help="Change settings, quotas up to the broker's ceilings.")
         configure.add_argument("--id", dest="project_id", required=True)
-        configure.add_argument("--set", dest="settings", action="append", required=True, metavar="NAME=VALUE",
+        configure.add_argument("--set", dest="changes", action="append", required=True, metavar="NAME=VALUE",
                                help=f"one of {', '.join(UPDATABLE_FIELDS)}; repeatable")
         for name in ("deactivate", "activate"):
             sub = actions.add_parser(name)
@@ -45,8 +45,8 @@ class Command(BaseCommand):
                 if project is None:
                     raise CommandError(f"No project {options['project_id']!r}.")
                 if action == "configure":
-                    project_update(project, _settings(options["settings"]))
-                    self.stdout.write(f"Project '{project.pk}' changed: {', '.join(options['settings'])}.")
+                    project_update(project, _settings(options["changes"]))
+                    self.stdout.write(f"Project '{project.pk}' changed: {', '.join(options['changes'])}.")
                     return
                 change = project_deactivate if action == "deactivate" else project_activate
                 change(project)
