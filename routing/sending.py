@@ -152,7 +152,7 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
 
     A request refused before anything is stored (a payload too large or off its schema, an
     unknown protocol or recipient, an incompatible version, a block) gets its error; a 1:1 send
-    to a full queue gets QueueFull, and its message is kept as a dead letter.
+    to a full queue gets QueueFull, its message kept as a dead letter within routing.refusals' bounds.
 
     The WebSocket face gathers the sends of all its connections into rounds (routing.batching),
     so a busy server pays a few statements per round, not per message.
