@@ -36,10 +36,8 @@ def start_background() -> None:
 async def stop_background() -> None:
     """Say goodbye to every WebSocket, end the MCP inbox subscriptions, stop the MCP session manager.
 
-    Each step runs even if the one before failed; and whatever hangs, the process ends within
-    the grace period plus STOP_MARGIN_SECONDS (_exit_when_overdue).
+    Each step runs even if the one before failed.
     """
-    _exit_when_overdue(settings.BROKER["SHUTDOWN_GRACE_SECONDS"] + STOP_MARGIN_SECONDS)
     for step in (connections.shut_down_all, subscriptions.close_all, stop_mcp):
         try:
             await step()
@@ -48,7 +46,7 @@ async def stop_background() -> None:
 
 
 def _exit_when_overdue(seconds: float) -> None:
-    """The last resort of a stop: end the process if it is still here after `seconds`.
+    """The last resort of a stop (under daphne, from SIGTERM): end the process if it is still here after `seconds`.
 
     The interpreter's exit waits for every non-daemon thread, and libraries start some the
     broker cannot end (an AnyIO worker thread, for one, ends only with the task it was started
@@ -82,6 +80,10 @@ def _on_twisted_shutdown() -> None:
         return
     from twisted.internet import defer, reactor  # the reactor daphne installed; never install one here
 
-    reactor.addSystemEventTrigger("before", "shutdown",
-                                  lambda: defer.Deferred.fromFuture(asyncio.ensure_future(stop_background())))
+    def stop() -> defer.Deferred:
+        # Whatever hangs (this stop, or a thread the exit waits for), the process ends in time.
+        _exit_when_overdue(settings.BROKER["SHUTDOWN_GRACE_SECONDS"] + STOP_MARGIN_SECONDS)
+        return defer.Deferred.fromFuture(asyncio.ensure_future(stop_background()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
     _twisted_trigger_added = True
