@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 if project is None:
                     raise CommandError(f"No project {options['project_id']!r}.")
                 if action == "configure":
-                    project_update(project, _settings(options["changes"]))
+                    project_update(project, _changes_from(options["changes"]))
                     self.stdout.write(f"Project '{project.pk}' changed: {', '.join(options['changes'])}.")
                     return
                 change = project_deactivate if action == "deactivate" else project_activate
@@ -55,7 +55,7 @@ class Command(BaseCommand):
             raise as_command_error(exc) from None
 
 
-def _settings(pairs: list[str]) -> dict:
+def _changes_from(pairs: list[str]) -> dict:
     """NAME=VALUE pairs as project_update takes them: whole numbers as numbers, true/false as booleans."""
     changes: dict = {}
     for pair in pairs:
