@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the pro
 
 from bench.proc_stats import process_group, rss_mb  # noqa: E402
 from bench.report import git_revision, latency_summary, machine  # noqa: E402
-from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
 
 @contextmanager
@@ -39,7 +39,8 @@ def live_server(database_url: str | None, redis_url: str | None):
     with ExitStack() as stack:
         var_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         db_url = stack.enter_context(throwaway_database(database_url, prefix="broker_bench")) if database_url else ""
-        env = broker_env(var_dir, database_url=db_url, redis_url=redis_url or "", SECRET_KEY="bench-secret")
+        env = broker_env(var_dir, database_url=db_url, redis_url=redis_url or "", SECRET_KEY="bench-secret",
+                         **LOAD_CEILINGS)
         manage(env, "migrate", "--noinput", "-v", "0")
         admin_key = new_key(env, "broker_project", "create", "--id", "bench", "--name", "Bench")
         manage(env, "shell", "-c", "from projects.models import Project; from projects.services import project_update; "

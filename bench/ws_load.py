@@ -66,7 +66,7 @@ from bench.proc_stats import CpuWatch, RssPeak, process_group, rss_mb, wait_unti
 from bench.report import git_revision, latency_summary, percentile  # noqa: E402
 from bench.report import machine as report_machine  # noqa: E402
 from bench.ws_clients import ClientPool  # noqa: E402
-from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -141,7 +141,7 @@ def broker_server(stack: Stack, work_dir: Path, logs: Path):
             database_url = resources.enter_context(throwaway_database(stack.database_url, prefix="broker_bench"))
         var_dir = work_dir / f"var-{stack.name}"
         var_dir.mkdir()
-        env = broker_env(var_dir, database_url=database_url, redis_url=stack.redis_url)
+        env = broker_env(var_dir, database_url=database_url, redis_url=stack.redis_url, **LOAD_CEILINGS)
         manage(env, "migrate", "--noinput", "-v", "0")
         project_id = f"bench-{uuid.uuid4().hex[:8]}"  # its own groups on a Redis others may share
         key = new_key(env, "broker_project", "create", "--id", project_id, "--name", f"Bench {project_id}")

@@ -240,6 +240,24 @@ BROKER = {
     "MCP_SESSIONS_PER_PROJECT": env_int("BROKER_MCP_SESSIONS_PER_PROJECT", 1000, minimum=1),
     "MCP_MAX_SESSIONS": env_int("BROKER_MCP_MAX_SESSIONS", 10_000, minimum=1),
     "MCP_SESSION_IDLE_SECONDS": env_int("BROKER_MCP_SESSION_IDLE_SECONDS", 600, minimum=10),
+    # Sessions disconnected this long are deleted, with any mail still waiting for them.
+    "SESSION_RETENTION_SECONDS": env_int("BROKER_SESSION_RETENTION_SECONDS", 7 * 86_400, minimum=60),
+    # Audit events are deleted this long after they happened.
+    "AUDIT_RETENTION_SECONDS": env_int("BROKER_AUDIT_RETENTION_SECONDS", 90 * 86_400, minimum=60),
+    # A send refused with queue_full was never accepted (its sender still has it), so its dead letter keeps
+    # the payload only up to this size (else its size and digest), and a project keeps at most this many.
+    "REFUSED_PAYLOAD_BYTES": env_int("BROKER_REFUSED_PAYLOAD_BYTES", 16 * 1024),
+    "MAX_REFUSED_DEAD_LETTERS": env_int("BROKER_MAX_REFUSED_DEAD_LETTERS", 1000),
+    # The most one broadcast may store: its payload's bytes times its copies.
+    "MAX_BROADCAST_BYTES": env_int("BROKER_MAX_BROADCAST_BYTES", 64 * 1024 * 1024, minimum=1024),
+    # Broker-wide ceilings of the per-project quotas (projects.quotas): no project goes above them.
+    "QUOTA_CEILINGS": {
+        "max_sessions": env_int("BROKER_CEILING_MAX_SESSIONS", 1000, minimum=1),
+        "max_protocols": env_int("BROKER_CEILING_MAX_PROTOCOLS", 5000, minimum=1),
+        "max_queue_size": env_int("BROKER_CEILING_MAX_QUEUE_SIZE", 10_000, minimum=1),
+        "rate_limit_per_minute": env_int("BROKER_CEILING_RATE_LIMIT_PER_MINUTE", 60_000, minimum=1),
+        "max_payload_bytes": env_int("BROKER_CEILING_MAX_PAYLOAD_BYTES", 10 * 1024 * 1024, minimum=1024),
+    },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = BROKER["MAX_REQUEST_BYTES"]
 

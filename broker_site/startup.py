@@ -6,7 +6,12 @@ Called by the ASGI wiring (broker_site.asgi): `start_background` from the lifesp
 """
 
 import asyncio
+import logging
+import os
 import sys
+import threading
+
+from django.conf import settings
 
 from broker_site.mcp.inbox_push import subscriptions
 from broker_site.mcp.server import ensure_mcp_running, stop_mcp
@@ -14,7 +19,10 @@ from routing.hub import hub
 from routing.live import connections
 from routing.sweeper import ensure_sweeper_running
 
+log = logging.getLogger("broker.startup")
 _twisted_trigger_added = False
+# Beyond the grace period: closing handshakes, the MCP session manager's own stop, the interpreter's exit.
+STOP_MARGIN_SECONDS = 4
 
 
 def start_background() -> None:
@@ -26,23 +34,56 @@ def start_background() -> None:
 
 
 async def stop_background() -> None:
-    """Say goodbye to every WebSocket, end the MCP inbox subscriptions, stop the MCP session manager."""
-    await connections.shut_down_all()
-    await subscriptions.close_all()
-    await stop_mcp()
+    """Say goodbye to every WebSocket, end the MCP inbox subscriptions, stop the MCP session manager.
+
+    Each step runs even if the one before failed.
+    """
+    for step in (connections.shut_down_all, subscriptions.close_all, stop_mcp):
+        try:
+            await step()
+        except Exception:
+            log.exception("shutdown step failed", extra={"step": step.__qualname__})
+
+
+def _exit_when_overdue(seconds: float) -> None:
+    """The last resort of a stop (under daphne, from SIGTERM): end the process if it is still here after `seconds`.
+
+    The interpreter's exit waits for every non-daemon thread, and libraries start some the
+    broker cannot end (an AnyIO worker thread, for one, ends only with the task it was started
+    under). A daemon timer does not hold the exit up itself; it names what did, then exits.
+    """
+    def overdue() -> None:
+        held = sorted(t.name for t in threading.enumerate()
+                      if not t.daemon and t is not threading.main_thread() and t.is_alive())
+        log.error("shutdown_overdue", extra={"seconds": seconds, "threads": held})
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, overdue)
+    timer.daemon = True
+    timer.name = "broker-stop-deadline"
+    timer.start()
 
 
 def _on_twisted_shutdown() -> None:
-    """Under daphne: let Twisted wait for the WebSockets' goodbyes before it closes any socket (routing.live).
+    """Under daphne: run the stop before Twisted closes any socket, and let it wait for the stop.
 
-    daphne (4.2) cancels every application on SIGTERM, but its own cancel step fails as soon as
-    one connection has no application, and then nothing waits for anyone.
+    daphne sends no lifespan shutdown. It (4.2) cancels every application on SIGTERM, but its
+    own cancel step fails as soon as one connection has no application, and then nothing waits
+    for anyone: the WebSockets' goodbyes (routing.live) would be cut off. And the MCP session
+    manager has to stop here too: the SDK reads a resource on an AnyIO worker thread, a
+    non-daemon thread that ends only when the manager's task does; left running, the process
+    would wait for that thread for ever after daphne is done.
     """
     global _twisted_trigger_added
     if _twisted_trigger_added or "twisted.internet.reactor" not in sys.modules:
         return
     from twisted.internet import defer, reactor  # the reactor daphne installed; never install one here
 
-    reactor.addSystemEventTrigger("before", "shutdown",
-                                  lambda: defer.Deferred.fromFuture(asyncio.ensure_future(connections.shut_down_all())))
+    def stop() -> defer.Deferred:
+        # Whatever hangs (this stop, or a thread the exit waits for), the process ends in time.
+        _exit_when_overdue(settings.BROKER["SHUTDOWN_GRACE_SECONDS"] + STOP_MARGIN_SECONDS)
+        return defer.Deferred.fromFuture(asyncio.ensure_future(stop_background()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
     _twisted_trigger_added = True

@@ -55,6 +55,9 @@ def wait_until_healthy(base_url: str, server: subprocess.Popen, timeout: float =
 
 
 ROOT = Path(__file__).resolve().parents[1]
+# For a server under load tests and benchmarks: quota ceilings high enough for a project no load can fill.
+LOAD_CEILINGS = {"BROKER_CEILING_RATE_LIMIT_PER_MINUTE": "1000000", "BROKER_CEILING_MAX_SESSIONS": "10000",
+                 "BROKER_CEILING_MAX_QUEUE_SIZE": "1000000"}
 SHOWN_ONCE = re.compile(r"\(shown once\):\s+(\S+)")
 
 

@@ -1,5 +1,6 @@
 """The operators' dashboard for projects and keys. Every change goes through a service, as the signed-in user."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 
@@ -7,18 +8,40 @@ from broker_site.dashboard import ShownOnly, ThroughServices, done_for_each, key
 from broker_site.errors import BrokerError
 from projects import services
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
+from projects.quotas import QUOTA_FIELDS, quotas_checked
 from projects.selectors import api_key_get
 from routing import lifecycle
 from routing.selectors import project_stats
 
 
+class ProjectForm(forms.ModelForm):
+    """Quotas over the broker's ceilings are shown as form errors (the service refuses them anyway)."""
+
+    caller = None  # the signed-in user, set per request by ProjectAdmin.get_form
+
+    def clean(self):
+        data = super().clean()
+        try:
+            quotas_checked(self.instance, {name: data[name] for name in QUOTA_FIELDS if name in data}, self.caller)
+        except BrokerError as exc:
+            for name, problems in exc.details.get("fields", {}).items():
+                self.add_error(name, problems)
+        return data
+
+
 @admin.register(Project)
 class ProjectAdmin(ThroughServices):
+    form = ProjectForm
     list_display = ("id", "name", "status", "discoverable", "max_sessions", "created_at")
     list_filter = ("status", "discoverable")
     search_fields = ("id", "name")
     actions = ("deactivate", "activate", "delete_selected")
     readonly_fields = ("status", "created_at", "updated_at", "stats")
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.caller = staff(request)
+        return form
 
     def get_readonly_fields(self, request, obj=None):
         # The id is the project's identity and part of every key: fixed once created.
@@ -133,7 +156,8 @@ class ProjectLinkAdmin(ShownOnly):
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ShownOnly):
-    list_display = ("created_at", "action", "outcome", "actor_key_id", "source_project", "target_project")
+    list_display = ("created_at", "action", "outcome", "count", "actor_key_id", "source_project", "target_project",
+                    "remote_addr")
     list_filter = ("outcome", "action")
-    search_fields = ("actor_key_id", "source_project", "target_project")
+    search_fields = ("actor_key_id", "source_project", "target_project", "remote_addr")
     date_hierarchy = "created_at"

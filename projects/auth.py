@@ -1,8 +1,8 @@
 """Who is calling: authentication for every face, and the principals services act for.
 
 REST, MCP and WebSocket all call `authenticate`. It answers 401 with one generic
-message whatever was wrong, records every failure as an audit event, and never
-logs the key.
+message whatever was wrong, counts every failure in the audit trail (projects.audit:
+auth_failure_record), and never logs the key.
 
 Services take a principal: a `Caller` (an API key, acting in a project) whose role they
 check, or `Staff` (the command line, a signed-in admin user), trusted like an operator.
@@ -18,7 +18,7 @@ from typing import ClassVar
 from django.utils import timezone
 
 from broker_site.errors import Forbidden, ProjectBoundary, Unauthorized
-from projects.audit import audit_record
+from projects.audit import audit_record, auth_failure_record
 from projects.keys import digest, parse_key
 from projects.models import ApiKey, Project
 
@@ -103,13 +103,14 @@ def credentials_from_headers(headers: Mapping[str, str]) -> tuple[str | None, st
 
 
 def authenticate(raw_key: str | None, requested_project_id: str | None = None, *, remote_addr: str = "") -> Caller:
-    def refuse(reason: str, project_hint: str = "") -> Unauthorized:
-        audit_record("auth_failed", "denied", target_project=project_hint, remote_addr=remote_addr,
-                     details={"reason": reason})
+    def refuse(reason: str, key: ApiKey | None = None) -> Unauthorized:
+        # Only a key whose secret matched (revoked or expired) names its project in the trail.
+        auth_failure_record(reason, remote_addr=remote_addr, actor_key_id=f"{key.project_id}_{key.key_id}" if key else "",
+                            target_project=key.project_id if key else "")
         return Unauthorized()
 
     if not raw_key:
-        raise refuse("missing_key", requested_project_id or "")
+        raise refuse("missing_key")
     parsed = parse_key(raw_key)
     if parsed is None:
         raise refuse("malformed_key")
@@ -117,10 +118,10 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
            .filter(project_id=parsed.project_id, key_id=parsed.key_id).first())
     matches = hmac.compare_digest(key.digest if key else _DUMMY_DIGEST, digest(parsed.raw))
     if key is None or not matches:
-        raise refuse("unknown_key", parsed.project_id)
+        raise refuse("unknown_key")
     now = timezone.now()
     if not key.is_usable(now):
-        raise refuse("revoked_key" if key.revoked_at is not None else "expired_key", parsed.project_id)
+        raise refuse("revoked_key" if key.revoked_at is not None else "expired_key", key)
 
     caller = Caller(key=key, project=key.project)
     if requested_project_id and requested_project_id != key.project_id:

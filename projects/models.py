@@ -45,6 +45,8 @@ class Project(models.Model):
     max_payload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024,
                                                     validators=[MinValueValidator(1024), MaxValueValidator(10 * 1024 * 1024)])
     protocol_registration = models.CharField(max_length=8, choices=Registration.choices, default=Registration.ANY)
+    # The quotas an operator set (projects.quotas): a project's admins may not go above these.
+    quota_grants = models.JSONField(default=dict, blank=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -127,6 +129,8 @@ class AuditEvent(models.Model):
     target_project = models.CharField(max_length=64, blank=True, default="", db_index=True)
     remote_addr = models.CharField(max_length=64, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
+    # How many times it happened: failed authentications from one address fold into one row a minute (audit.py).
+    count = models.PositiveIntegerField(default=1)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -123,5 +123,5 @@ def audit_event_summary(event: AuditEvent) -> dict[str, Any]:
     return {
         "time": event.created_at.isoformat(), "action": event.action, "outcome": event.outcome,
         "actor_key_id": event.actor_key_id, "source_project": event.source_project,
-        "target_project": event.target_project, "details": event.details,
+        "target_project": event.target_project, "details": event.details, "count": event.count,
     }

@@ -18,6 +18,7 @@ from projects.audit import audit_done
 from projects.auth import CLI, ROLE_RANK, Principal
 from projects.keys import compose_key, digest, new_key_id
 from projects.models import ApiKey, Project
+from projects.quotas import quota_defaults, quotas_checked
 
 log = logging.getLogger("broker.projects")
 
@@ -62,7 +63,11 @@ def project_create(*, project_id: str, name: str, description: str = "", discove
     unknown = sorted(set(config) - set(CONFIG_FIELDS))
     if unknown:
         raise ValidationFailed("Unknown project settings.", fields={name: ["unknown setting"] for name in unknown})
-    project = Project(id=project_id, name=name, description=description, discoverable=discoverable, **config)
+    project = Project(id=project_id, name=name, description=description, discoverable=discoverable,
+                      **quota_defaults())
+    project.quota_grants = quotas_checked(project, config, caller)
+    for setting, value in config.items():
+        setattr(project, setting, value)
     _clean(project)
     if Project.objects.filter(pk=project_id).exists() or Project.objects.filter(name=name).exists():
         raise _duplicate_project(project_id, name)
@@ -85,10 +90,14 @@ def _duplicate_project(project_id: str, name: str) -> Conflict:
 
 
 def project_update(project: Project, changes: dict[str, Any], *, caller: Principal = CLI) -> Project:
+    """Change a project's description or settings; its quotas only within what projects.quotas allows the caller."""
     caller.require_role(ApiKey.Role.ADMIN, "change project settings")
     unknown = sorted(set(changes) - set(UPDATABLE_FIELDS))
     if unknown:
         raise ValidationFailed("These fields cannot be changed.", fields={name: ["not changeable"] for name in unknown})
+    grants = quotas_checked(project, changes, caller)
+    if grants:
+        project.quota_grants = {**(project.quota_grants or {}), **grants}
     for name, value in changes.items():
         setattr(project, name, value)
     _clean(project)

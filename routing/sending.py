@@ -14,7 +14,8 @@ other:
 3. converted for the recipient's protocol version (protocols.transform), before any lock;
 4. stored, the whole round in one transaction: the recipients' rows are locked and their queue
    sizes and blocks read under that lock. A block refuses a 1:1 copy and skips a broadcast
-   one; a full queue keeps the copy as a dead letter (queue_full); a queue past 90 % logs a
+   one; a full queue refuses the copy (queue_full), kept as a dead letter within the bounds of
+   routing.refusals; a queue past 90 % logs a
    warning. Each copy is a microsecond younger than the one before it, so order within a
    round is the order of the requests;
 5. announced: once committed, one wake-up event per recipient (routing.events).
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
@@ -55,6 +57,7 @@ from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, SendIn
 from routing.models import PENDING, Message
+from routing.refusals import RefusedLetters
 from sessions_app.models import AgentSession, SessionBlock
 from sessions_app.selectors import live_sessions, sessions_by_ref
 
@@ -64,11 +67,13 @@ NEAR_CAPACITY = 0.9
 
 @dataclass(frozen=True)
 class SendRequest:
-    """A send or broadcast that passed step 1 (made by `send_check` only): the protocol it claims, if any."""
+    """A send or broadcast that passed step 1 (made by `send_check` only): the protocol it claims, if any,
+    and its payload's size."""
 
     sender: AgentSession
     message: SendIn | BroadcastIn
     protocol: Protocol | None
+    size: int
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,8 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
 
     The requests passed `send_check` already; nothing here validates a sender's payload again.
     A request refused before anything is stored (an unknown recipient, an incompatible version,
-    a block) gets its error; a 1:1 send to a full queue gets QueueFull, and its message is kept
-    as a dead letter.
+    a block, a broadcast over its byte limit) gets its error; a 1:1 send to a full queue gets
+    QueueFull, its message kept as a dead letter within routing.refusals' bounds.
 
     The WebSocket face gathers the sends of all its connections into rounds (routing.batching),
     so a busy server pays a few statements per round, not per message.
@@ -173,8 +178,12 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
             if copy.outcome is None:
                 copies.append(copy)
         else:
-            outcomes[index] = broadcast = Broadcast(uuid.uuid4())
-            copies.extend(_expanded(request, protocol, broadcast))
+            broadcast = Broadcast(uuid.uuid4())
+            try:
+                copies.extend(_expanded(request, protocol, broadcast))
+                outcomes[index] = broadcast
+            except PayloadTooLarge as exc:
+                outcomes[index] = exc
     if copies:
         _store(copies)
     for copy in copies:
@@ -191,12 +200,12 @@ def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendReque
     A refusal is raised. The one check of every face: REST and MCP through message_send and
     message_broadcast, the WebSocket face on its own database call before it joins a round.
     """
-    _payload_size_check(sender.project, message.payload)
+    size = _payload_size_check(sender.project, message.payload)
     protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
                                     message.protocol_version)
     if protocol is not None:
         payload_validate(protocol, message.payload)
-    return SendRequest(sender, message, protocol)
+    return SendRequest(sender, message, protocol, size)
 
 
 def _payload_size_check(project: Project, payload: dict) -> int:
@@ -233,8 +242,24 @@ def _addressed(request: SendRequest, protocol: Protocol | None, recipient: Agent
     return copy
 
 
-def _expanded(request: SendRequest, protocol: Protocol | None, broadcast: Broadcast) -> Iterable[_Copy]:
-    """Step 2 for a broadcast: a copy for each other live session its capability_filter lets through."""
+def _expanded(request: SendRequest, protocol: Protocol | None, broadcast: Broadcast) -> list[_Copy]:
+    """Step 2 for a broadcast: a copy for each other live session its capability_filter lets through.
+
+    Every copy is stored, so one request writes its payload once per copy: past
+    BROKER_MAX_BROADCAST_BYTES in all, it is refused whole (PayloadTooLarge), before anything is stored.
+    """
+    copies = list(_copies_for(request, protocol, broadcast))
+    size = request.size
+    limit = settings.BROKER["MAX_BROADCAST_BYTES"]
+    if size * len(copies) > limit:
+        raise PayloadTooLarge(f"This broadcast would store {len(copies)} copies of {size} bytes, "
+                              f"{size * len(copies)} bytes in all; the limit is {limit}. Send a smaller payload, "
+                              "or narrow it with capability_filter.",
+                              field="payload", size=size, copies=len(copies), total=size * len(copies), limit=limit)
+    return copies
+
+
+def _copies_for(request: SendRequest, protocol: Protocol | None, broadcast: Broadcast) -> Iterable[_Copy]:
     sender, wanted = request.sender, request.message.capability_filter or {}
     fields = {**_header_fields(request.message), "broadcast_id": broadcast.broadcast_id}
     converted: dict[tuple, Transformed] = {}
@@ -283,6 +308,7 @@ def _store(copies: list[_Copy]) -> None:
     now = timezone.now()
     stored: list[Message] = []
     full: list[tuple[_Copy, Message, int]] = []
+    refused = RefusedLetters()
     with transaction.atomic():
         sizes, blocks = lock_recipients({c.recipient.pk for c in copies}, {c.sender.pk for c in copies})
         for copy in copies:
@@ -296,6 +322,9 @@ def _store(copies: list[_Copy]) -> None:
             if size >= project.max_queue_size:
                 message.state, message.dead_reason, message.dead_at = (
                     Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
+                if not refused.keep(project, message.payload):
+                    stored.pop()  # too large, or the project has enough of them: the sender still has it
+                    message.pk = None
                 full.append((copy, message, size))
                 continue
             sizes[recipient.pk] = size + 1
@@ -306,11 +335,15 @@ def _store(copies: list[_Copy]) -> None:
             events.message_available(recipient_id)
     for copy, message, size in full:
         capacity = copy.sender.project.max_queue_size
+        kept = message.pk is not None
         log.warning("queue_full", extra={"project": copy.sender.project_id, "session_id": str(copy.recipient.id),
-                                         "message_id": str(message.id), "capacity": capacity})
+                                         "message_id": str(message.pk) if kept else None, "capacity": capacity,
+                                         "kept": kept})
         copy.outcome = QueueFull(
-            f"The recipient's queue is full ({size} of {capacity}); the message was kept as a dead letter.",
-            message_id=str(message.id), recipient_id=str(copy.recipient.id), queue_size=size, capacity=capacity)
+            f"The recipient's queue is full ({size} of {capacity}); " + (
+                "the message was kept as a dead letter." if kept else "the message was not stored; send it later."),
+            message_id=str(message.pk) if kept else None, kept_as_dead_letter=kept,
+            recipient_id=str(copy.recipient.id), queue_size=size, capacity=capacity)
 
 
 def _message(copy: _Copy, created: datetime) -> Message:

@@ -1,4 +1,4 @@
-"""The in-process sweeper: expiry, redelivery and session time-outs every few seconds, in every process.
+"""The in-process sweeper: expiry, redelivery, session time-outs and purges every few seconds, in every process.
 
 Several processes sweeping at once is safe (see services.sweep). The start-up
 (broker_site.startup) starts it; `manage.py broker_sweep` runs the same pass as a separate process.
@@ -6,21 +6,28 @@ Several processes sweeping at once is safe (see services.sweep). The start-up
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from broker_site.workers import db
+from projects.audit import audit_purge
 from routing.services import sweep
-from sessions_app.services import sessions_time_out
+from sessions_app.services import sessions_purge, sessions_time_out
 
 log = logging.getLogger("broker.sweeper")
 _task: asyncio.Task | None = None
 
 
 def sweep_pass() -> dict[str, int]:
-    """One pass of everything the sweeper does: expiry, redelivery, purge, session time-outs."""
-    counts = sweep()
-    counts["sessions_timed_out"] = sessions_time_out()
+    """One pass of everything the sweeper does: expiry, redelivery, session time-outs, and the purges that
+    bound storage (ended messages, long-disconnected sessions, old audit events), a batch of each per pass."""
+    now = timezone.now()
+    counts = sweep(now)
+    counts["sessions_timed_out"] = sessions_time_out(now)
+    counts["sessions_purged"] = sessions_purge(now - timedelta(seconds=settings.BROKER["SESSION_RETENTION_SECONDS"]))
+    counts["audit_purged"] = audit_purge(now - timedelta(seconds=settings.BROKER["AUDIT_RETENTION_SECONDS"]))
     return counts
 
 

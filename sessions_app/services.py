@@ -253,6 +253,28 @@ def sessions_time_out(now: datetime | None = None, batch: int = 500) -> int:
     return timed_out
 
 
+def sessions_purge(before: datetime, batch: int = 500) -> int:
+    """Delete sessions disconnected before `before`, one batch per call (the sweeper's pass); returns how many.
+
+    What goes with a session: its blocks, and its inbox, including any mail still waiting for
+    it (a session gone that long is not coming back to resume; keeping its queue for ever is
+    what let storage grow without bound). Messages it sent stay, without a sender.
+
+    Race: a resume may take a session back just as it is chosen. The delete re-checks that the
+    session is still disconnected before `before`, so a session resumed meanwhile stays.
+    """
+    old = list(AgentSession.objects.filter(disconnected_at__lt=before).order_by("disconnected_at")
+               .values_list("pk", flat=True)[:batch])
+    if not old:
+        return 0
+    with transaction.atomic():
+        gone = AgentSession.objects.filter(pk__in=old, disconnected_at__lt=before)
+        count = gone.count()
+        gone.delete()
+    log.info("sessions_purged", extra={"count": count})
+    return count
+
+
 def sessions_end_all(project: Project, *, reason: str) -> int:
     """Disconnect every session of `project` not yet marked gone, and announce each (after commit)."""
     leaving = list(AgentSession.objects.filter(project=project, disconnected_at__isnull=True).values_list("pk", "name"))
