@@ -9,15 +9,12 @@ error, no traceback text; the canary of project beta answered throughout.
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
-from mcp.shared.exceptions import MCPError
 
-from devtools.fuzzing import JSONRPC_INTERNAL_ERROR, LoopThread, arguments_for, clamp_waits, mcp_answer_text
-from tests.fuzz.conftest import FuzzBroker, assert_answer_sound, fuzz_settings
+from devtools.fuzz_target import FuzzTarget, mcp_known, mcp_tool_call
+from devtools.fuzzing import LoopThread, arguments_for, nested_text
+from tests.fuzz.conftest import assert_answer_sound, fuzz_settings
 
 ROLES_AND_MODES = [("agent", "legacy"), ("agent", "auto"), ("admin", "legacy"), ("operator", "auto")]
-# Tools whose success changes alpha for the calls after it; undone after each success.
-UNDONE_AFTER = {"disconnect_session", "deactivate_project"}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +25,8 @@ def loop():
 
 
 @pytest.mark.parametrize(("role", "mode"), ROLES_AND_MODES)
-def test_no_tool_answers_a_server_error(fuzz_broker: FuzzBroker, loop: LoopThread, role: str, mode: str):
-    headers = {"X-Project-ID": "alpha"} if role == "operator" else {}
-    client, close = loop.hold(fuzz_broker.mcp.client(fuzz_broker.key(role), mode=mode, **headers))
+def test_no_tool_answers_a_server_error(fuzz_broker: FuzzTarget, loop: LoopThread, role: str, mode: str):
+    client, close = loop.hold(fuzz_broker.mcp_client(role, mode))
     try:
         tools = loop.run(client.list_tools()).tools
         assert len(tools) >= 19
@@ -45,27 +41,26 @@ def test_no_tool_answers_a_server_error(fuzz_broker: FuzzBroker, loop: LoopThrea
         close()
 
 
-def _fuzzer(broker: FuzzBroker, loop: LoopThread, client, tool, role: str):
-    known = broker.known()
-    if role == "operator":
-        # Not beta: an operator may really deactivate it, and it is the canary's project.
-        known["project_id"] = st.sampled_from(["alpha", "nope"])
+def _fuzzer(target: FuzzTarget, loop: LoopThread, client, tool, role: str):
+    known = mcp_known(target, role)
 
     @fuzz_settings(default_examples=5)
     @given(arguments=arguments_for(tool.input_schema, known), key_id=known["key_id"])
     def fuzz(arguments, key_id) -> None:
-        if tool.name == "rotate_project_keys":
-            arguments["key_id"] = key_id  # never the calling key: a grace of 0 would end this run
-        arguments = clamp_waits(arguments)
-        what = f"{tool.name}({arguments!r:.400}) as {role}"
-        try:
-            result = loop.run(client.call_tool(tool.name, arguments))
-        except MCPError as exc:
-            assert exc.code != JSONRPC_INTERNAL_ERROR, f"JSON-RPC internal error for {what}: {exc.message}"
-            assert_answer_sound(what, None, f"{exc.message} {exc.data}")
-            return
-        assert_answer_sound(what, None, mcp_answer_text(result))
-        if tool.name in UNDONE_AFTER and not result.is_error:
-            broker.restore()
+        what, text, code = loop.run(mcp_tool_call(target, client, tool.name, arguments, key_id))
+        assert code != "jsonrpc internal", f"{text} for {what} as {role}"
+        assert_answer_sound(f"{what} as {role}", None, text)
 
     return fuzz
+
+
+def test_a_deeply_nested_request_is_refused_cleanly(fuzz_broker: FuzzTarget):
+    """Deeper than any client writes: raw JSON-RPC over HTTP, 100,000 levels in a tool's arguments."""
+    deep = nested_text(100_000)
+    body = ('{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send_message", '
+            f'"arguments": {{"payload": {deep}}}}}}}')
+    with fuzz_broker.rest() as rest:
+        response = rest.post("/mcp", content=body, headers={"Content-Type": "application/json",
+                                                            "Accept": "application/json, text/event-stream"})
+    assert_answer_sound("a 100,000-deep tools/call", response.status_code, response.text)
+    assert response.status_code == 400, response.text

@@ -13,20 +13,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis.generation.modes import GenerationMode
 
+from devtools.fuzz_target import PATH_PARAMETERS, FuzzTarget, rest_case_call
 from devtools.fuzzing import nested_text, server_error
-from tests.fuzz.conftest import FuzzBroker, assert_answer_sound, fuzz_settings
-
-# Real values for path parameters, by name: ids of alpha's objects and of beta's.
-PATH_PARAMETERS = ("message_id", "ref", "project_id", "key_id", "name", "version")
+from tests.fuzz.conftest import assert_answer_sound, fuzz_settings
 
 
 @pytest.fixture(scope="module")
-def api_operations(fuzz_broker: FuzzBroker) -> list:
+def api_operations(fuzz_broker: FuzzTarget) -> list:
     schema = schemathesis.openapi.from_url(f"{fuzz_broker.http_url}/api/schema/?format=json")
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def test_no_operation_answers_a_server_error(fuzz_broker: FuzzBroker, api_operations: list):
+def test_no_operation_answers_a_server_error(fuzz_broker: FuzzTarget, api_operations: list):
     """Each operation in turn (schemathesis' own pytest loader relies on pytest internals that 9.2
     removed, so hypothesis drives its strategies here); every failing operation is reported."""
     assert len(api_operations) >= 30
@@ -40,46 +38,14 @@ def test_no_operation_answers_a_server_error(fuzz_broker: FuzzBroker, api_operat
     assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
 
 
-def _fuzzer(broker: FuzzBroker, cases):
+def _fuzzer(target: FuzzTarget, cases):
     @fuzz_settings(default_examples=6)
     @given(case=cases, data=st.data())
     def fuzz(case, data) -> None:
-        _call(broker, case, data)
+        what, status, text = rest_case_call(target, case, data.draw)
+        assert_answer_sound(what, status, text)
 
     return fuzz
-
-
-def _call(broker: FuzzBroker, case, data) -> None:
-    role = data.draw(st.sampled_from(["agent", "admin", "operator"]), label="role")
-    headers = broker.headers(role)
-    known = broker.known()
-    if _takes_session_token(case) and data.draw(st.integers(0, 4), label="real token") != 0:
-        headers["X-Session-Token"] = data.draw(known["session_token"], label="token")
-    for name in PATH_PARAMETERS:
-        if name in (case.path_parameters or {}) and data.draw(st.booleans(), label=f"real {name}"):
-            case.path_parameters[name] = data.draw(_path_value(name, known), label=name)
-    response = case.call(headers=headers, timeout=60)
-    assert_answer_sound(f"{case.method} {case.formatted_path} as {role}: {case.body!r:.300}",
-                        response.status_code, response.text)
-    if response.status_code < 300 and (case.method == "PATCH" or case.path.endswith(("/disconnect/", "/deactivate/"))):
-        broker.restore()
-
-
-def _takes_session_token(case) -> bool:
-    return any(p.name == "X-Session-Token" for p in case.operation.headers)
-
-
-def _path_value(name: str, known: dict) -> st.SearchStrategy:
-    if name == "ref":
-        return known["session_id"] | known["recipient_id"]
-    if name == "version":
-        return known["protocol_version"]
-    if name == "name":
-        return known["protocol_name"]
-    if name == "project_id":
-        # Not beta: an operator may really deactivate it, and it is the canary's project.
-        return st.sampled_from(["alpha", "nope"])
-    return known[name]
 
 
 # Bodies no generator stumbles on by chance, sent to every operation that takes a body.
@@ -92,7 +58,7 @@ HOSTILE_BODIES = {
 }
 
 
-def test_hostile_bodies_are_refused_cleanly(fuzz_broker: FuzzBroker, api_operations: list):
+def test_hostile_bodies_are_refused_cleanly(fuzz_broker: FuzzTarget, api_operations: list):
     failures = []
     for operation in api_operations:
         if operation.body is None or not len(operation.body):

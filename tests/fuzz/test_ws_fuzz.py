@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from devtools.fuzz_target import FuzzTarget
 from devtools.fuzzing import LoopThread, WsProber, nested_text, ws_frames
-from tests.fuzz.conftest import FuzzBroker, fuzz_settings
+from tests.fuzz.conftest import fuzz_settings
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,8 @@ def loop():
 
 
 @pytest.mark.parametrize("role", ["agent", "admin"])
-def test_no_frame_after_hello_gets_a_server_error(fuzz_broker: FuzzBroker, loop: LoopThread, role: str):
-    prober = WsProber(fuzz_broker.ws.ws_url, fuzz_broker.key(role), name=f"ws-fuzz-{role}")
+def test_no_frame_after_hello_gets_a_server_error(fuzz_broker: FuzzTarget, loop: LoopThread, role: str):
+    prober = WsProber(fuzz_broker.ws_url, fuzz_broker.key(role), name=f"ws-fuzz-{role}")
 
     @fuzz_settings(default_examples=60)
     @given(frame=ws_frames(fuzz_broker.known()))
@@ -40,8 +41,8 @@ def test_no_frame_after_hello_gets_a_server_error(fuzz_broker: FuzzBroker, loop:
         loop.run(prober.close())
 
 
-def test_no_frame_before_hello_gets_a_server_error(fuzz_broker: FuzzBroker, loop: LoopThread):
-    prober = WsProber(fuzz_broker.ws.ws_url, fuzz_broker.key("agent"))
+def test_no_frame_before_hello_gets_a_server_error(fuzz_broker: FuzzTarget, loop: LoopThread):
+    prober = WsProber(fuzz_broker.ws_url, fuzz_broker.key("agent"))
     known = {**fuzz_broker.known(), "project_id": st.sampled_from(["alpha", "beta"])}
 
     @fuzz_settings(default_examples=40)
@@ -60,9 +61,9 @@ def test_no_frame_before_hello_gets_a_server_error(fuzz_broker: FuzzBroker, loop
     pytest.param(b"\xff" * 1000, id="binary-garbage"),
 ])
 @pytest.mark.parametrize("when", ["before hello", "after hello"])
-def test_hostile_frames_are_answered_cleanly(fuzz_broker: FuzzBroker, loop: LoopThread, frame, when: str):
+def test_hostile_frames_are_answered_cleanly(fuzz_broker: FuzzTarget, loop: LoopThread, frame, when: str):
     """Frames no generator stumbles on by chance, once each, before and after hello."""
-    prober = WsProber(fuzz_broker.ws.ws_url, fuzz_broker.key("agent"), name="ws-hostile")
+    prober = WsProber(fuzz_broker.ws_url, fuzz_broker.key("agent"), name="ws-hostile")
     try:
         answer = loop.run(prober.before_hello(frame) if when == "before hello" else prober.after_hello(frame))
     finally:
