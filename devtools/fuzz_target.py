@@ -153,7 +153,7 @@ def rest_case_call(target: FuzzTarget, case, draw) -> tuple[str, int, str]:
     role = draw(st.sampled_from(["agent", "admin", "operator"]))
     headers = target.headers(role)
     known = target.known()
-    if any(p.name == "X-Session-Token" for p in case.operation.headers) and draw(st.integers(0, 4)) != 0:
+    if any(p.name == "X-Session-Token" for p in case.operation.headers) and draw(st.integers(0, 4)) != 4:
         headers["X-Session-Token"] = draw(known["session_token"])
     for name in PATH_PARAMETERS:
         if name in (case.path_parameters or {}) and draw(st.booleans()):
