@@ -9,6 +9,7 @@ The pass condition of every fuzzer is the same: bad input is answered with a cle
 import asyncio
 import concurrent.futures
 import json
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -385,34 +386,45 @@ class WsProber:
         self.ws_url, self.key, self.name = ws_url, key, name
         self.socket = None
         self.probes = 0
+        self.connections = 0
 
     async def _connect(self):
         return await websockets.connect(self.ws_url, additional_headers={"Authorization": f"Bearer {self.key}"},
                                         max_size=None, open_timeout=30)
 
-    async def before_hello(self, frame: str | bytes, timeout: float = 3) -> WsAnswer:
+    async def before_hello(self, frame: str | bytes, timeout: float = 10) -> WsAnswer:
         socket = await self._connect()
         try:
-            await socket.send(frame)
-            return await self._read(socket, until=lambda text: True, timeout=timeout)
+            try:
+                await socket.send(frame)
+            except websockets.ConnectionClosed:
+                pass  # the frame closed the socket: _read reports how
+            answer = await self._read(socket, until=lambda text: True, timeout=timeout)
+            if not answer.frames and answer.close_code is None:
+                answer.unanswered = f"no answer within {timeout} s"
+            return answer
         finally:
             await socket.close()
 
     async def after_hello(self, frame: str | bytes, timeout: float = 10) -> WsAnswer:
         if self.socket is None:
             self.socket = await self._connect()
-            await self.socket.send(json.dumps({"type": "hello", "name": self.name, "presence": False}))
+            # A new name each time: the session of a socket the server dropped stays for a resume.
+            self.connections += 1
+            name = f"{self.name}-{self.connections}-{secrets.token_hex(3)}"
+            await self.socket.send(json.dumps({"type": "hello", "name": name, "presence": False}))
             greeting = await self._read(self.socket, until=lambda text: '"welcome"' in text, timeout=timeout)
-            if greeting.problem() or greeting.close_code is not None:
-                self.socket = None
+            if not any('"welcome"' in text for text in greeting.frames):
+                greeting.unanswered = greeting.problem() or f"no welcome within {timeout} s: {greeting.frames[:2]}"
+                await self.close()
                 return greeting
         self.probes += 1
         probe_id = f"probe-{self.probes}"
-        await self.socket.send(frame)
         try:
+            await self.socket.send(frame)
             await self.socket.send(json.dumps({"type": "heartbeat", "request_id": probe_id}))
-        except Exception:  # noqa: S110 - the frame closed the socket; _read reports how
-            pass
+        except websockets.ConnectionClosed:
+            pass  # the frame closed the socket: _read reports how
         answer = await self._read(self.socket, until=lambda text: probe_id in text, timeout=timeout)
         if answer.close_code is None and not any(probe_id in text for text in answer.frames):
             # The socket is open but stopped answering: as bad as a crash for its client.
@@ -441,5 +453,5 @@ class WsProber:
 
     async def close(self) -> None:
         if self.socket is not None:
-            await self.socket.close()
-            self.socket = None
+            socket, self.socket = self.socket, None
+            await socket.close()
