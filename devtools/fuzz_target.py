@@ -26,6 +26,7 @@ class FuzzTarget:
     http_url: str
     ws_url: str
     keys: dict[str, str]
+    live: Any = None  # the test fixture's server object, for tests that drive it their own way
     sessions: list[dict[str, str]] = field(default_factory=list)
     message_ids: list[str] = field(default_factory=list)
     protocol: dict[str, str] = field(default_factory=dict)

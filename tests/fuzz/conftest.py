@@ -30,14 +30,14 @@ def fuzz_settings(default_examples: int) -> settings:
                     suppress_health_check=list(HealthCheck), database=None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fuzz_broker(tmp_path_factory) -> Iterator[FuzzTarget]:
-    """The MCP tests' live server (with its log checked for tracebacks when it stops), seeded; the
-    canary runs while the module's fuzzers do."""
+    """The MCP tests' live server (with its log checked for tracebacks when it stops), seeded, one for
+    all the fuzz modules (a server start is a good part of their time); the canary runs throughout."""
     for live in serve_live_broker(tmp_path_factory, daphne_command):
         keys = {"agent": live.agent_key, "admin": live.admin_key, "operator": live.operator_key,
                 "beta": live.other_project_key}
-        target = seed(FuzzTarget(live.process.http_url, live.process.ws_url, keys))
+        target = seed(FuzzTarget(live.process.http_url, live.process.ws_url, keys, live=live))
         canary = Canary(target.http_url, target.ws_url, keys["beta"]).start()
         try:
             yield target

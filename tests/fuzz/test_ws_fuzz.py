@@ -29,7 +29,7 @@ def loop():
 def test_no_frame_after_hello_gets_a_server_error(fuzz_broker: FuzzTarget, loop: LoopThread, role: str):
     prober = WsProber(fuzz_broker.ws_url, fuzz_broker.key(role), name=f"ws-fuzz-{role}")
 
-    @fuzz_settings(default_examples=60)
+    @fuzz_settings(default_examples=40)
     @given(frame=ws_frames(fuzz_broker.known()))
     def fuzz(frame) -> None:
         answer = loop.run(prober.after_hello(frame))
@@ -45,7 +45,7 @@ def test_no_frame_before_hello_gets_a_server_error(fuzz_broker: FuzzTarget, loop
     prober = WsProber(fuzz_broker.ws_url, fuzz_broker.key("agent"))
     known = {**fuzz_broker.known(), "project_id": st.sampled_from(["alpha", "beta"])}
 
-    @fuzz_settings(default_examples=40)
+    @fuzz_settings(default_examples=25)
     @given(frame=ws_frames(known))
     def fuzz(frame) -> None:
         answer = loop.run(prober.before_hello(frame))
