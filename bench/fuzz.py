@@ -7,7 +7,7 @@ a REST question and a WebSocket send -> push -> ack in a loop:
 
 - REST: schemathesis cases from the broker's OpenAPI schema (every operation, positive and negative),
   with keys of every role and real session tokens and path ids, plus hostile bodies (deep nesting,
-  broken JSON) on every operation that takes one;
+  broken JSON) on every operation that takes one, and schemas that are costly to validate against;
 - MCP: hypothesis-made arguments for every tool, official client, both protocol generations;
 - WebSocket: hypothesis-made frames before and after hello, plus hostile frames (deep, over 1 MiB, binary).
 
@@ -158,6 +158,34 @@ def fuzz_rest(target: FuzzTarget, tally: Tally, inputs: int, seed_value: int) ->
                                response.text)
 
 
+# Schemas whose validation costs more than their size says (issue 11, defects 1 and 2): each is registered,
+# then one payload is sent that makes a backtracking regex or a quadratic uniqueItems check work hard.
+# The canary's latency shows whether another project waited meanwhile.
+HOSTILE_SCHEMAS = {
+    "backtracking pattern": ({"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}},
+                             {"s": "a" * 26 + "!"}),
+    "backtracking patternProperties": ({"type": "object", "patternProperties": {"^(a+)+$": {"type": "string"}}},
+                                       {"a" * 26 + "!": "x"}),
+    "uniqueItems over 3,000 objects": ({"type": "object", "properties": {"items": {"type": "array", "uniqueItems": True}}},
+                                       {"items": [{"n": n} for n in range(3_000)]}),
+}
+
+
+def fuzz_schemas(target: FuzzTarget, tally: Tally) -> None:
+    with target.rest("agent") as rest:
+        for number, (label, (schema, payload)) in enumerate(HOSTILE_SCHEMAS.items()):
+            name = f"hostile_{number}"
+            registered = rest.post("/api/v1/protocols/", json={"name": name, "version": "1.0.0", "schema": schema,
+                                                               "capabilities": ["point_to_point"]})
+            tally.rest(f"register {label}", registered.status_code, registered.text)
+            if registered.status_code != 201:
+                continue
+            sent = rest.post("/api/v1/messages/", headers={"X-Session-Token": target.sessions[0]["token"]},
+                             json={"recipient_id": target.sessions[1]["session_id"], "protocol_name": name,
+                                   "payload": payload})
+            tally.rest(f"send under {label}", sent.status_code, sent.text)
+
+
 def fuzz_mcp(target: FuzzTarget, tally: Tally, inputs: int, seed_value: int, loop: LoopThread) -> None:
     for role, mode in MCP_ROLES_AND_MODES:
         client, close = loop.hold(target.mcp_client(role, mode))
@@ -235,6 +263,7 @@ def main() -> None:
         loop = LoopThread()
         try:
             fuzz_rest(target, tally, int(args.inputs * 0.4), args.seed)
+            fuzz_schemas(target, tally)
             fuzz_mcp(target, tally, int(args.inputs * 0.3), args.seed, loop)
             fuzz_ws(target, tally, int(args.inputs * 0.3), args.seed, loop)
         finally:
