@@ -105,8 +105,7 @@ class AuditListView(Endpoint, route="projects/<str:project_id>/audit/"):
                    summary="The project's audit trail, newest first (admins)")
     def get(self, request, project_id: str):
         project = selectors.project_for(request.auth, project_id)
-        events = selectors.audit_events_of(project, request.auth)
-        return listing("events", [selectors.audit_event_summary(e) for e in events])
+        return listing("events", selectors.audit_listed(project, request.auth))
 
 
 urlpatterns = rest_routes(ProjectListView, ProjectDetailView, ProjectDeactivateView, ProjectActivateView,

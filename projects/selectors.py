@@ -119,9 +119,35 @@ def api_key_created(key: ApiKey, raw: str) -> dict[str, Any]:
     return {**api_key_summary(key), "api_key": raw, "notice": "This is the only time the key is shown. Store it now."}
 
 
-def audit_event_summary(event: AuditEvent) -> dict[str, Any]:
-    return {
+def audit_listed(project: Project, caller: Principal, limit: int = 100) -> list[dict[str, Any]]:
+    """A project's audit trail as its admins see it.
+
+    A project's answers never name another tenant: an event with another project on its other
+    side (that project's key knocked on this one's door, or this one's key on another's) is shown
+    without the other side's project, key or the details it carried. Operators are the broker's
+    staff, not a tenant: their keys stay named.
+    """
+    events = list(audit_events_of(project, caller, limit))
+    actors = {e.actor_key_id for e in events if _foreign(e.source_project, project)}
+    operators = {f"{project_id}_{key_id}" for project_id, key_id in ApiKey.objects.filter(
+        role=ApiKey.Role.OPERATOR, project_id__in={a.split("_", 1)[0] for a in actors},
+        key_id__in={a.split("_", 1)[-1] for a in actors}).values_list("project_id", "key_id")}
+    return [audit_event_summary(e, hide_source=_foreign(e.source_project, project) and e.actor_key_id not in operators,
+                                hide_target=_foreign(e.target_project, project)) for e in events]
+
+
+def _foreign(project_id: str, viewer: Project) -> bool:
+    return bool(project_id) and project_id != viewer.pk
+
+
+def audit_event_summary(event: AuditEvent, *, hide_source: bool = False, hide_target: bool = False) -> dict[str, Any]:
+    summary = {
         "time": event.created_at.isoformat(), "action": event.action, "outcome": event.outcome,
         "actor_key_id": event.actor_key_id, "source_project": event.source_project,
         "target_project": event.target_project, "details": event.details, "count": event.count,
     }
+    if hide_source:
+        summary.update(actor_key_id=None, source_project=None, actor="another project", details={})
+    if hide_target:
+        summary.update(target_project=None, target="another project", details={})
+    return summary

@@ -71,6 +71,20 @@ def test_other_projects_info_is_a_project_boundary_and_audited(alpha, beta):
                                      target_project="beta").exists()
 
 
+def test_audit_view_hides_the_other_project_of_a_knock_but_names_operators(alpha, beta, operator_key):
+    alpha.client().get("/api/v1/projects/beta/")
+    beta.client().get("/api/v1/projects/alpha/")
+    operator = api_client(operator_key, HTTP_X_PROJECT_ID="alpha")
+    assert operator.patch("/api/v1/projects/alpha/", {"stale_after": 40}, format="json").status_code == 200
+    events = alpha.admin().get("/api/v1/projects/alpha/audit/").json()["events"]
+    body = str(events)
+    assert "beta" not in body
+    knocks = [e for e in events if e["action"] == "project_boundary"]
+    assert {(e.get("actor"), e.get("target")) for e in knocks} == {(None, "another project"), ("another project", None)}
+    operator_id = "_".join(operator_key.split("_")[:2])
+    assert any(e["actor_key_id"] == operator_id and e["source_project"] == "ops" for e in events)
+
+
 def test_project_info_includes_stats_config_and_permissions(alpha):
     alpha.connect("one")
     body = alpha.client().get("/api/v1/projects/alpha/?include_config=true&include_permissions=true").json()
