@@ -59,7 +59,7 @@ from devtools.fuzzing import (  # noqa: E402
     server_error,
     ws_frames,
 )
-from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
 MCP_ROLES_AND_MODES = [("agent", "legacy"), ("agent", "auto"), ("admin", "legacy"), ("operator", "auto")]
 HOSTILE_BODIES = {
@@ -114,7 +114,7 @@ def live_target(database_url: str | None, redis_url: str | None):
     with ExitStack() as stack:
         var_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         db_url = stack.enter_context(throwaway_database(database_url, prefix="broker_fuzz")) if database_url else ""
-        env = broker_env(var_dir, database_url=db_url, redis_url=redis_url or "", SECRET_KEY="fuzz-secret")
+        env = broker_env(var_dir, database_url=db_url, redis_url=redis_url or "", SECRET_KEY="fuzz-secret", **LOAD_CEILINGS)
         manage(env, "migrate", "--noinput", "-v", "0")
         keys = {"admin": new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")}
         keys["agent"] = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")

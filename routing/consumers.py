@@ -10,7 +10,7 @@ a request_id (`hello` is answered by `welcome`). A bad frame gets an `error` fra
 A frame is measured and counted before it is read (routing.frames; after hello against its
 key's one budget, projects.ratelimit), so refusing one costs less than reading it. A socket that
 has not said hello may send only small frames, and is closed when it sends a larger one (4413;
-under daphne, one far larger is dropped by the transport unread) or a fifth refused frame
+under daphne, one far larger is refused by the transport unread, 1009) or a fifth refused frame
 (4429). The keep-alive (routing.live) closes a socket whose key stopped being good (4401).
 
 Delivery is at-least-once and the database is the source of truth. The pump claims queued
@@ -96,7 +96,7 @@ CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
 CLOSE_SESSION_ENDED = 4410
 CLOSE_TOO_LARGE_BEFORE_HELLO = 4413
-# Before hello the transport (daphne) drops a frame this many times the hello limit, unread; one
+# Before hello the transport (daphne) refuses a frame this many times the hello limit, unread (1009); one
 # between the two is read far enough to be answered payload_too_large and closed with 4413.
 TRANSPORT_SLACK = 4
 CLOSE_REFUSED_BEFORE_HELLO = 4429
@@ -194,7 +194,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         self.header_key, self.header_project = credentials_from_headers(headers)
         # Until hello the transport refuses, unread, a frame well over the hello limit (routing.live).
-        frame_limit_set(self.base_send, TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"], drop=True)
+        frame_limit_set(self.base_send, TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"])
         await self.accept()
         connections.add(self)
         self.tasks.append(asyncio.create_task(self._expect_hello()))
@@ -332,7 +332,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         caller, connected = await self._call(_open_session, hello.key or self.header_key, client[0] or "", hello)
         self.session, self.epoch = connected.session, connected.session.connection_epoch
         self.caller, self.key_budget = caller, key_budget(caller)
-        frame_limit_set(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"], drop=False)
+        frame_limit_set(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"])
         welcome = {"type": "welcome", "request_id": hello.request_id, **connected.as_dict(),
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}

@@ -118,7 +118,7 @@ class Registry:
 connections = Registry()
 
 
-def frame_limit_set(send: Any, limit: int, *, drop: bool) -> None:
+def frame_limit_set(send: Any, limit: int) -> None:
     """Under daphne, cap this connection's incoming messages at `limit` bytes, in the transport itself.
 
     daphne 4.2 caps every incoming WebSocket message at 1 MiB unless started with
@@ -126,9 +126,9 @@ def frame_limit_set(send: Any, limit: int, *, drop: bool) -> None:
     `python -m daphne ...` could not carry a payload the other faces take. daphne hands each
     application `partial(server.handle_reply, protocol)` as its send, and autobahn reads its
     protocol's limits at each frame's header, so they can be set here, per connection, and
-    changed when the connection says hello. A larger frame is refused at its header, unread:
-    `drop` drops the connection at once (1006: for a socket nobody has authenticated, which
-    should cost nothing), else autobahn closes it with 1009 (message too big). Under other
+    changed when the connection says hello. A larger frame is refused at its header, unread, and
+    autobahn closes the connection with 1009 (message too big): a close frame, not a drop, so the
+    client knows why (its rest is read and thrown away until the close handshake ends). Under other
     servers this does nothing (uvicorn's --ws-max-size is 16 MiB by default); the consumer
     checks its own limits before it reads a frame anyway.
     """
@@ -136,4 +136,4 @@ def frame_limit_set(send: Any, limit: int, *, drop: bool) -> None:
     if not isinstance(protocol, WebSocketServerProtocol):
         return
     protocol.maxMessagePayloadSize = protocol.maxFramePayloadSize = limit
-    protocol.failByDrop = drop
+    protocol.failByDrop = False

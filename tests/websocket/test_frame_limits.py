@@ -21,14 +21,14 @@ async def test_before_hello_a_large_frame_is_refused_unread_and_closes_the_socke
         assert await close_code(client) == 4413
 
 
-async def test_before_hello_a_far_larger_frame_is_dropped_by_the_transport_unread(live_broker):
+async def test_before_hello_a_far_larger_frame_is_refused_by_the_transport_unread_with_1009(live_broker):
     connection = await websockets.connect(live_broker.ws_url, max_size=None,
                                           additional_headers={"Authorization": f"Bearer {live_broker.agent_key}"})
-    # Dropped at the frame's header: no error frame and no close frame (the send itself may see the reset).
-    with pytest.raises((websockets.ConnectionClosedError, ConnectionResetError)):
+    # Refused at the frame's header: no error frame (it was never read), a close frame saying why.
+    with pytest.raises(websockets.ConnectionClosedError):
         await connection.send(json.dumps({"type": "hello", "name": "x" * (1024 * 1024)}))
         await asyncio.wait_for(connection.recv(), timeout=30)
-    assert connection.protocol.close_rcvd is None
+    assert connection.protocol.close_rcvd is not None and connection.protocol.close_rcvd.code == 1009
     async with live_broker.connect() as after:  # and the server serves on
         assert (await after.request({"type": "heartbeat"}))["type"] == "result"
 
