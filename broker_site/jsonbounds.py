@@ -1,4 +1,5 @@
-"""The one rule for how deeply a client's JSON may nest, used wherever a face parses input.
+"""The one rule for what JSON a client may send, used wherever a face parses input: how deeply it
+may nest, and no NUL character in any string.
 
 REST bodies (BoundedJSONParser, DRF's parser here), WebSocket frames (routing.frames) and MCP
 requests (broker_site.mcp.auth) all go through `json_parsed` (or `json_text_check`). Past about a thousand levels
@@ -6,6 +7,10 @@ Python's json raises RecursionError (a 500 or an internal_error, before this exi
 anything deep that does parse makes every later recursive step (pydantic, jsonschema, json.dumps
 of the stored payload) pay for it; no message an agent sends needs more than a few dozen levels.
 The depth counts every object and array, the envelope included: `{"payload": {}}` is 2 deep.
+
+NUL (U+0000) is valid JSON, but PostgreSQL stores it neither in text nor in jsonb: a payload or
+a name carrying one would be accepted on SQLite and fail at the database on PostgreSQL (a 500).
+So it is refused on every face and every stack alike.
 """
 
 import json
@@ -35,13 +40,15 @@ def json_parsed(raw: str | bytes) -> Any:
     except RecursionError:
         raise json_too_deep() from None
     json_depth_check(value, raw)
+    if _may_hold_nul(raw):
+        nul_check(value)
     return value
 
 
 def json_text_check(raw: str | bytes) -> None:
     """Check `raw`'s nesting for a face whose own parser reads it next (MCP): parsed here only if it
     has more brackets than the limit. Invalid JSON raises ValueError."""
-    if _openings(raw) > settings.BROKER["MAX_JSON_DEPTH"]:
+    if _openings(raw) > settings.BROKER["MAX_JSON_DEPTH"] or _may_hold_nul(raw):
         json_parsed(raw)
 
 
@@ -59,6 +66,28 @@ def json_depth_check(value: Any, raw: str | bytes | None = None) -> None:
         for child in node.values() if isinstance(node, dict) else node:
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1))
+
+
+def nul_check(value: Any, field: str = "$") -> None:
+    """Refuse `value` if any string in it (object keys too) holds a NUL character."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                raise ValidationFailed("Text may not contain the NUL character (U+0000).", field=field,
+                                       constraint="no_nul")
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _may_hold_nul(raw: str | bytes) -> bool:
+    # JSON can carry NUL only as an escape (a raw control character is invalid); a C-speed scan
+    # spares the walk for the bodies that cannot hold one.
+    return ("\\u0000" in raw) if isinstance(raw, str) else (b"\\u0000" in raw)
 
 
 def _not_json(constant: str) -> Any:

@@ -11,6 +11,7 @@ one (BROKER_WS_HELLO_MAX_BYTES: a hello is small), any other at most BROKER_MAX_
 its JSON may nest at most BROKER_MAX_JSON_DEPTH deep (broker_site.jsonbounds), as on every face.
 """
 
+import json
 from typing import Annotated, Any, Literal
 
 from django.conf import settings
@@ -107,8 +108,9 @@ def refused_request_id(raw: Raw) -> str | int | None:
     if raw is None or len(raw) > settings.BROKER["WS_HELLO_MAX_BYTES"]:
         return None
     try:
-        return request_id_of(json_parsed(raw))
-    except (BrokerError, ValueError, UnicodeDecodeError):
+        # Plain json: a frame refused for what it holds (too deep, a NUL) still has a request id to echo.
+        return request_id_of(json.loads(raw))
+    except (RecursionError, ValueError, UnicodeDecodeError):
         return None
 
 
