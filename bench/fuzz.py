@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the pro
 
 from bench.report import git_revision, machine  # noqa: E402
 from devtools.fuzz_target import (  # noqa: E402
-    PATH_PARAMETERS,
     FuzzTarget,
+    hostile_body_calls,
     mcp_known,
     mcp_tool_call,
     rest_case_call,
@@ -62,12 +62,6 @@ from devtools.fuzzing import (  # noqa: E402
 from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
 MCP_ROLES_AND_MODES = [("agent", "legacy"), ("agent", "auto"), ("admin", "legacy"), ("operator", "auto")]
-HOSTILE_BODIES = {
-    "nested 100,000 deep": nested_text(100_000),
-    "nested 5,000 deep under payload": '{"payload": ' + nested_text(5_000) + ', "recipient_id": "fuzz-b"}',
-    "not JSON": "{'payload': ",
-    "a huge number": '{"ttl": 1' + "0" * 5_000 + "}",
-}
 HOSTILE_FRAMES = {
     "nested 100,000 deep": nested_text(100_000),
     "over 1 MiB": json.dumps({"type": "send", "recipient_id": "fuzz-b", "payload": {"s": "a" * (1 << 20)}}),
@@ -143,19 +137,8 @@ def fuzz_rest(target: FuzzTarget, tally: Tally, inputs: int, seed_value: int) ->
             tally.rest(*rest_case_call(target, case, data.draw))
 
         fuzz()
-        if operation.body is None or not len(operation.body):
-            continue
-        path = operation.path
-        for name in PATH_PARAMETERS:
-            path = path.replace("{" + name + "}", "alpha" if name == "project_id" else "x")
-        for role in ("agent", "admin", "operator"):
-            headers = {**target.headers(role), "Content-Type": "application/json",
-                       "X-Session-Token": target.sessions[0]["token"]}
-            with target.rest(role) as rest:
-                for label, text in HOSTILE_BODIES.items():
-                    response = rest.request(operation.method.upper(), path, content=text, headers=headers)
-                    tally.rest(f"{operation.method.upper()} {path} as {role}, {label}", response.status_code,
-                               response.text)
+        for sent, status, text in hostile_body_calls(target, operation):
+            tally.rest(sent, status, text)
 
 
 # Schemas whose validation costs more than their size says (issue 11, defects 1 and 2): each is registered,

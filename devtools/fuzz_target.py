@@ -3,7 +3,7 @@ real ids of project alpha (and of beta, another project) for generated input to 
 calls that put one generated input to the server on the REST and MCP faces.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from devtools.fuzzing import JSONRPC_INTERNAL_ERROR, clamp_waits, mcp_answer_text
+from devtools.fuzzing import JSONRPC_INTERNAL_ERROR, clamp_waits, mcp_answer_text, nested_text
 
 
 @dataclass
@@ -146,6 +146,33 @@ def _path_value(name: str, known: dict) -> st.SearchStrategy:
         # Not beta: an operator may really deactivate it, and it is the canary's project.
         return st.sampled_from(["alpha", "nope"])
     return known[name]
+
+
+# Bodies no generator stumbles on by chance, sent to every operation that takes a body.
+HOSTILE_BODIES = {
+    "nested 100,000 deep": nested_text(100_000),
+    "nested 5,000 deep under a known field": '{"payload": ' + nested_text(5_000) + ', "recipient_id": "fuzz-b"}',
+    "not JSON": "{'payload': ",
+    "a JSON string": '"hello"',
+    "a huge number": '{"ttl": 1' + "0" * 5_000 + "}",
+    "a NUL in a payload": '{"recipient_id": "fuzz-b", "payload": {"t": "a\\u0000"}}',
+}
+
+
+def hostile_body_calls(target: FuzzTarget, operation) -> Iterator[tuple[str, int, str]]:
+    """Each hostile body put to `operation` (if it takes a body) with each role: (what was sent, status, answer text)."""
+    if operation.body is None or not len(operation.body):
+        return
+    path = operation.path
+    for name in PATH_PARAMETERS:
+        path = path.replace("{" + name + "}", "alpha" if name == "project_id" else "x")
+    for role in ("agent", "admin", "operator"):
+        headers = {**target.headers(role), "Content-Type": "application/json",
+                   "X-Session-Token": target.sessions[0]["token"]}
+        with target.rest(role) as rest:
+            for label, text in HOSTILE_BODIES.items():
+                response = rest.request(operation.method.upper(), path, content=text, headers=headers)
+                yield f"{operation.method.upper()} {path} as {role}, {label}", response.status_code, response.text
 
 
 def rest_case_call(target: FuzzTarget, case, draw) -> tuple[str, int, str]:
