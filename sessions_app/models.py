@@ -63,7 +63,10 @@ class AgentSession(models.Model):
                                     name="agentsession_unique_name_per_project"),
         ]
         indexes = [models.Index(fields=["project", "disconnected_at", "last_heartbeat_at"],
-                                name="agentsession_presence")]
+                                name="agentsession_presence"),
+                   # The sweeper's purge reads the oldest disconnected sessions every pass, in every process.
+                   models.Index(fields=["disconnected_at"], name="agentsession_purge_due",
+                                condition=Q(disconnected_at__isnull=False))]
 
     def __str__(self) -> str:
         return self.name or str(self.id)
