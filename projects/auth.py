@@ -102,6 +102,19 @@ def credentials_from_headers(headers: Mapping[str, str]) -> tuple[str | None, st
     return raw, project_id
 
 
+def key_refusal(key: ApiKey, now: datetime) -> str | None:
+    """Why a key whose secret matched may not act now: `revoked_key`, `expired_key` (a rotated key's grace
+    ended too), or None. The one rule for a new call (authenticate) and an open connection (callers_refused)."""
+    if key.is_usable(now):
+        return None
+    return "revoked_key" if key.revoked_at is not None else "expired_key"
+
+
+def project_closed_to(project: Project, key: ApiKey) -> bool:
+    """An inactive project takes no requests, except from operators (who may reactivate it)."""
+    return not project.is_active and key.role != ApiKey.Role.OPERATOR
+
+
 def authenticate(raw_key: str | None, requested_project_id: str | None = None, *, remote_addr: str = "") -> Caller:
     def refuse(reason: str, key: ApiKey | None = None) -> Unauthorized:
         # Only a key whose secret matched (revoked or expired) names its project in the trail.
@@ -120,8 +133,9 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     if key is None or not matches:
         raise refuse("unknown_key")
     now = timezone.now()
-    if not key.is_usable(now):
-        raise refuse("revoked_key" if key.revoked_at is not None else "expired_key", key)
+    refusal = key_refusal(key, now)
+    if refusal is not None:
+        raise refuse(refusal, key)
 
     caller = Caller(key=key, project=key.project)
     if requested_project_id and requested_project_id != key.project_id:
@@ -135,7 +149,7 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
         audit_record("operator_act_as", "success", actor_key_id=caller.actor, source_project=key.project_id,
                      target_project=project.pk, remote_addr=remote_addr)
         caller = Caller(key=key, project=project)
-    if not caller.project.is_active and not caller.is_operator:
+    if project_closed_to(caller.project, key):
         raise Forbidden(f"Project {caller.project.pk} is {caller.project.status}; it accepts no requests.",
                         project_id=caller.project.pk, status=caller.project.status)
 
@@ -158,8 +172,9 @@ def callers_refused(callers: Iterable[tuple[int, str]], projects: Mapping[str, P
     refused = {}
     for key_pk, project_id in callers:
         key, project = keys.get(key_pk), projects.get(project_id)
-        if key is None or not key.is_usable(now):
-            refused[(key_pk, project_id)] = "expired_key" if key is not None and key.revoked_at is None else "revoked_key"
-        elif project is None or (not project.is_active and key.role != ApiKey.Role.OPERATOR):
-            refused[(key_pk, project_id)] = "project_inactive"
+        reason = "revoked_key" if key is None else key_refusal(key, now)  # a deleted key is as good as revoked
+        if reason is None and (project is None or project_closed_to(project, key)):
+            reason = "project_inactive"
+        if reason is not None:
+            refused[(key_pk, project_id)] = reason
     return refused
