@@ -111,7 +111,7 @@ async def receive_view(request):
         options = parsed(ReceiveIn, _json_object(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
                                           auto_ack=options.auto_ack, on=sync_to_async,
-                                          link=ClientLink.of(getattr(request, "scope", None) or {}))
+                                          link=ClientLink.of(request))
     except BrokerError as exc:
         return broker_error_json(exc)
     return JsonResponse(selectors.messages_received(messages))

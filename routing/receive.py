@@ -55,9 +55,10 @@ class ClientLink:
         self._reader: asyncio.Future | None = None
 
     @classmethod
-    def of(cls, scope: dict[str, Any]) -> "ClientLink":
-        """The link the server put in this request's scope; a fresh one (nobody watching) if none."""
-        link = scope.get(LINK_SCOPE_KEY)
+    def of(cls, request: Any) -> "ClientLink":
+        """The link the server put in this request's scope (a Django or Starlette request); a fresh one
+        (nobody watching) if none, as for Django's sync test client, whose requests have no scope."""
+        link = (getattr(request, "scope", None) or {}).get(LINK_SCOPE_KEY)
         return link if isinstance(link, cls) else cls()
 
     def went(self) -> None:

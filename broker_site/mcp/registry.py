@@ -148,15 +148,10 @@ async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
     return await db(fn)(*args)
 
 
-def client_link_of(ctx: Context) -> ClientLink:
-    """The ClientLink of the HTTP request that carried the call (MountMcp puts one in every request's scope)."""
-    return ClientLink.of(getattr(ctx.request_context.request, "scope", None) or {})
-
-
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
         args = parsed(spec.args, arguments, what=f"arguments to {spec.name}")
-        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), client_link_of(ctx))
+        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), ClientLink.of(ctx.request_context.request))
         result = await run_handler(spec.handler, call, args)
     except Exception as exc:
         return tool_error(exc, spec.name)
