@@ -139,6 +139,13 @@ def caller_of_request(request: Any) -> Caller:
     return caller
 
 
+def session_token_of_request(request: Any) -> str | None:
+    """The session token an MCP client configured as a header (`X-Session-Token`, as on REST), if any."""
+    headers = getattr(request, "headers", None)
+    token = (headers.get("x-session-token") or "").strip() if headers is not None else ""
+    return token or None
+
+
 def mcp_session_id_of(ctx: Context) -> str | None:
     return mcp_session_id_of_request(ctx.request_context.request)
 

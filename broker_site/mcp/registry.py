@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from broker_site.contracts import Contract, parsed
 from broker_site.errors import Unauthorized
-from broker_site.mcp.auth import caller_of, mcp_session_id_of
+from broker_site.mcp.auth import caller_of, mcp_session_id_of, session_token_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import tool_error, tool_result
 from broker_site.workers import db
@@ -60,6 +60,7 @@ class ToolCall:
     caller: Caller
     mcp_session_id: str | None
     link: ClientLink  # the HTTP request's tie to its client (a long poll stops when it goes)
+    header_token: str | None = None  # X-Session-Token, configured once in the client
 
     @property
     def project(self):
@@ -67,10 +68,12 @@ class ToolCall:
 
     def session(self, session_token: str | None, **acting: bool) -> AgentSession:
         """The broker session this call acts as (sessions_app.services.session_acting): the explicit
-        token, else the session this connection is bound to."""
+        token argument, else the session connect_session bound this connection to, else the X-Session-Token
+        header (the identity configured in the client)."""
         bound = bindings.lookup(self.mcp_session_id, self.project.pk) if self.mcp_session_id else None
+        token = session_token or (self.header_token if bound is None else None)
         try:
-            return session_acting(self.project, token=session_token, bound_to=bound, **acting)
+            return session_acting(self.project, token=token, bound_to=bound, **acting)
         except NoActingSession:
             raise Unauthorized(f"{self.tool} acts as a session, and none is connected here: call connect_session "
                                "first, or pass the session_token it returned.", next_step="connect_session") from None
@@ -151,7 +154,9 @@ async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
     try:
         args = parsed(spec.args, arguments, what=f"arguments to {spec.name}")
-        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), ClientLink.of(ctx.request_context.request))
+        request = ctx.request_context.request
+        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), ClientLink.of(request),
+                        session_token_of_request(request))
         result = await run_handler(spec.handler, call, args)
     except Exception as exc:
         return tool_error(exc, spec.name)
