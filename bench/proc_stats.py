@@ -1,12 +1,16 @@
-"""Memory and CPU of processes on this machine, read from /proc (Linux): what bench/ws_load.py reports.
+"""Memory and CPU of processes on this machine, read from /proc (Linux), and py-spy profiles of them: what the benchmarks report.
 
 Server figures are taken over daphne's process group (it was started in a session of its own),
 so a server that forks is still counted whole. CPU figures are in percent of one core.
 """
 
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -132,3 +136,26 @@ def wait_until_quiet(pgid: int, limit_s: float) -> dict:
         time.sleep(0.5)
         quiet = 100 * (cpu_seconds(process_group(pgid)) - before) / 0.5 < QUIET_CPU_PERCENT
     return {"after_s": round(time.monotonic() - started, 1), "quiet": quiet}
+
+
+@contextmanager
+def py_spy(pid: int, seconds: float, output: Path | None, gil_only: bool = False):
+    """py-spy record on `pid` for the load window when --profile-dir is given (raw collapsed stacks)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if output is None or not Path(binary).exists():
+        if output is not None:
+            print("py-spy not found; no profile (pip install py-spy, locally)", file=sys.stderr)
+        yield
+        return
+    recorder = subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
+                                 "--format", "raw", "--nonblocking", "--output", str(output), *(["--gil"] if gil_only else [])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+    finally:
+        try:
+            _, errors = recorder.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            errors = "timed out"
+        print(f"profile written to {output}" if output.exists() else f"py-spy failed: {errors[-500:]}", file=sys.stderr)

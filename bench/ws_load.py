@@ -48,8 +48,6 @@ ws-bench-logs-* directory under the temp dir, named in the output.
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +60,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the project and bench/ importable
 
-from bench.proc_stats import CpuWatch, RssPeak, process_group, rss_mb, wait_until_quiet  # noqa: E402
+from bench.proc_stats import CpuWatch, RssPeak, process_group, py_spy, rss_mb, wait_until_quiet  # noqa: E402
 from bench.report import git_revision, latency_summary, percentile  # noqa: E402
 from bench.report import machine as report_machine  # noqa: E402
 from bench.ws_clients import ClientPool  # noqa: E402
@@ -159,29 +157,6 @@ def echo_server(redis_url: str, redis_layer: str, work_dir: Path, logs: Path):
     log = logs / f"echo-{'redis' if redis_url else 'in-memory'}.log"
     with running(BrokerProcess(env, log, command=echo_command)) as server:
         yield server, "no-key-needed"
-
-
-@contextmanager
-def py_spy(pid: int, seconds: float, output: Path | None, gil_only: bool = False):
-    """py-spy record on `pid` for the load window when --profile-dir is given (raw collapsed stacks)."""
-    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if output is None or not Path(binary).exists():
-        if output is not None:
-            say("py-spy not found; no profile (pip install py-spy, locally)")
-        yield
-        return
-    recorder = subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "200",
-                                 "--format", "raw", "--nonblocking", "--output", str(output), *(["--gil"] if gil_only else [])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        yield
-    finally:
-        try:
-            _, errors = recorder.communicate(timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            recorder.kill()
-            errors = "timed out"
-        say(f"profile written to {output}" if output.exists() else f"py-spy failed: {errors[-500:]}")
 
 
 # -- the phases of one measurement
