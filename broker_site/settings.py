@@ -225,6 +225,8 @@ BROKER = {
     # the work one send can make the broker do, whatever the schema.
     "MAX_VALIDATION_STEPS": env_int("BROKER_MAX_VALIDATION_STEPS", 250_000, minimum=1000),
     "KEY_ROTATION_GRACE_SECONDS": env_int("BROKER_KEY_ROTATION_GRACE_SECONDS", 300),
+    # How long a process keeps a key it read (projects.credentials); changes reach it sooner by event.
+    "CREDENTIAL_CACHE_SECONDS": env_int("BROKER_CREDENTIAL_CACHE_SECONDS", 1),
     "PUBLIC_URL": os.environ.get("BROKER_PUBLIC_URL", "http://127.0.0.1:8000"),
     # How often each server process looks for expired and unacked messages (0 turns it off).
     "SWEEP_INTERVAL_SECONDS": env_int("BROKER_SWEEP_INTERVAL_SECONDS", 2),

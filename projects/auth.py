@@ -2,7 +2,8 @@
 
 REST, MCP and WebSocket all call `authenticate`. It answers 401 with one generic
 message whatever was wrong, counts every failure in the audit trail (projects.audit:
-auth_failure_record), and never logs the key.
+auth_failure_record), and never logs the key. A key that authenticated within the last
+second is not read again (projects.credentials says how changes reach that cache).
 
 Services take a principal: a `Caller` (an API key, acting in a project) whose role they
 check, or `Staff` (the command line, a signed-in admin user), trusted like an operator.
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from broker_site.errors import Forbidden, ProjectBoundary, Unauthorized
 from projects.audit import audit_record, auth_failure_record
+from projects.credentials import credentials, private_copy
 from projects.keys import digest, parse_key
 from projects.models import ApiKey, Project
 
@@ -127,16 +129,23 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     parsed = parse_key(raw_key)
     if parsed is None:
         raise refuse("malformed_key")
-    key = (ApiKey.objects.select_related("project")
-           .filter(project_id=parsed.project_id, key_id=parsed.key_id).first())
+    cached = credentials.get(parsed.project_id, parsed.key_id)
+    key = cached or (ApiKey.objects.select_related("project")
+                     .filter(project_id=parsed.project_id, key_id=parsed.key_id).first())
     matches = hmac.compare_digest(key.digest if key else _DUMMY_DIGEST, digest(parsed.raw))
     if key is None or not matches:
         raise refuse("unknown_key")
+    if cached is None:
+        credentials.put(key)
     now = timezone.now()
     refusal = key_refusal(key, now)
     if refusal is not None:
         raise refuse(refusal, key)
 
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now  # the cached row too, so this process writes it once a minute
+    key = private_copy(key)
     caller = Caller(key=key, project=key.project)
     if requested_project_id and requested_project_id != key.project_id:
         if not caller.is_operator:
@@ -152,9 +161,6 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     if project_closed_to(caller.project, key):
         raise Forbidden(f"Project {caller.project.pk} is {caller.project.status}; it accepts no requests.",
                         project_id=caller.project.pk, status=caller.project.status)
-
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
     return caller
 
 

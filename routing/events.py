@@ -10,7 +10,17 @@ import uuid
 
 from django.db import transaction
 
-from routing.hub import ENDED_EVENT, MESSAGE_EVENT, PRESENCE_EVENT, REPLACED_EVENT, hub, project_group, session_group
+from routing.hub import (
+    CREDENTIALS_EVENT,
+    ENDED_EVENT,
+    EVERY_PROCESS_GROUP,
+    MESSAGE_EVENT,
+    PRESENCE_EVENT,
+    REPLACED_EVENT,
+    hub,
+    project_group,
+    session_group,
+)
 
 
 def publish_on_commit(group: str, event: dict) -> None:
@@ -36,3 +46,12 @@ def session_replaced(session_id: uuid.UUID, connection_epoch: int) -> None:
     """Tell the session's older connections that connection `connection_epoch` took over."""
     publish_on_commit(session_group(session_id), {"type": REPLACED_EVENT, "session_id": str(session_id),
                                                   "connection_epoch": connection_epoch})
+
+
+def credentials_changed(**kwargs) -> None:
+    """A key or project was saved or deleted: every process drops the keys it keeps (projects.credentials).
+
+    Connected to those models' post_save and post_delete (routing.apps); this process drops its
+    own on commit by itself, and publishing it reaches the others.
+    """
+    publish_on_commit(EVERY_PROCESS_GROUP, {"type": CREDENTIALS_EVENT})

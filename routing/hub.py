@@ -46,6 +46,9 @@ PRESENCE_EVENT = "broker.presence"
 ENDED_EVENT = "broker.ended"
 REPLACED_EVENT = "broker.replaced"
 PROBE_EVENT = "broker.probe"
+# Events for every server process rather than for a session's listeners (credentials changed).
+EVERY_PROCESS_GROUP = "broker.processes"
+CREDENTIALS_EVENT = "broker.credentials"
 ORIGIN = uuid.uuid4().hex  # marks the events this process published, so its hub skips them coming back
 SEND_TIMEOUT_SECONDS = 2.0
 # Both layers forget a group member after their group_expiry (a day by default); joining again refreshes it.
@@ -162,10 +165,23 @@ class Hub:
         self._handover: list[tuple[str, dict]] = []  # published by any thread, not yet taken by the loop
         self._handover_lock = threading.Lock()
         self._sending: set[asyncio.Task] = set()  # held, so none is garbage-collected mid-send
+        self.process_handlers: dict[str, Callable[[], None]] = {}  # event type -> what this process does on it
 
     def start(self) -> None:
-        """Bind the hub to the server's event loop (from the start-up, inside the loop). Idempotent."""
-        self.loop = asyncio.get_running_loop()
+        """Bind the hub to the server's event loop and listen (from the start-up, inside the loop). Idempotent.
+
+        A server process listens from the start, listeners or not, so events for every process
+        (EVERY_PROCESS_GROUP) reach it.
+        """
+        loop = self.loop = asyncio.get_running_loop()
+        layer = get_channel_layer()
+        if layer is not None and self.process_handlers and (self.task is None or self.task.done()):
+            self.listening = False
+            self.task = loop.create_task(self._run(layer), name="broker-hub")
+
+    def on_process_event(self, event_type: str, handler: Callable[[], None]) -> None:
+        """Run `handler` (on the loop) whenever any process publishes `event_type` to EVERY_PROCESS_GROUP."""
+        self.process_handlers[event_type] = handler
 
     # -- publishing
 
@@ -211,6 +227,10 @@ class Hub:
 
     def dispatch(self, event: dict[str, Any]) -> None:
         """Hand `event` to the listeners of this process it is for."""
+        handler = self.process_handlers.get(event.get("type", ""))
+        if handler is not None:
+            handler()
+            return
         if event.get("type") == PRESENCE_EVENT:
             members = self.by_project.get(project_group(event.get("project_id", "")), ())
         else:
@@ -338,7 +358,8 @@ class Hub:
         # Until none is left: a listener that joins meanwhile sees the hub not listening yet and
         # leaves its group to this loop.
         joined: set[str] = set()
-        while pending := (self.by_session.keys() | self.by_project.keys()) - joined:
+        always = {EVERY_PROCESS_GROUP} if self.process_handlers else set()
+        while pending := (self.by_session.keys() | self.by_project.keys() | always) - joined:
             for group in pending:
                 await layer.group_add(group, self.channel)
             joined |= pending

@@ -1,11 +1,12 @@
 """Authentication: one generic 401 for every bad credential, audited; project boundaries are 403."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.utils import timezone
 
-from projects.models import ApiKey, AuditEvent
+from projects.models import AuditEvent
 from projects.services import api_key_create, api_key_revoke
 from tests.conftest import api_client
 
@@ -62,10 +63,12 @@ def test_x_api_key_header_is_accepted(alpha):
 
 
 def test_expired_key_is_refused(alpha):
-    key, raw = api_key_create(alpha.project, role="agent", expires_at=timezone.now() + timedelta(seconds=60))
+    _, raw = api_key_create(alpha.project, role="agent", expires_at=timezone.now() + timedelta(seconds=60))
     assert api_client(raw).get("/api/v1/sessions/").status_code == 200
-    ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    response = api_client(raw).get("/api/v1/sessions/")
+    # A minute on: the key row this process read a moment ago (projects.credentials) expires all the same.
+    later = timezone.now() + timedelta(seconds=61)
+    with mock.patch("projects.auth.timezone.now", return_value=later):
+        response = api_client(raw).get("/api/v1/sessions/")
     assert response.status_code == 401
     assert AuditEvent.objects.filter(action="auth_failed", details__reason="expired_key").exists()
 

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.skipif(not uses_postgres_and_redis(),
                                 reason="scale-out shares PostgreSQL and Redis between processes: the .ci/run second pass")
 # Push, not the pump's 5 s safety re-check, when a message arrives well inside this.
 PUSHED_WITHIN_SECONDS = 2.5
+# Keys are kept this long here, so only the event another process publishes can make one forget a key.
+CREDENTIAL_CACHE = {"BROKER_CREDENTIAL_CACHE_SECONDS": "600"}
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +23,11 @@ def two_processes(tmp_path_factory):
     stack = stack_from_environment()
     with throwaway_database(stack["database_url"], prefix="broker_ws") as url:
         a_dir, b_dir = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-        server_a, env = serve(a_dir, url, stack["redis_url"])
+        server_a, env = serve(a_dir, url, stack["redis_url"], **CREDENTIAL_CACHE)
         admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
         agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
-        server_b = BrokerProcess(broker_env(b_dir, database_url=url, redis_url=stack["redis_url"]), b_dir / "daphne.log")
+        server_b = BrokerProcess(broker_env(b_dir, database_url=url, redis_url=stack["redis_url"], **CREDENTIAL_CACHE),
+                                 b_dir / "daphne.log")
         server_a.start()
         server_b.start()
         try:
@@ -75,6 +78,18 @@ async def test_a_key_revoked_on_one_process_closes_its_socket_on_the_other(two_p
         with on_b.rest(on_b.admin_key) as admin:
             assert admin.post(f"/api/v1/projects/alpha/keys/{key_id}/revoke/").status_code == 200
         await closed_for(client, "revoked_key")
+
+
+async def test_a_key_revoked_on_one_process_is_refused_on_the_other_though_it_kept_the_key(two_processes):
+    on_a, on_b = two_processes
+    key, key_id = new_agent_key(on_a)
+    with on_b.rest(key) as agent:
+        assert agent.get("/api/v1/sessions/").status_code == 200  # B has read the key, and keeps it
+        with on_a.rest(on_a.admin_key) as admin:
+            assert admin.post(f"/api/v1/projects/alpha/keys/{key_id}/revoke/").status_code == 200
+        async with asyncio.timeout(PUSHED_WITHIN_SECONDS):  # the event, not the cache's 600 s
+            while agent.get("/api/v1/sessions/").status_code != 401:
+                await asyncio.sleep(0.05)
 
 
 async def test_a_keys_frame_budget_holds_across_processes(two_processes):
