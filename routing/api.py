@@ -19,7 +19,7 @@ from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, bod
 from projects.authentication import authenticate_request
 from routing import selectors, services
 from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
-from routing.receive import ClientLink, messages_receive
+from routing.receive import ClientLink, claim_and_beat, messages_receive
 from routing.sending import message_broadcast, message_send
 
 
@@ -110,7 +110,7 @@ async def receive_view(request):
         session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
         options = parsed(ReceiveIn, _json_object(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
-                                          auto_ack=options.auto_ack, on=sync_to_async,
+                                          auto_ack=options.auto_ack, claim=sync_to_async(claim_and_beat),
                                           link=ClientLink.of(request))
     except BrokerError as exc:
         return broker_error_json(exc)

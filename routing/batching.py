@@ -1,23 +1,29 @@
-"""Sends, claims and acks of every WebSocket in this process, gathered into one database call per round.
+"""Sends, claims and acks of every async face in this process, gathered into one database call per round.
 
 A thousand sockets woken by one broadcast would otherwise make a thousand claims, each a
-transaction of its own; a thousand sockets sending, a thousand transactions. Here a
-connection hands in its request and waits; while one round is at the database, the next
-requests gather, and they go together in the next round. An idle server answers a lone
-request at once; a busy one answers many per round. Claims and acks go on the urgent lane,
-so pushing never waits behind sending (broker_site.workers). Sends and broadcasts take the same
-engine (routing.sending); a broadcast goes in a round of its own, as its copies may be many.
+transaction of its own; a thousand sockets sending, a thousand transactions; fifty MCP agents
+in a closed loop, fifty of each. WebSocket frames and MCP tool calls join the same rounds
+(`send_in_round`, `claim_in_round`, `ack_in_round`). A connection hands in its request and
+waits; while one round is at the database, the next requests gather, and they go together in
+the next round. An idle server answers a lone request at once; a busy one answers many per
+round. Claims and acks go on the urgent lane, so pushing never waits behind sending
+(broker_site.workers). Sends and broadcasts take the same engine (routing.sending); a
+broadcast goes in a round of its own, as its copies may be many.
 """
 
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, NamedTuple
 
+from broker_site.errors import BrokerError
 from broker_site.workers import db, normal_lane, urgent_lane
-from routing.sending import messages_send
-from routing.services import messages_ack_many, messages_claim_many
+from routing.contracts import SendIn
+from routing.models import Message
+from routing.sending import Accepted, messages_send, send_check
+from routing.services import message_ids_parsed, messages_ack_many, messages_claim_many
 from sessions_app.models import AgentSession
+from sessions_app.services import sessions_seen
 
 
 class Coalescer:
@@ -60,12 +66,25 @@ class Coalescer:
             self.running = False
 
 
-def _claim_round(requests: list[tuple[AgentSession, int]]) -> list[list]:
-    wants: dict[AgentSession, int] = {}
-    for session, limit in requests:  # one session asking twice in a round gets what it asked for in all
-        wants[session] = wants.get(session, 0) + limit
-    claimed = messages_claim_many(wants)
-    return [_take(claimed[session.pk], limit) for session, limit in requests]
+class Claim(NamedTuple):
+    session: AgentSession
+    limit: int
+    auto_ack: bool = False
+    beat: bool = False  # a sign of life too: a receive's (a WebSocket's keep-alive beats for its own)
+
+
+def _claim_round(requests: list[Claim]) -> list[list[Message]]:
+    sessions_seen(list({r.session.pk: r.session for r in requests if r.beat}.values()))
+    answers: list[list[Message]] = [[] for _ in requests]
+    for auto_ack in (False, True):
+        part = [(index, r) for index, r in enumerate(requests) if r.auto_ack == auto_ack]
+        wants: dict[AgentSession, int] = {}
+        for _, r in part:  # one session asking twice in a round gets what it asked for in all
+            wants[r.session] = wants.get(r.session, 0) + r.limit
+        claimed = messages_claim_many(wants, auto_ack=auto_ack) if wants else {}
+        for index, r in part:
+            answers[index] = _take(claimed[r.session.pk], r.limit)
+    return answers
 
 
 def _take(messages: list, limit: int) -> list:
@@ -77,3 +96,22 @@ def _take(messages: list, limit: int) -> list:
 claims = Coalescer(_claim_round, urgent_lane, max_batch=500)
 acks = Coalescer(messages_ack_many, urgent_lane, max_batch=200)
 sends = Coalescer(messages_send, normal_lane, max_batch=100)
+
+
+async def send_in_round(sender: AgentSession, message: SendIn) -> Accepted:
+    """One 1:1 send from an async face: checked (on a call of its own when a protocol's schema must be read
+    and run; a free-form payload's size here), then stored in the next round; a refusal is raised."""
+    checked = send_check(sender, message) if message.protocol_name is None else await db(send_check)(sender, message)
+    outcome = await sends.submit(checked)
+    if isinstance(outcome, BrokerError):
+        raise outcome
+    return outcome
+
+
+async def claim_in_round(session: AgentSession, max_messages: int, auto_ack: bool) -> list[Message]:
+    """A receive's claim (routing.receive), with the session's heartbeat, in the next claim round."""
+    return await claims.submit(Claim(session, max_messages, auto_ack, beat=True))
+
+
+async def ack_in_round(session: AgentSession, message_ids: list[str]) -> dict[str, list[str]]:
+    return await acks.submit((session, message_ids_parsed(message_ids)))

@@ -50,7 +50,7 @@ from broker_site.errors import (
 from broker_site.workers import db
 from projects.auth import Caller, authenticate, credentials_from_headers
 from projects.ratelimit import FrameBudget, KeyBudget, key_budget, rate_limit_check
-from routing.batching import acks, claims, sends
+from routing.batching import Claim, ack_in_round, claims, send_in_round
 from routing.frames import (
     AckFrame,
     BroadcastFrame,
@@ -70,8 +70,7 @@ from routing.frames import (
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
 from routing.live import LEASE_SECONDS, connections, frame_limit_set
-from routing.sending import message_broadcast, send_check
-from routing.services import message_ids_parsed
+from routing.sending import message_broadcast
 from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
 
 log = logging.getLogger("broker.websocket")
@@ -316,15 +315,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
             await self._call(sessions_seen, [self.session], always=True)
             return {"session_id": str(self.session.pk), "status": "active"}
         if isinstance(frame, SendFrame):
-            # Checked (and validated) before the shared round, which only addresses and stores: on a
-            # call of its own for a protocol's schema; here for a free-form payload, whose check reads
-            # nothing from the database (its size), sparing the pool a call per send.
-            checked = (send_check(self.session, frame) if frame.protocol_name is None
-                       else await self._call(send_check, self.session, frame))
-            outcome = await self._finish(sends.submit(checked))
-            if isinstance(outcome, BrokerError):
-                raise outcome
-            return outcome.as_dict()
+            return (await self._finish(send_in_round(self.session, frame))).as_dict()
         assert isinstance(frame, BroadcastFrame)
         return await self._call(message_broadcast, self.session, frame)
 
@@ -348,7 +339,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         return {"session_id": str(self.session.pk)}
 
     async def _ack(self, frame: AckFrame) -> dict[str, Any]:
-        result = await acks.submit((self.session, message_ids_parsed(frame.message_ids)))
+        result = await ack_in_round(self.session, frame.message_ids)
         was_full = len(self.in_flight) >= WINDOW
         for message_id in result["acked"] + result["not_acked"]:
             self.in_flight.pop(uuid.UUID(message_id), None)
@@ -386,7 +377,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         cutoff = loop.time() - self.session.project.ack_timeout
         self.in_flight = {i: at for i, at in self.in_flight.items() if at > cutoff}
         while len(self.in_flight) < WINDOW:
-            batch = await claims.submit((self.session, min(CLAIM_BATCH, WINDOW - len(self.in_flight))))
+            batch = await claims.submit(Claim(self.session, min(CLAIM_BATCH, WINDOW - len(self.in_flight))))
             if not batch:
                 return
             for message in batch:

@@ -30,6 +30,7 @@ import anyio
 from django.conf import settings
 
 from broker_site.workers import db, urgent_lane
+from routing.batching import claim_in_round
 from routing.hub import Listener, Pace
 from routing.models import Message
 from routing.services import messages_claim, messages_unclaim
@@ -38,6 +39,7 @@ from sessions_app.services import sessions_seen
 
 LONG_POLL_PACE = Pace(recheck=5.0, poll=0.5)
 LINK_SCOPE_KEY = "broker_client_link"
+Claimer = Callable[[AgentSession, int, bool], Awaitable[list["Message"]]]
 
 
 class ClientLink:
@@ -128,8 +130,11 @@ async def _put_back(session: AgentSession, messages: list[Message]) -> None:
         await asyncio.shield(asyncio.ensure_future(db(messages_unclaim, urgent_lane)(session, messages)))
 
 
-def _claim_and_beat(session: AgentSession, max_messages: int, auto_ack: bool) -> list[Message]:
-    # A session waiting for mail is alive: without the heartbeat a 60 s wait outlasts disconnect_after.
+def claim_and_beat(session: AgentSession, max_messages: int, auto_ack: bool) -> list[Message]:
+    """A receive's claim on the caller's own thread (REST's); async faces claim in rounds (routing.batching).
+
+    A session waiting for mail is alive: without the heartbeat a 60 s wait outlasts disconnect_after.
+    """
     sessions_seen([session])
     return messages_claim(session, max_messages=max_messages, auto_ack=auto_ack)
 
@@ -156,17 +161,17 @@ async def _claim_for(link: ClientLink, claim: Callable[..., Awaitable[list[Messa
 
 
 async def messages_receive(session: AgentSession, *, max_messages: int, wait_seconds: float, auto_ack: bool,
-                           on: Callable[[Callable[..., Any]], Callable[..., Awaitable[Any]]] = db,
-                           link: ClientLink | None = None) -> list[Message]:
+                           claim: Claimer = claim_in_round, link: ClientLink | None = None) -> list[Message]:
     """The session's next messages (priority, then age), waiting up to `wait_seconds` for one to come.
 
-    The claims run `on` the face's database threads: the process's pool (broker_site.workers), or
-    for a Django view, Django's own (asgiref's sync_to_async), where the rest of its request ran.
-    `link` says when the client has gone (then nothing more is claimed) and holds what was
-    claimed until the answer goes out (see ClientLink); without one only cancellation counts.
+    `claim(session, max_messages, auto_ack)` claims, and counts as the session's heartbeat: by
+    default in the process's claim rounds, with every WebSocket's and MCP receive's
+    (routing.batching); a Django view passes `claim_and_beat` on Django's threads, where the
+    rest of its request ran. `link` says when the client has gone (then nothing more is
+    claimed) and holds what was claimed until the answer goes out (see ClientLink); without
+    one only cancellation counts.
     """
     link = link or ClientLink()
-    claim = on(_claim_and_beat)
     messages = await _claim_for(link, claim, session, max_messages, auto_ack)
     wait_seconds = min(max(wait_seconds, 0), settings.BROKER["MAX_WAIT_SECONDS"])
     if messages or wait_seconds <= 0:

@@ -22,9 +22,10 @@ from protocols.contracts import DiscoverIn, NegotiateIn, RegisterIn
 from routing import lifecycle
 from routing import selectors as message_selectors
 from routing import services as message_services
+from routing.batching import ack_in_round, send_in_round
 from routing.contracts import AckIn, BroadcastIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
-from routing.sending import message_broadcast, message_send
+from routing.sending import message_broadcast
 from sessions_app import selectors as session_selectors
 from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn
@@ -100,8 +101,8 @@ class SendArgs(SendIn, SessionArgs):
 
 @tool("send_message", "Send one message; answered once it is stored (queued for the recipient). " + SESSION_TOKEN,
       SendArgs)
-def send_message(call: ToolCall, args: SendArgs) -> dict[str, Any]:
-    return message_send(call.session(args.session_token), args).as_dict()
+async def send_message(call: ToolCall, args: SendArgs) -> dict[str, Any]:
+    return (await send_in_round(await db(call.session)(args.session_token), args)).as_dict()
 
 
 class BroadcastArgs(BroadcastIn, SessionArgs):
@@ -131,8 +132,8 @@ class AckArgs(AckIn, SessionArgs):
 
 
 @tool("ack_messages", "Acknowledge received messages so they are not delivered again. " + SESSION_TOKEN, AckArgs)
-def ack_messages(call: ToolCall, args: AckArgs) -> dict[str, Any]:
-    return message_services.messages_ack(call.session(args.session_token), args.message_ids)
+async def ack_messages(call: ToolCall, args: AckArgs) -> dict[str, Any]:
+    return await ack_in_round(await db(call.session)(args.session_token), args.message_ids)
 
 
 class MessageArgs(SessionArgs):

@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 
 from routing.contracts import SendIn
 from routing.models import Message
-from routing.receive import ClientLink, messages_receive
+from routing.receive import ClientLink, claim_and_beat, messages_receive
 from routing.sending import message_send
 from tests.mcp.conftest import live_broker  # noqa: F401  (the live server fixture)
 from tests.routing.test_long_poll import close_thread_connections
@@ -66,7 +66,7 @@ async def test_a_receive_cancelled_while_its_claim_runs_puts_the_claim_back(make
         return call
 
     receiving = asyncio.create_task(messages_receive(recipient, max_messages=10, wait_seconds=0, auto_ack=True,
-                                                     on=slow_to_return))
+                                                     claim=slow_to_return(claim_and_beat)))
     await asyncio.wait_for(claimed.wait(), 10)
     assert await _state(message_id) == (Message.State.ACKED, 1)
     receiving.cancel()  # the client went while the claim ran
