@@ -164,6 +164,26 @@ def authenticate(raw_key: str | None, requested_project_id: str | None = None, *
     return caller
 
 
+def authenticate_kept(raw_key: str | None, requested_project_id: str | None = None) -> Caller | None:
+    """The Caller of a key this process keeps (projects.credentials), when `authenticate` would accept it
+    without touching the database: its secret matches, it may act now, in its own open project, and its
+    last use was written lately. Reads nothing, writes nothing, so an event loop may call it.
+
+    None means "ask `authenticate`": every refusal, every audit and every write is its alone.
+    """
+    parsed = parse_key(raw_key) if raw_key else None
+    key = credentials.get(parsed.project_id, parsed.key_id) if parsed else None
+    if key is None or not hmac.compare_digest(key.digest, digest(parsed.raw)):
+        return None
+    now = timezone.now()
+    if (key_refusal(key, now) is not None or (requested_project_id and requested_project_id != key.project_id)
+            or project_closed_to(key.project, key)
+            or key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION):
+        return None
+    key = private_copy(key)
+    return Caller(key=key, project=key.project)
+
+
 def callers_refused(callers: Iterable[tuple[int, str]], projects: Mapping[str, Project],
                     now: datetime | None = None) -> dict[tuple[int, str], str]:
     """Of callers authenticated earlier, as (key pk, id of the project acted in), those `authenticate`

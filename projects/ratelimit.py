@@ -1,12 +1,12 @@
 """Per-key request rate limit: one fixed one-minute window per key, shared by every face and process.
 
-A REST request, an MCP request and a WebSocket `hello` each count one in the key's window in
-the shared cache (Redis when REDIS_URL is set, so the window holds across processes; else the
-process's local memory). WebSocket frames count in the same window, but a cache round trip per
-frame would cost the sockets most of their throughput, so each process keeps one `KeyBudget`
-per key for all that key's sockets, which reserves from the shared window in chunks. A
-process may so hold up to a chunk (about a second of the key's rate) it does not use; other
-processes and faces see the window that much fuller until the minute ends.
+A REST request and a WebSocket `hello` each count one in the key's window in the shared cache
+(Redis when REDIS_URL is set, so the window holds across processes; else the process's local
+memory). WebSocket frames and MCP calls count in the same window, but a cache round trip for
+each would cost most of their throughput, so each process keeps one `KeyBudget` per key for all
+that key's sockets and MCP calls, which reserves from the shared window in chunks. A process
+may so hold up to a chunk (about a second of the key's rate) it does not use; other processes
+and faces see the window that much fuller until the minute ends.
 
 `FrameBudget` is the small per-connection bucket of a socket that has not said hello yet.
 """
@@ -14,7 +14,6 @@ processes and faces see the window that much fuller until the minute ends.
 import asyncio
 import logging
 import time
-import weakref
 
 from django.core.cache import cache
 
@@ -105,11 +104,22 @@ class KeyBudget:
         self.exhausted_at = limit if granted < chunk else None
 
 
-_budgets: "weakref.WeakValueDictionary[tuple[str, str], KeyBudget]" = weakref.WeakValueDictionary()
+_budgets: dict[tuple[str, str], KeyBudget] = {}
+_pruned_window = -1
 
 
 def key_budget(caller: Caller) -> KeyBudget:
-    """The process's one budget for the caller's key; it lives as long as a socket holds it."""
+    """The process's one budget for the caller's key (its sockets' and its MCP calls').
+
+    Kept while the key is in use: a budget nobody took from for a whole window is dropped at the
+    next window's start, so the table holds the keys of the last two minutes.
+    """
+    global _pruned_window
+    window = int(time.time() // WINDOW_SECONDS)
+    if window != _pruned_window:
+        _pruned_window = window
+        for ident in [i for i, b in _budgets.items() if b.window < window - 1]:
+            del _budgets[ident]
     ident = (caller.key.project_id, caller.key.key_id)
     budget = _budgets.get(ident)
     if budget is None:

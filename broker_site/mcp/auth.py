@@ -1,9 +1,11 @@
 """Authentication for /mcp: one ASGI middleware in front of the SDK's app.
 
 Requests routed here bypass Django's middleware, so this checks the Host header against
-ALLOWED_HOSTS, then the API key through the same `authenticate` and `rate_limit_check` as
-REST, and answers an error with the SPEC JSON before any MCP handling. The SDK's
-TokenVerifier is not used: it knows only `Authorization: Bearer` and answers in OAuth's shape.
+ALLOWED_HOSTS, then the API key through the same `authenticate` as REST (or, for a key this
+process read a moment ago, `authenticate_kept`, without leaving the event loop), counts the
+call in the key's one rate window (the chunked KeyBudget its WebSocket frames use), and answers
+an error with the SPEC JSON before any MCP handling. The SDK's TokenVerifier is not used: it
+knows only `Authorization: Bearer` and answers in OAuth's shape.
 
 An authenticated request's body is then read once, held to the one rule on JSON nesting
 (broker_site.jsonbounds; the SDK's own parser refuses past about 200 levels with a bare parse
@@ -28,16 +30,12 @@ from broker_site.hosts import host_allowed
 from broker_site.jsonbounds import json_text_check
 from broker_site.mcp.errors import http_error_response, request_error
 from broker_site.workers import db, urgent_lane
-from projects.auth import Caller, authenticate, credentials_from_headers
-from projects.ratelimit import rate_limit_check
+from projects.auth import Caller, authenticate, authenticate_kept, credentials_from_headers
+from projects.ratelimit import key_budget
 
 CALLER_STATE_KEY = "broker_caller"
 
 
-def _authenticate(raw_key: str | None, project_id: str | None, remote_addr: str) -> Caller:
-    caller = authenticate(raw_key, project_id, remote_addr=remote_addr)
-    rate_limit_check(caller)
-    return caller
 
 
 class ApiKeyAuthMiddleware:
@@ -77,9 +75,15 @@ class ApiKeyAuthMiddleware:
             raise PayloadTooLarge(f"The request body is larger than {self.max_body_bytes} bytes.",
                                   limit_bytes=self.max_body_bytes)
         raw_key, project_id = credentials_from_headers(headers)
-        client = scope.get("client") or ("", 0)
-        # On the urgent lane: a key check is short, and a tool call waits for it.
-        return await db(_authenticate, urgent_lane)(raw_key, project_id, client[0] or "")
+        # A key this process read a moment ago is checked here, in the loop; any other on the
+        # urgent lane (a key check is short, and a tool call waits for it).
+        caller = authenticate_kept(raw_key, project_id)
+        if caller is None:
+            client = scope.get("client") or ("", 0)
+            caller = await db(authenticate, urgent_lane)(raw_key, project_id, remote_addr=client[0] or "")
+        # The key's one window, shared with its REST calls and sockets; reserved in chunks, not per call.
+        await key_budget(caller).take(caller.project.rate_limit_per_minute)
+        return caller
 
 
     async def _body_checked(self, receive):

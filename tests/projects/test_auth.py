@@ -4,8 +4,12 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from broker_site.errors import Unauthorized
+from projects.auth import authenticate, authenticate_kept
 from projects.models import AuditEvent
 from projects.services import api_key_create, api_key_revoke
 from tests.conftest import api_client
@@ -111,3 +115,19 @@ def test_rate_limit_refuses_past_the_projects_limit(alpha):
     assert int(refused["Retry-After"]) >= 1
     # Another key of the same project has its own window.
     assert alpha.admin().get("/api/v1/sessions/").status_code == 200
+
+
+def test_a_key_read_a_moment_ago_is_checked_without_the_database_until_it_changes(alpha):
+    key, raw = api_key_create(alpha.project, role="agent")
+    assert authenticate(raw).key.pk == key.pk  # read, and kept (projects.credentials)
+    with CaptureQueriesContext(connection) as queries:
+        again = authenticate(raw)
+        kept = authenticate_kept(raw)
+    assert queries.captured_queries == []
+    assert again.key.pk == kept.key.pk == key.pk
+    assert authenticate_kept(raw[:-1] + ("x" if raw[-1] != "x" else "y")) is None  # the secret is still compared
+    assert again.project is not kept.project  # each caller holds its own copy of the rows
+    api_key_revoke(key)
+    assert authenticate_kept(raw) is None
+    with pytest.raises(Unauthorized):
+        authenticate(raw)
