@@ -80,16 +80,22 @@ def session_by_token(project: Project, token: str) -> AgentSession:
         raise Unauthorized("Unknown session token.", hint="connect or resume a session to get a valid token")
     # Looked up by digest: an index hit whose timing reveals nothing, since an attacker cannot
     # steer the SHA-256 of a guess toward a stored one.
-    session = (AgentSession.objects.filter(project=project, token_digest=digest(token))
-               .select_related("project").first())
+    session = AgentSession.objects.filter(project=project, token_digest=digest(token)).first()
     if session is None:
         raise Unauthorized("Unknown session token.", hint="connect or resume a session to get a valid token")
-    return session
+    return _in(project, session)
 
 
 def session_by_pk(project: Project, pk: uuid.UUID) -> AgentSession | None:
     """A session of `project` by its id, or None (the connection bound to it outlived it)."""
-    return AgentSession.objects.filter(project=project, pk=pk).select_related("project").first()
+    session = AgentSession.objects.filter(project=project, pk=pk).first()
+    return _in(project, session) if session is not None else None
+
+
+def _in(project: Project, session: AgentSession) -> AgentSession:
+    # The caller's project row (read with its key) is the session's: no second read of it per call.
+    session.project = project
+    return session
 
 
 def session_counts(project: Project) -> dict[str, int]:
