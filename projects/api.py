@@ -86,9 +86,23 @@ class KeyRotateView(Endpoint, route="projects/<str:project_id>/keys/<str:key_id>
     @extend_schema(operation_id="api_key_rotate", responses=OpenApiTypes.OBJECT,
                    request=KeyRotateIn, summary="Rotate a key: a new key now, the old one valid for the grace period")
     def post(self, request, project_id: str, key_id: str):
-        key = selectors.api_key_get(selectors.project_for(request.auth, project_id), key_id)
+        project = selectors.project_for(request.auth, project_id)
         grace = body(request, KeyRotateIn).grace_period_seconds
-        return _shown_once(*services.api_key_rotate(key, grace_period_seconds=grace, caller=request.auth))
+        [rotation] = services.project_keys_rotate(project, key=selectors.api_key_get(project, key_id),
+                                                  grace_period_seconds=grace, caller=request.auth)
+        return Response({**selectors.api_key_rotated(rotation), "notice": selectors.SHOWN_ONCE},
+                        status=status.HTTP_201_CREATED)
+
+
+class ProjectKeysRotateView(Endpoint, route="projects/<str:project_id>/keys/rotate/"):
+    @extend_schema(operation_id="project_keys_rotate", responses=OpenApiTypes.OBJECT, request=KeyRotateIn,
+                   summary="Rotate without naming a key: the calling key if it belongs to this project, else "
+                           "(operators) every active key of it; answers {keys: [...]}, each new key shown once")
+    def post(self, request, project_id: str):
+        project = selectors.project_for(request.auth, project_id)
+        grace = body(request, KeyRotateIn).grace_period_seconds
+        rotations = services.project_keys_rotate(project, grace_period_seconds=grace, caller=request.auth)
+        return Response(selectors.api_keys_rotated(project, rotations), status=status.HTTP_201_CREATED)
 
 
 class KeyRevokeView(Endpoint, route="projects/<str:project_id>/keys/<str:key_id>/revoke/"):
@@ -109,4 +123,4 @@ class AuditListView(Endpoint, route="projects/<str:project_id>/audit/"):
 
 
 urlpatterns = rest_routes(ProjectListView, ProjectDetailView, ProjectDeactivateView, ProjectActivateView,
-                          KeyListView, KeyRotateView, KeyRevokeView, AuditListView)
+                          KeyListView, KeyRotateView, ProjectKeysRotateView, KeyRevokeView, AuditListView)

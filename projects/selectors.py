@@ -8,7 +8,7 @@ from broker_site.errors import NotFound, ProjectBoundary
 from projects.audit import audit_refused
 from projects.auth import CLI, Caller, Principal
 from projects.models import ApiKey, AuditEvent, Project
-from projects.services import CONFIG_FIELDS
+from projects.services import CONFIG_FIELDS, KeyRotation
 
 
 def project_for(caller: Caller, project_id: str, *, allow_discoverable: bool = False) -> Project:
@@ -114,9 +114,27 @@ def project_created(project: Project, key: ApiKey, raw: str, caller: Principal) 
     return {**project_summary(project, caller=caller, include_config=True), "admin_key": api_key_created(key, raw)}
 
 
+SHOWN_ONCE = "This is the only time the key is shown. Store it now."
+
+
 def api_key_created(key: ApiKey, raw: str) -> dict[str, Any]:
-    """The answer to a new key (created, rotated, a project's first): the only time its secret is shown."""
-    return {**api_key_summary(key), "api_key": raw, "notice": "This is the only time the key is shown. Store it now."}
+    """The answer to a new key (created, a project's first): the only time its secret is shown."""
+    return {**api_key_summary(key), "api_key": raw, "notice": SHOWN_ONCE}
+
+
+def api_key_rotated(rotation: KeyRotation) -> dict[str, Any]:
+    """One rotation: the new key (shown this once), and the key it replaces with the end of its grace period."""
+    return {**api_key_summary(rotation.new), "api_key": rotation.raw, "replaces": rotation.old.key_id,
+            "old_key_expires_at": rotation.old.expires_at.isoformat()}
+
+
+def api_keys_rotated(project: Project, rotations: list[KeyRotation]) -> dict[str, Any]:
+    """The answer to rotating a project's keys: always a list, however many were rotated (often one)."""
+    data: dict[str, Any] = {"keys": [api_key_rotated(r) for r in rotations], "count": len(rotations),
+                            "notice": SHOWN_ONCE}
+    if not rotations:
+        data["message"] = f"Project {project.pk} has no active keys to rotate."
+    return data
 
 
 def audit_listed(project: Project, caller: Principal, limit: int = 100) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ those two live one layer up, in routing.lifecycle.
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,9 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from broker_site.errors import Conflict, Forbidden, ValidationFailed
+from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
 from projects.audit import audit_done
-from projects.auth import CLI, ROLE_RANK, Principal
+from projects.auth import CLI, ROLE_RANK, Caller, Principal
 from projects.keys import compose_key, digest, new_key_id
 from projects.models import ApiKey, Project
 from projects.quotas import quota_defaults, quotas_checked
@@ -158,16 +159,21 @@ def api_key_update(key: ApiKey, changes: dict[str, Any], *, caller: Principal = 
     return key
 
 
+def _grace_seconds(grace_period_seconds: int | None) -> int:
+    grace = settings.BROKER["KEY_ROTATION_GRACE_SECONDS"] if grace_period_seconds is None else grace_period_seconds
+    if not 0 <= grace <= 7 * 86_400:
+        raise ValidationFailed("grace_period_seconds must be between 0 and 604800.",
+                               fields={"grace_period_seconds": ["between 0 and 604800"]})
+    return grace
+
+
 def api_key_rotate(key: ApiKey, *, grace_period_seconds: int | None = None,
                    caller: Principal = CLI) -> tuple[ApiKey, str]:
     """Issue a replacement with the same role; the old key keeps working for the grace period."""
     _require_power_over(caller, key.role, "rotate")
     if key.revoked_at is not None:
         raise Conflict("That key is revoked; create a new key instead.", key_id=key.key_id)
-    grace = settings.BROKER["KEY_ROTATION_GRACE_SECONDS"] if grace_period_seconds is None else grace_period_seconds
-    if not 0 <= grace <= 7 * 86_400:
-        raise ValidationFailed("grace_period_seconds must be between 0 and 604800.",
-                               fields={"grace_period_seconds": ["between 0 and 604800"]})
+    grace = _grace_seconds(grace_period_seconds)
     with transaction.atomic():
         new_key, raw = _new_key(key.project, key.role, key.label, key.expires_at)
         old_ends = timezone.now() + timedelta(seconds=grace)
@@ -177,6 +183,50 @@ def api_key_rotate(key: ApiKey, *, grace_period_seconds: int | None = None,
     audit_done(caller, "api_key_rotate", key.project_id,
                {"key_id": key.key_id, "new_key_id": new_key.key_id, "grace_period_seconds": grace})
     return new_key, raw
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    old: ApiKey  # its expires_at is now the end of its grace period
+    new: ApiKey
+    raw: str  # the new key, shown this once
+
+
+# Every active key of a project rotated in one call and one answer; past this, name the keys one by one.
+MAX_KEYS_ROTATED = 100
+
+
+def project_keys_rotate(project: Project, *, key: ApiKey | None = None, grace_period_seconds: int | None = None,
+                        caller: Principal = CLI) -> list[KeyRotation]:
+    """Rotate `key`, or without one, what "this project's keys" means to the caller: its own key when
+    that key belongs to `project` (an admin rotating itself), otherwise every active key of `project`
+    (an operator or staff acting for another project). Active: usable and not already replaced, so a
+    key in its grace period does not get a second successor. All or none, each rotation audited.
+    """
+    if key is not None:
+        return [KeyRotation(key, *api_key_rotate(key, grace_period_seconds=grace_period_seconds, caller=caller))]
+    if isinstance(caller, Caller) and caller.key.project_id == project.pk:
+        # Read again rather than rotate the caller's own object: it was loaded when the call was authenticated.
+        own = ApiKey.objects.filter(project=project, pk=caller.key.pk).first()
+        if own is None:
+            raise NotFound("The calling key is no longer in this project.", key_id=caller.key.key_id)
+        return project_keys_rotate(project, key=own, grace_period_seconds=grace_period_seconds, caller=caller)
+    caller.require_role(ApiKey.Role.OPERATOR, "rotate every key of a project")
+    _grace_seconds(grace_period_seconds)
+    with transaction.atomic():
+        # Race: two rotations of the same project at once. The row locks make the second wait, and then
+        # see the first's keys as replaced, so no key gets two successors (SQLite serialises writers anyway).
+        now = timezone.now()
+        active = [k for k in ApiKey.objects.select_for_update()
+                  .filter(project=project, revoked_at__isnull=True, replaced_by__isnull=True)
+                  .order_by("created_at", "pk") if k.is_usable(now)]
+        if len(active) > MAX_KEYS_ROTATED:
+            raise LimitReached(f"Project {project.pk} has more than {MAX_KEYS_ROTATED} active keys to rotate at "
+                               "once; rotate them by key_id.", active_keys=len(active), limit=MAX_KEYS_ROTATED)
+        for old in active:
+            old.project = project  # one project row for all, not a read per key
+        return [KeyRotation(old, *api_key_rotate(old, grace_period_seconds=grace_period_seconds, caller=caller))
+                for old in active]
 
 
 def api_key_revoke(key: ApiKey, *, caller: Principal = CLI) -> ApiKey:

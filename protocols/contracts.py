@@ -37,7 +37,7 @@ class DiscoverIn(Contract):
 class NegotiateIn(Contract):
     target_session_id: SessionRef = Field(description="id or name")
     required_protocols: list[str | dict[str, Any]] | None = Field(
-        None, max_length=MAX_REQUIRED, description='names, or {"name": ..., "version_range": ...}')
+        None, max_length=MAX_REQUIRED, description='names, or {"name": ..., "version" or "version_range": ...}')
 
 
 class NegotiateRestIn(NegotiateIn):

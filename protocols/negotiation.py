@@ -7,7 +7,14 @@ it with sessions they already loaded (and scoped to their project).
 from typing import Any
 
 from broker_site.errors import ValidationFailed
-from protocols.versions import PROTOCOL_NAME_PATTERN, VersionRange, is_protocol_name, parse_range, version_key
+from protocols.versions import (
+    PROTOCOL_NAME_PATTERN,
+    VersionRange,
+    is_protocol_name,
+    parse_range,
+    parse_version,
+    version_key,
+)
 from sessions_app.models import AgentSession
 
 MATRIX_MIN = 2
@@ -27,8 +34,13 @@ def _highest(versions: set[str] | list[str]) -> str | None:
     return max(versions, key=version_key, default=None)
 
 
+REQUIRED_FORMAT = 'a name, or {"name": ..., "version": "2.1.0"} or {"name": ..., "version_range": ">=2.0.0,<3.0.0"}'
+
+
 def _required(raw: Any) -> list[tuple[str, VersionRange | None]]:
-    """Normalise required_protocols: names, or {"name": ..., "version_range": ...} objects."""
+    """Normalise required_protocols: names, or {"name", "version"} (one exact version) or {"name",
+    "version_range"} objects. Both version fields at once are refused rather than intersected: an exact
+    version inside a range is just the version, and one outside it is a mistake the caller should see."""
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > MAX_REQUIRED:
@@ -38,17 +50,29 @@ def _required(raw: Any) -> list[tuple[str, VersionRange | None]]:
     for index, item in enumerate(raw):
         where = f"required_protocols[{index}]"
         if isinstance(item, str):
-            name, text = item, None
-        elif isinstance(item, dict) and set(item) <= {"name", "version_range"}:
-            name, text = item.get("name"), item.get("version_range")
-        else:
-            raise ValidationFailed('Each required protocol is a name or {"name": ..., "version_range": ...}.',
-                                   field=where)
+            item = {"name": item}
+        if not isinstance(item, dict) or not set(item) <= {"name", "version", "version_range"}:
+            raise ValidationFailed(f"Each required protocol is {REQUIRED_FORMAT}.", field=where,
+                                   constraint=REQUIRED_FORMAT)
+        name = item.get("name")
         if not is_protocol_name(name):
             raise ValidationFailed("A required protocol is named by its snake_case name.", field=f"{where}.name",
                                    constraint=PROTOCOL_NAME_PATTERN)
-        out.append((name, parse_range(text, field=f"{where}.version_range") if text is not None else None))
+        out.append((name, _wanted(item, where)))
     return out
+
+
+def _wanted(item: dict[str, Any], where: str) -> VersionRange | None:
+    """The versions a required protocol accepts: one exact `version`, a `version_range`, or any (None)."""
+    version, version_range = item.get("version"), item.get("version_range")
+    if version is not None and version_range is not None:
+        both = [f"{where}.version", f"{where}.version_range"]
+        raise ValidationFailed(f"{where} gives both version and version_range; give one of them.", field=where,
+                               fields={name: ["give version or version_range, not both"] for name in both})
+    if version is not None:
+        exact = parse_version(version, field=f"{where}.version")
+        return VersionRange(text=f"=={exact}", clauses=(("==", exact),))
+    return parse_range(version_range, field=f"{where}.version_range") if version_range is not None else None
 
 
 def _protocol_entry(a: AgentSession, b: AgentSession, name: str) -> dict[str, Any]:

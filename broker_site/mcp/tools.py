@@ -190,17 +190,17 @@ def get_project_info(call: ToolCall, args: ProjectInfoArgs) -> dict[str, Any]:
 
 class RotateKeysArgs(KeyRotateIn):
     project_id: str = Field(max_length=64)
-    key_id: str | None = Field(None, max_length=32, description="default: the calling key")
+    key_id: str | None = Field(None, max_length=32)
 
 
-@tool("rotate_project_keys", "Replace a key (admin keys); the new key is shown once, the old one works for the "
-      "grace period.", RotateKeysArgs)
+@tool("rotate_project_keys", "Replace keys (admin keys): key_id, else the calling key if in project_id, else "
+      "(operators) all its active keys. New keys shown once; old ones work for the grace period.", RotateKeysArgs)
 def rotate_project_keys(call: ToolCall, args: RotateKeysArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
-    old = project_selectors.api_key_get(project, args.key_id or call.caller.key.key_id)
-    key, raw = project_services.api_key_rotate(old, grace_period_seconds=args.grace_period_seconds,
-                                               caller=call.caller)
-    return project_selectors.api_key_created(key, raw)
+    key = project_selectors.api_key_get(project, args.key_id) if args.key_id else None
+    rotations = project_services.project_keys_rotate(project, key=key, grace_period_seconds=args.grace_period_seconds,
+                                                     caller=call.caller)
+    return project_selectors.api_keys_rotated(project, rotations)
 
 
 class ProjectArgs(Contract):

@@ -106,3 +106,20 @@ async def test_two_agents_converse_on_the_stateless_protocol(live_broker):
         assert receipt["state"] == "acked"
         without = await fails(alice, "send_message", recipient_id="bob-stateless", payload={"task": "t"})
         assert without["details"]["next_step"] == "connect_session"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_negotiation_may_require_an_exact_version(live_broker, mode):
+    async with live_broker.client(mode=mode) as client:
+        mine = await call(client, "connect_session", name=f"sender-{mode}",
+                          capabilities={"supported_protocols": {"file_transfer": ["2.0.0", "2.1.0"]}})
+        await call(client, "connect_session", name=f"taker-{mode}",
+                   capabilities={"supported_protocols": {"file_transfer": ["2.1.0"]}})
+        as_mine = {"session_token": mine["session_token"]}  # the taker is bound now, on a legacy connection
+        negotiated = await call(client, "negotiate_capabilities", target_session_id=f"taker-{mode}",
+                                required_protocols=[{"name": "file_transfer", "version": "2.1.0"}], **as_mine)
+        assert negotiated["compatible"] and negotiated["required_protocols"][0]["version"] == "2.1.0"
+        refused = await fails(client, "negotiate_capabilities", target_session_id=f"taker-{mode}",
+                              required_protocols=[{"name": "file_transfer", "version": "2.1"}], **as_mine)
+        assert refused["error"] == "validation_error"
+        assert refused["details"]["field"] == "required_protocols[0].version"

@@ -65,3 +65,15 @@ def test_broker_project_create_list_deactivate(db):
     assert api_client(raw).get("/api/v1/sessions/").status_code == 403
     with pytest.raises(CommandError, match="validation_error"):
         run("broker_project", "create", "--id", "Bad_Id", "--name", "Bad")
+
+
+def test_broker_key_rotate_all_rotates_every_active_key(alpha):
+    out = run("broker_key", "rotate", "--project", "alpha", "--all", "--grace", "0")
+    new_keys = set(KEY.findall(out))
+    assert len(new_keys) == 2 and "Replaces" in out
+    assert {ApiKey.objects.get(project_id="alpha", key_id=parse_key(k).key_id).role for k in new_keys} == \
+        {"admin", "agent"}
+    assert api_client(alpha.agent_key).get("/api/v1/sessions/").status_code == 401
+    assert all(api_client(k).get("/api/v1/sessions/").status_code == 200 for k in new_keys)
+    with pytest.raises(CommandError):
+        run("broker_key", "rotate", "--project", "alpha")  # neither --key-id nor --all

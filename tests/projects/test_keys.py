@@ -87,3 +87,56 @@ def test_admin_of_a_cannot_touch_keys_of_b(alpha, beta):
     assert response.status_code == 403
     assert response.json()["error"] == "project_boundary"
     assert api_client(beta.agent_key).get("/api/v1/sessions/").status_code == 200
+
+
+def test_rotation_answer_names_the_key_it_replaces_and_when_that_one_ends(alpha):
+    old_id = parse_key(alpha.agent_key).key_id
+    body = alpha.admin().post(f"/api/v1/projects/alpha/keys/{old_id}/rotate/", {"grace_period_seconds": 60},
+                              format="json").json()
+    old = ApiKey.objects.get(project_id="alpha", key_id=old_id)
+    assert body["replaces"] == old_id and body["old_key_expires_at"] == old.expires_at.isoformat()
+
+
+def test_operator_rotating_another_projects_keys_without_a_key_id_rotates_every_active_one(alpha, operator_key):
+    revoked = parse_key(alpha.admin().post("/api/v1/projects/alpha/keys/", {}, format="json").json()["api_key"])
+    alpha.admin().post(f"/api/v1/projects/alpha/keys/{revoked.key_id}/revoke/")
+    response = api_client(operator_key).post("/api/v1/projects/alpha/keys/rotate/", {"grace_period_seconds": 60},
+                                             format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    replaced = {k["replaces"]: k for k in body["keys"]}
+    assert set(replaced) == {parse_key(alpha.admin_key).key_id, parse_key(alpha.agent_key).key_id}
+    assert body["count"] == 2 and "shown" in body["notice"]
+    for new in body["keys"]:
+        assert api_client(new["api_key"]).get("/api/v1/sessions/").status_code == 200
+        assert new["role"] == ApiKey.objects.get(project_id="alpha", key_id=new["replaces"]).role
+    assert api_client(alpha.agent_key).get("/api/v1/sessions/").status_code == 200  # grace period
+    audited = AuditEvent.objects.filter(action="api_key_rotate", target_project="alpha", outcome="success")
+    assert {e.details["key_id"] for e in audited} == set(replaced)
+    again = api_client(operator_key).post("/api/v1/projects/alpha/keys/rotate/", {}, format="json").json()
+    # Keys already replaced (in their grace period) are not rotated again: only the new ones are.
+    assert {k["replaces"] for k in again["keys"]} == {k["key_id"] for k in body["keys"]}
+
+
+def test_admin_rotating_without_a_key_id_rotates_its_own_key_only(alpha):
+    response = alpha.admin().post("/api/v1/projects/alpha/keys/rotate/", {}, format="json")
+    assert response.status_code == 201, response.content
+    assert [k["replaces"] for k in response.json()["keys"]] == [parse_key(alpha.admin_key).key_id]
+    assert api_client(alpha.agent_key).get("/api/v1/sessions/").status_code == 200
+    assert ApiKey.objects.get(project_id="alpha", key_id=parse_key(alpha.agent_key).key_id).replaced_by is None
+
+
+def test_rotating_without_a_key_id_stays_inside_the_project_and_the_role(alpha, beta):
+    assert beta.admin().post("/api/v1/projects/alpha/keys/rotate/", {}, format="json").json()["error"] == \
+        "project_boundary"
+    assert alpha.client().post("/api/v1/projects/alpha/keys/rotate/", {}, format="json").json()["error"] == \
+        "forbidden"
+    assert not ApiKey.objects.filter(project_id="alpha", replaced_by__isnull=False).exists()
+
+
+def test_rotating_every_key_at_once_is_bounded(alpha, operator_key, monkeypatch):
+    monkeypatch.setattr("projects.services.MAX_KEYS_ROTATED", 1)
+    response = api_client(operator_key).post("/api/v1/projects/alpha/keys/rotate/", {}, format="json")
+    assert response.status_code == 409 and response.json()["error"] == "limit_reached"
+    assert response.json()["details"] == {"active_keys": 2, "limit": 1}
+    assert not ApiKey.objects.filter(project_id="alpha", replaced_by__isnull=False).exists()

@@ -163,3 +163,37 @@ def test_matrix_size_limits(alpha):
                  400, "validation_error")
     assert_error(client.post("/api/v1/negotiate/matrix/", {"session_ids": ["a", "a"]}, format="json"),
                  400, "validation_error")
+
+
+def test_required_protocol_may_name_an_exact_version(alpha):
+    alpha.connect("a", protocols={"file_transfer": ["2.0.0", "2.1.0"]})
+    alpha.connect("b", protocols={"file_transfer": ["2.1.0", "3.0.0"]})
+    body = negotiate(alpha, {"session_id": "a", "target_session_id": "b",
+                             "required_protocols": [{"name": "file_transfer", "version": "2.1.0"}]}).json()
+    assert body["compatible"] is True
+    assert body["required_protocols"][0] == {"name": "file_transfer", "version_range": "==2.1.0",
+                                                  "satisfied": True, "version": "2.1.0"}
+    missing = negotiate(alpha, {"session_id": "a", "target_session_id": "b",
+                                "required_protocols": [{"name": "file_transfer", "version": "2.0.0"}]}).json()
+    assert missing["compatible"] is False
+    assert missing["missing_required"][0]["reason"] == \
+        "Required protocol file_transfer ==2.0.0 is not supported by session b."
+
+
+@pytest.mark.parametrize("version", ["2.1", ">=2.0.0", "2.1.0-beta", 210, ""])
+def test_a_required_version_that_is_not_one_version_names_the_field(alpha, version):
+    alpha.connect("a")
+    alpha.connect("b")
+    response = negotiate(alpha, {"session_id": "a", "target_session_id": "b",
+                                 "required_protocols": ["chat", {"name": "file_transfer", "version": version}]})
+    assert assert_error(response, 400, "validation_error")["field"] == "required_protocols[1].version"
+
+
+def test_a_required_version_and_version_range_together_are_refused_naming_both(alpha):
+    alpha.connect("a")
+    alpha.connect("b")
+    response = negotiate(alpha, {"session_id": "a", "target_session_id": "b", "required_protocols": [
+        {"name": "chat", "version": "1.0.0", "version_range": ">=1.0.0"}]})
+    details = assert_error(response, 400, "validation_error")
+    assert set(details["fields"]) == {"required_protocols[0].version", "required_protocols[0].version_range"}
+    assert "version" in response.json()["message"] and "version_range" in response.json()["message"]

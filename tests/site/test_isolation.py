@@ -42,6 +42,7 @@ def test_beta_can_neither_see_nor_change_alpha(alpha, beta):
         assert client.patch("/api/v1/projects/alpha/", {"max_sessions": 1}, format="json").status_code == 403
         assert client.post("/api/v1/projects/alpha/keys/", {"role": "agent"}, format="json").status_code == 403
         assert client.post(f"/api/v1/projects/alpha/keys/{alpha_key_id}/rotate/").status_code == 403
+        assert client.post("/api/v1/projects/alpha/keys/rotate/").status_code == 403
         assert client.post(f"/api/v1/projects/alpha/keys/{alpha_key_id}/revoke/").status_code == 403
         assert client.post("/api/v1/sessions/", {"session_id": str(worker.id), "session_token": worker_token},
                            format="json").status_code == 404

@@ -10,7 +10,7 @@ from projects.auth import CLI
 from projects.management.cli import as_command_error, connect_lines
 from projects.models import ApiKey, Project
 from projects.selectors import api_key_get, api_key_summary, api_keys_of
-from projects.services import api_key_create, api_key_revoke, api_key_rotate
+from projects.services import api_key_create, api_key_revoke, project_keys_rotate
 
 
 class Command(BaseCommand):
@@ -25,7 +25,9 @@ class Command(BaseCommand):
         create.add_argument("--expires-in", type=int, help="seconds until the key expires")
         rotate = actions.add_parser("rotate", help="Issue a replacement; the old key lives for the grace period.")
         rotate.add_argument("--project", required=True)
-        rotate.add_argument("--key-id", required=True)
+        which = rotate.add_mutually_exclusive_group(required=True)
+        which.add_argument("--key-id")
+        which.add_argument("--all", action="store_true", help="every active key of the project")
         rotate.add_argument("--grace", type=int, default=None, help="grace period in seconds (default 300)")
         revoke = actions.add_parser("revoke", help="End a key now.")
         revoke.add_argument("--project", required=True)
@@ -44,8 +46,14 @@ class Command(BaseCommand):
                 key, raw = api_key_create(target, role=options["role"], label=options["label"], expires_at=expires_at)
                 self._show_new(key, raw)
             elif action == "rotate":
-                key, raw = api_key_rotate(api_key_get(target, options["key_id"]), grace_period_seconds=options["grace"])
-                self._show_new(key, raw)
+                key = None if options["all"] else api_key_get(target, options["key_id"])
+                rotations = project_keys_rotate(target, key=key, grace_period_seconds=options["grace"])
+                for rotation in rotations:
+                    self.stdout.write(f"Replaces {rotation.old.key_id}, which works until "
+                                      f"{rotation.old.expires_at.isoformat()}.")
+                    self._show_new(rotation.new, rotation.raw)
+                if not rotations:
+                    self.stdout.write(f"Project {target.pk} has no active keys to rotate.")
             elif action == "revoke":
                 key = api_key_revoke(api_key_get(target, options["key_id"]))
                 self.stdout.write(f"Revoked {key.project_id}_{key.key_id}.")
