@@ -12,15 +12,15 @@ What was decided, checked against the mcp 2.3.0 source:
   as SSE even in JSON-response mode). The SDK's own handler would accept any URI from any
   caller, so server.py leaves it off and this one is registered instead: a listen names one
   inbox URI in `resource_subscriptions`, and is authorised by the acting session, which it names
-  by a session token in the listen request's `_meta` under LISTEN_TOKEN_META_KEY, else by the
+  by a session token in the listen request's `_meta` under `broker/session_token`, else by the
   `X-Session-Token` header. The stream opens with `notifications/subscriptions/acknowledged`
   (honouring that URI only; list-change flags are never honoured, our lists do not change),
   and every frame carries the listen's id, as the spec asks. It ends when the client closes
   it (the SDK cancels the handler on the HTTP disconnect), when the session is ended, and at
   shutdown (gracefully: the listen's result is the last frame). Listens are capped per key,
   per project and per process with the session caps' figures (session_limits.py).
-- MCPServer takes no subscribe or listen handlers, so they are registered on its low-level
-  Server; the SDK then advertises `resources.subscribe` by itself.
+- MCPServer takes no subscribe or listen handlers, so they (inbox_watch.py) are registered on
+  its low-level Server; the SDK then advertises `resources.subscribe` by itself.
 - Each subscription (either kind) is a Listener (routing.hub) on its session, hearing the
   events routing/events.py publishes on commit, across processes when Redis is configured. As
   for every listener, an event is a wake-up only. Its pace never polls: while the layer is
@@ -39,32 +39,23 @@ import logging
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Protocol
 
+import anyio
 from django.conf import settings
 from mcp.server.connection import Connection
-from mcp.server.context import ServerRequestContext
-from mcp.server.lowlevel import Server
 from mcp.server.session import ServerSession
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import (
-    EmptyResult,
     RequestId,
     ResourceUpdatedNotification,
     ResourceUpdatedNotificationParams,
-    SubscribeRequestParams,
     SubscriptionFilter,
     SubscriptionsAcknowledgedNotification,
     SubscriptionsAcknowledgedNotificationParams,
-    SubscriptionsListenRequestParams,
-    SubscriptionsListenResult,
-    UnsubscribeRequestParams,
 )
 
-from broker_site.errors import LimitReached, ValidationFailed
-from broker_site.mcp.auth import caller_of_request, session_token_of_request
+from broker_site.errors import LimitReached
 from broker_site.mcp.binding import bindings
-from broker_site.mcp.channel import CHANNEL_METHOD, Announcer, ChannelNotification, wants_channel
-from broker_site.mcp.errors import request_error
-from broker_site.mcp.inbox import INBOX_URI_TEMPLATE, inbox_owner, inbox_session_ref
+from broker_site.mcp.channel import CHANNEL_METHOD, Announcer, ChannelNotification
 from broker_site.mcp.registry import run_handler
 from broker_site.mcp.tenant_counts import TenantCounts
 from projects.auth import Caller
@@ -77,7 +68,6 @@ log = logging.getLogger("broker.mcp")
 MAX_SUBSCRIPTIONS = settings.BROKER["MCP_MAX_SESSIONS"]  # per process, a backstop: one per MCP session
 # No polling: a notification is an invitation to read, sent for new mail (or once after an outage).
 INBOX_PACE = Pace(recheck=None, poll=None)
-LISTEN_TOKEN_META_KEY = "broker/session_token"
 _CONNECTION_STATE_KEY = "broker_inbox_push"
 
 
@@ -148,7 +138,8 @@ class Subscription:
             self.stop()
 
     async def run(self, joined: Callable[[], Awaitable[None]]) -> None:
-        async with self.listener:
+        try:
+            await self.listener.join()
             await joined()
             while not self.stopped:
                 why = await self.listener.wait()
@@ -159,6 +150,11 @@ class Subscription:
                     if not self.still_acting():  # disconnect_session, or connect_session as another, on that connection
                         return
                     await self._notify()
+        finally:
+            # A listen is cancelled through the SDK's anyio scope, which cancels every later await of
+            # its task as well; leaving runs as a task of its own, so the layer's group is left too.
+            with anyio.CancelScope(shield=True):
+                await asyncio.shield(asyncio.ensure_future(self.listener.leave()))
 
     async def _mail_waiting(self) -> bool:
         try:
@@ -280,87 +276,3 @@ class InboxSubscriptions:
 
 
 subscriptions = InboxSubscriptions()
-
-
-def _session_based_connection(ctx: ServerRequestContext) -> Connection | None:
-    """The Connection a request came in on, if it is session-based (has an Mcp-Session-Id)."""
-    # mcp 2.3.0 hands low-level handlers the per-request ServerSession, not the Connection it
-    # wraps (the SDK's pending Context rework); a subscription outlives its request, so it needs
-    # the Connection itself: its standalone stream and its exit stack.
-    connection = getattr(ctx.session, "_connection", None)
-    if isinstance(connection, Connection) and connection.session_id is not None:
-        return connection
-    return None
-
-
-def _inbox_ref(uri: str, field: str) -> str:
-    ref = inbox_session_ref(uri)
-    if ref is None:
-        raise ValidationFailed(f"Only inbox resources can be watched: {INBOX_URI_TEMPLATE}.", field=field)
-    return ref
-
-
-async def _on_subscribe(ctx: ServerRequestContext, params: SubscribeRequestParams) -> EmptyResult:
-    try:
-        connection = _session_based_connection(ctx)
-        if connection is None:
-            raise ValidationFailed("Inbox subscriptions need a session-based MCP connection (Mcp-Session-Id); "
-                                   "on the 2026-07-28 protocol use subscriptions/listen.")
-        ref = _inbox_ref(params.uri, "uri")
-        caller = caller_of_request(ctx.request)
-        session = await run_handler(inbox_owner, caller, connection.session_id, ref,
-                                    session_token_of_request(ctx.request))
-        by_token = bindings.lookup(connection.session_id, caller.project.pk) != session.pk
-        await subscriptions.subscribe(connection, session, params.uri, by_token=by_token,
-                                      channel=wants_channel(ctx.session.client_capabilities))
-    except Exception as exc:
-        raise request_error(exc, "resources/subscribe") from None
-    return EmptyResult()
-
-
-async def _on_unsubscribe(ctx: ServerRequestContext, params: UnsubscribeRequestParams) -> EmptyResult:
-    # Subscriptions are keyed by their connection's session id, so a connection can only end its own.
-    connection = _session_based_connection(ctx)
-    if connection is not None:
-        subscriptions.unsubscribe(connection.session_id, params.uri)
-    return EmptyResult()
-
-
-def _listened_uri(notifications: SubscriptionFilter) -> str:
-    uris = notifications.resource_subscriptions or []
-    if len(uris) != 1:
-        raise ValidationFailed(f"A listen names one inbox in resource_subscriptions: {INBOX_URI_TEMPLATE} "
-                               "(this server's lists never change).", field="notifications.resourceSubscriptions")
-    return uris[0]
-
-
-def _listen_token(meta: Any) -> str | None:
-    token = meta.get(LISTEN_TOKEN_META_KEY) if isinstance(meta, dict) else None
-    if token is not None and not isinstance(token, str):
-        raise ValidationFailed(f"_meta[{LISTEN_TOKEN_META_KEY!r}] is a session token: a string.",
-                               field=f"_meta.{LISTEN_TOKEN_META_KEY}")
-    return token or None
-
-
-async def _on_listen(ctx: ServerRequestContext, params: SubscriptionsListenRequestParams) -> SubscriptionsListenResult:
-    try:
-        if ctx.request_id is None:
-            raise ValidationFailed("subscriptions/listen needs a request id.")
-        uri = _listened_uri(params.notifications)
-        ref = _inbox_ref(uri, "notifications.resourceSubscriptions")
-        caller = caller_of_request(ctx.request)
-        token = _listen_token(params.meta) or session_token_of_request(ctx.request)
-        session = await run_handler(inbox_owner, caller, None, ref, token)
-        push = ListenPush(ctx.session, ctx.request_id)
-        sub = subscriptions.admit_listen(caller, session, uri, push,
-                                         channel=wants_channel(ctx.session.client_capabilities))
-    except Exception as exc:
-        raise request_error(exc, "subscriptions/listen") from None
-    await subscriptions.run_listen(sub, push)
-    return SubscriptionsListenResult(_meta=push.meta)
-
-
-def register_inbox_push(server: Server) -> None:
-    server.add_request_handler("resources/subscribe", SubscribeRequestParams, _on_subscribe)
-    server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _on_unsubscribe)
-    server.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, _on_listen)

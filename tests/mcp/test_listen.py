@@ -4,6 +4,7 @@ it is committed; a client declaring Claude Code's `claude/channel` also hears ea
 
 import asyncio
 import json
+import uuid
 from contextlib import asynccontextmanager
 
 import pytest
@@ -134,6 +135,30 @@ async def test_listens_are_capped_per_key_and_a_closed_listen_gives_its_place_ba
                 assert (data["details"]["per"], data["details"]["limit"]) == ("key", LISTENS_PER_KEY)
             # The server frees a place when it sees the stream close, a moment after the client closed it.
             await _until_listen_opens(listener, bob["inbox"])
+
+
+async def test_a_closed_listen_takes_its_process_out_of_the_sessions_group_on_redis(live_broker):
+    if "REDIS_URL" not in live_broker.env:
+        pytest.skip("the in-memory layer's groups live inside the server process")
+    import redis.asyncio as redis
+
+    bob = await connected(live_broker, "redis-bob")
+    # channels_redis's pub/sub layer: a process in a group is a subscriber of the group's Redis channel.
+    group_channel = f"asgi__group__session.{uuid.UUID(bob['session_id']).hex}"
+    store = redis.from_url(live_broker.env["REDIS_URL"])
+
+    async def subscribers() -> int:
+        return dict(await store.pubsub_numsub(group_channel))[group_channel.encode()]
+
+    try:
+        async with live_broker.client(mode="auto", **token_header(bob["session_token"])) as listener:
+            async with listener.listen(resource_subscriptions=[bob["inbox"]]):
+                assert await subscribers() == 1
+            async with asyncio.timeout(10):  # the server leaves when it sees the stream close
+                while await subscribers():
+                    await asyncio.sleep(0.05)
+    finally:
+        await store.aclose()
 
 
 async def _until_listen_opens(client, uri: str, timeout: float = 10) -> None:
