@@ -98,6 +98,18 @@ async def test_a_listen_may_carry_the_session_token_in_its_meta(live_broker):
             assert await next_event(sub) == ResourceUpdated(uri="broker://sessions/meta-bob/inbox")
 
 
+async def test_a_listen_ends_gracefully_when_its_session_is_disconnected(live_broker):
+    bob = await connected(live_broker, "ending-bob")
+    async with live_broker.client(mode="auto", **token_header(bob["session_token"])) as listener:
+        async with listener.listen(resource_subscriptions=[bob["inbox"]]) as sub:
+            await call(listener, "disconnect_session")  # as the header's session
+            # The server closes the stream with the listen's result (a graceful end, not SubscriptionLost).
+            with pytest.raises(StopAsyncIteration):
+                await next_event(sub)
+        data = await refused_listen(listener, bob["inbox"])  # until it is resumed
+        assert data["error"] == "conflict"
+
+
 async def test_a_listen_is_refused_for_another_inbox_without_a_session_and_across_projects(live_broker):
     bob = await connected(live_broker, "refused-bob")
     carol = await connected(live_broker, "refused-carol")
