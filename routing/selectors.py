@@ -1,9 +1,12 @@
 """Reads for messages, scoped by project (and by session where a session asks), and their wire shape."""
 
 import uuid
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
 from broker_site.errors import NotFound, ValidationFailed
@@ -99,6 +102,25 @@ def dead_letter_get(project: Project, message_id: str, caller: Principal) -> Mes
 def has_queued_mail(session_id: uuid.UUID) -> bool:
     """Whether a receive would find something now (for a listener that may have missed a wake-up)."""
     return Message.objects.filter(recipient_id=session_id, state=Message.State.QUEUED).exists()
+
+
+def queued_previews(project_id: str, session_id: uuid.UUID, *, since: datetime, exclude: Collection[uuid.UUID],
+                    limit: int, preview_chars: int) -> list[dict[str, Any]]:
+    """The newest queued mail of a session created at or after `since`, except `exclude`, newest first:
+    who sent what, with the payload's JSON text cut to `preview_chars` by the database (so a large
+    payload is not read to show its start). For announcing mail (broker_site.mcp.channel); claims nothing."""
+    rows = (Message.objects.filter(project_id=project_id, recipient_id=session_id, state=Message.State.QUEUED,
+                                   created_at__gte=since)
+            .exclude(id__in=list(exclude)).exclude(expires_at__lte=timezone.now())
+            .annotate(preview=Substr(Cast("payload", TextField()), 1, preview_chars))
+            .order_by("-created_at", "-id")
+            .values("id", "sender_id", "sender__name", "protocol_name", "protocol_version", "priority", "created_at",
+                    "preview")[:limit])
+    return [{"message_id": str(r["id"]), "sender_id": str(r["sender_id"]) if r["sender_id"] else None,
+             "sender_name": r["sender__name"],
+             "protocol": f"{r['protocol_name']}@{r['protocol_version']}" if r["protocol_name"] else None,
+             "priority": PRIORITY_LABELS[r["priority"]], "created_at": r["created_at"], "preview": r["preview"] or ""}
+            for r in rows]
 
 
 def inbox_summary(session: AgentSession) -> dict[str, Any]:

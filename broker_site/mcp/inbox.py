@@ -6,12 +6,12 @@ order (id, sender, protocol, priority; no payloads). Reading changes nothing: me
 taken with receive_messages, which marks them delivered. The view is for deciding when to
 call it, and is what a resource-updated notification (inbox_push.py) invites a client to read.
 
-Only the session itself may read or subscribe, and it proves who it is the way session tools
-do on a session-based connection: connect_session bound this MCP connection to it. A read
-carries no arguments, so the stateless protocol's `session_token` cannot be offered; stateless
-clients wait for mail with receive_messages(wait_seconds=..., session_token=...). A key of the
-same project on a connection bound elsewhere (or nowhere) gets `forbidden`; another project's
-key gets `not_found`, exactly as for a session that does not exist.
+Only the session itself may read, subscribe or listen, and it proves who it is as session
+tools do: the session connect_session bound this session-based MCP connection to, else the
+session token the client sends as the `X-Session-Token` header (a listen may carry it in its
+`_meta` instead, inbox_push.py). A read carries no arguments, so a stateless client without
+the header cannot read. A key of the same project acting as another session (or none) gets
+`forbidden`; another project's key gets `not_found`, exactly as for a session that does not exist.
 """
 
 import json
@@ -21,7 +21,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.uri_template import UriTemplate
 
 from broker_site.errors import Forbidden
-from broker_site.mcp.auth import caller_of_request, mcp_session_id_of_request
+from broker_site.mcp.auth import caller_of_request, mcp_session_id_of_request, session_token_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import request_error
 from broker_site.mcp.registry import run_handler
@@ -48,20 +48,27 @@ def inbox_session_ref(uri: str) -> str | None:
     return ref if isinstance(ref, str) else None
 
 
-def inbox_owner(caller: Caller, mcp_session_id: str | None, session_ref: str) -> AgentSession:
-    """The session whose inbox this is, provided this MCP connection is bound to it: the session acting
-    (sessions_app.services.session_acting, so a disconnected one is refused and a read is a heartbeat)."""
+def inbox_owner(caller: Caller, mcp_session_id: str | None, session_ref: str,
+                token: str | None = None) -> AgentSession:
+    """The session whose inbox this is, provided the caller acts as it: the session this MCP connection
+    is bound to, else the one `token` names (the X-Session-Token header, or a listen's _meta token).
+    It is the session acting (sessions_app.services.session_acting), so a disconnected one is refused
+    and a read is a heartbeat."""
     session = session_get(caller.project, session_ref)  # another project's session: not found
     bound = bindings.lookup(mcp_session_id, caller.project.pk) if mcp_session_id else None
-    if bound != session.pk:
-        raise Forbidden("Only the session itself reads or subscribes to its inbox: call connect_session for it "
-                        "on this session-based MCP connection first (stateless clients use receive_messages).",
-                        next_step="connect_session")
-    return session_acting(caller.project, bound_to=bound)
+    if bound is None and token:
+        acting = session_acting(caller.project, token=token)
+        if acting.pk == session.pk:
+            return acting
+    elif bound is not None and bound == session.pk:
+        return session_acting(caller.project, bound_to=bound)
+    raise Forbidden("Only the session itself reads, subscribes or listens to its inbox: call connect_session for it "
+                    "on a session-based MCP connection, or send its token as the X-Session-Token header.",
+                    next_step="connect_session")
 
 
-def _read_inbox(caller: Caller, mcp_session_id: str | None, session_ref: str) -> dict[str, Any]:
-    return inbox_summary(inbox_owner(caller, mcp_session_id, session_ref))
+def _read_inbox(caller: Caller, mcp_session_id: str | None, session_ref: str, token: str | None) -> dict[str, Any]:
+    return inbox_summary(inbox_owner(caller, mcp_session_id, session_ref, token))
 
 
 def register_inbox_resource(server: MCPServer) -> None:
@@ -69,8 +76,8 @@ def register_inbox_resource(server: MCPServer) -> None:
     async def read_inbox(session_id: str, ctx: Context) -> str:
         request = ctx.request_context.request
         try:
-            summary = await run_handler(_read_inbox, caller_of_request(request),
-                                               mcp_session_id_of_request(request), session_id)
+            summary = await run_handler(_read_inbox, caller_of_request(request), mcp_session_id_of_request(request),
+                                        session_id, session_token_of_request(request))
         except Exception as exc:
             raise request_error(exc, "resources/read") from None
         return json.dumps(summary, separators=(",", ":"))

@@ -6,7 +6,9 @@ starts it on the first request under daphne, from the lifespan under uvicorn, wh
 first; a request that arrives while it is starting waits for it.
 
 Besides the tools (registry.py, tools.py) it serves one resource template, each session's
-inbox (inbox.py), which session-based clients may subscribe to for push (inbox_push.py).
+inbox (inbox.py), which clients watch for push (inbox_watch.py, inbox_push.py):
+`resources/subscribe` on the session-based protocol, `subscriptions/listen` on 2026-07-28,
+and Claude Code channel notifications for clients that declare `claude/channel` (channel.py).
 """
 
 import asyncio
@@ -19,8 +21,9 @@ from mcp.server.transport_security import TransportSecuritySettings
 from broker_site.errors import LimitReached
 from broker_site.mcp import tools  # noqa: F401  (registers the tools)
 from broker_site.mcp.auth import ApiKeyAuthMiddleware
+from broker_site.mcp.channel import advertise as advertise_channel
 from broker_site.mcp.inbox import register_inbox_resource
-from broker_site.mcp.inbox_push import register_inbox_push
+from broker_site.mcp.inbox_watch import register_inbox_push
 from broker_site.mcp.registry import registry, sdk_tool
 from broker_site.mcp.session_limits import limit_reached_response
 from broker_site.mcp.session_limits import limits as session_limits
@@ -30,10 +33,11 @@ log = logging.getLogger("broker.mcp")
 MCP_PATH = "/mcp"
 INSTRUCTIONS = ("Message broker between agents. Call connect_session first; later calls on this connection act "
                 "as that session (or pass session_token). Wait for mail with receive_messages(wait_seconds=...), "
-                "or subscribe to the inbox resource connect_session names.")
+                "or subscribe to (or listen on) the inbox resource connect_session names.")
 
 # The SDK's own `subscriptions/listen` (2026-07-28 protocol) is off: it would accept any URI from
-# any caller, and a listen request carries nothing that proves which session it is (inbox_push.py).
+# any caller. Ours (inbox_watch.py) serves inbox URIs only, to the session acting (its token in the
+# listen's `_meta` or the X-Session-Token header), and is registered below with the subscribe handlers.
 server = MCPServer(name="mcp-broker", instructions=INSTRUCTIONS, tools=[sdk_tool(spec) for spec in registry],
                    subscriptions=False)
 register_inbox_resource(server)
@@ -52,8 +56,10 @@ starlette_app = server.streamable_http_app(
 )
 session_limits.install(server.session_manager)
 starlette_app.add_exception_handler(LimitReached, limit_reached_response)
-# MCPServer has no parameter for subscribe handlers; its low-level Server (the session manager's app) takes them.
+# MCPServer has no parameter for subscribe (or scoped listen) handlers; its low-level Server (the
+# session manager's app) takes them, and derives the capabilities channel.py then amends.
 register_inbox_push(server.session_manager.app)
+advertise_channel(server.session_manager.app)
 
 _ready = asyncio.Event()
 _stop = asyncio.Event()

@@ -10,10 +10,10 @@ ends (DELETE, idle timeout, crash, a failed opening), frees its count, its bindi
 session and its inbox subscriptions. These are private SDK methods: test_session_limits pins the
 behaviour, so an SDK upgrade that moves them fails loudly rather than lifting the caps.
 
-Stateless (2026-07-28) clients open no session and hold nothing here.
+Stateless (2026-07-28) clients open no session and hold nothing here; their inbox listens are
+capped with the same figures by inbox_push.py (tenant_counts.py counts both).
 """
 
-from collections import Counter
 from typing import Any
 
 from django.conf import settings
@@ -25,42 +25,33 @@ from broker_site.errors import LimitReached
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import http_error_response
 from broker_site.mcp.inbox_push import subscriptions
+from broker_site.mcp.tenant_counts import TenantCounts
 
 
 class SessionLimits:
     def __init__(self, per_key: int, per_project: int) -> None:
-        self.per_key, self.per_project = per_key, per_project
-        self._owners: dict[str, tuple[str, str]] = {}  # MCP session id -> (key, project)
-        self._by_key: Counter[str] = Counter()
-        self._by_project: Counter[str] = Counter()
+        self.counts = TenantCounts(per_key, per_project)  # the process-wide cap is the SDK's max_sessions
 
     def admit(self, key: str, project: str) -> None:
         """Refuse a new session past either cap. Runs in the event loop with no await: nothing interleaves."""
-        if self._by_key[key] >= self.per_key:
-            raise LimitReached(f"This key has {self.per_key} MCP sessions open, as many as one key may: close one "
+        full = self.counts.full(key, project)
+        if full is None:
+            return
+        per, limit = full
+        idle = settings.BROKER["MCP_SESSION_IDLE_SECONDS"]
+        if per == "key":
+            raise LimitReached(f"This key has {limit} MCP sessions open, as many as one key may: close one "
                                "(DELETE /mcp with its Mcp-Session-Id) or wait for an idle one to expire.",
-                               limit=self.per_key, per="key", idle_timeout_seconds=settings.BROKER[
-                                   "MCP_SESSION_IDLE_SECONDS"])
-        if self._by_project[project] >= self.per_project:
-            raise LimitReached(f"This project has {self.per_project} MCP sessions open, as many as one project may.",
-                               limit=self.per_project, per="project", idle_timeout_seconds=settings.BROKER[
-                                   "MCP_SESSION_IDLE_SECONDS"])
+                               limit=limit, per=per, idle_timeout_seconds=idle)
+        raise LimitReached(f"This project has {limit} MCP sessions open, as many as one project may.",
+                           limit=limit, per=per, idle_timeout_seconds=idle)
 
     def opened(self, mcp_session_id: str, key: str, project: str) -> None:
-        self._owners[mcp_session_id] = (key, project)
-        self._by_key[key] += 1
-        self._by_project[project] += 1
+        self.counts.opened(mcp_session_id, key, project)
 
     def closed(self, mcp_session_id: str) -> None:
         """Free what the session held; idempotent (the SDK may discard a session twice)."""
-        owner = self._owners.pop(mcp_session_id, None)
-        if owner is not None:
-            key, project = owner
-            self._by_key[key] -= 1
-            self._by_project[project] -= 1
-            for counter, name in ((self._by_key, key), (self._by_project, project)):
-                if counter[name] <= 0:
-                    del counter[name]
+        self.counts.closed(mcp_session_id)
         bindings.forget(mcp_session_id)
         subscriptions.drop_connection(mcp_session_id)
 

@@ -39,12 +39,13 @@ class LiveBroker:
 
     @asynccontextmanager
     async def client(self, key: str | None = None, *, mode: str = "legacy", message_handler=None,
-                     **headers: str) -> AsyncIterator[Client]:
+                     client_class: type[Client] = Client, extensions=None, **headers: str) -> AsyncIterator[Client]:
         """An SDK client on /mcp: mode "legacy" is the session-based protocol, "auto" the current one."""
         headers = {"Authorization": f"Bearer {key or self.agent_key}", **headers}
         http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=120))
         transport = streamable_http_client(self.url, http_client=http)
-        async with http, Client(transport, mode=mode, message_handler=message_handler) as client:
+        async with http, client_class(transport, mode=mode, message_handler=message_handler,
+                                      extensions=extensions) as client:
             yield client
 
     def stop(self, timeout: float = 20) -> int | None:

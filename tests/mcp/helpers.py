@@ -1,8 +1,12 @@
-"""Calling a tool and reading its structured result, or its SPEC-shaped error; hearing inbox updates."""
+"""Calling a tool and reading its structured result, or its SPEC-shaped error; hearing inbox updates and
+Claude Code channel events."""
 
 import asyncio
 
 import mcp_types as types
+from mcp import Client
+from mcp.client.extension import ClientExtension, NotificationBinding
+from pydantic import BaseModel, ConfigDict
 
 
 async def call(client, tool: str, **arguments) -> dict:
@@ -30,3 +34,60 @@ class InboxUpdates:
 
     async def next(self, timeout: float = 10) -> str:
         return await asyncio.wait_for(self.uris.get(), timeout)
+
+
+class ChannelClient(Client):
+    """An SDK client that declares Claude Code's experimental `claude/channel` capability.
+
+    The SDK's ClientSession declares no experimental capabilities (mcp 2.3.0 `_build_capabilities`
+    sets none), so this test-only seam adds it to what the session declares: in `initialize` on
+    the session-based protocol, in every request's `_meta` on 2026-07-28.
+    """
+
+    async def _build_session(self, exit_stack):
+        session = await super()._build_session(exit_stack)
+        build = session._build_capabilities
+
+        def with_channel(version):
+            return build(version).model_copy(update={"experimental": {"claude/channel": {}}})
+
+        session._build_capabilities = with_channel
+        return session
+
+
+class ChannelParams(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a listen stamps its id in _meta
+
+    content: str
+    meta: dict[str, str]
+
+
+class ChannelEvents(ClientExtension):
+    """Collects `notifications/claude/channel` params, in arrival order (unknown to the SDK: a binding hears them)."""
+
+    identifier = "dev.broker-tests/channel-events"
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[ChannelParams] = asyncio.Queue()
+
+    def notifications(self):
+        async def heard(params: ChannelParams) -> None:
+            self.events.put_nowait(params)
+
+        return [NotificationBinding(method="notifications/claude/channel", params_type=ChannelParams, handler=heard)]
+
+    async def next(self, timeout: float = 10) -> ChannelParams:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+
+def with_listen_token(client, token: str) -> None:
+    """Put `token` in the `_meta` of this client's subscriptions/listen requests (the SDK's listen takes no _meta)."""
+    session = client.session
+    stamp = session._stamp
+
+    def stamped(data, opts) -> None:
+        stamp(data, opts)
+        if data["method"] == "subscriptions/listen":
+            data["params"]["_meta"]["broker/session_token"] = token
+
+    session._stamp = stamped

@@ -95,8 +95,9 @@ async def test_only_the_session_itself_reads_or_subscribes_to_its_inbox(live_bro
                 live_broker.client(live_broker.admin_key) as unbound,
                 live_broker.client(live_broker.other_project_key) as outsider,
                 live_broker.client(mode="auto") as stateless):
-        inbox = (await call(bob, "connect_session", name="scoped-bob"))["inbox"]
-        await call(carol, "connect_session", name="scoped-carol")
+        b = await call(bob, "connect_session", name="scoped-bob")
+        inbox = b["inbox"]
+        c = await call(carol, "connect_session", name="scoped-carol")
         await call(outsider, "connect_session", name="scoped-outsider")
 
         # Another project's key sees nothing: the same answer as for a session that does not exist.
@@ -109,9 +110,15 @@ async def test_only_the_session_itself_reads_or_subscribes_to_its_inbox(live_bro
             for data in (await refused(client.read_resource(inbox, cache_mode="bypass")),
                          await refused(client.subscribe_resource(inbox))):
                 assert data["error"] == "forbidden" and data["details"]["next_step"] == "connect_session"
-        # The stateless protocol has no connection to bind, so it cannot read; it has no push to offer either.
+        # The stateless protocol has no connection to bind: without a session token header it cannot read.
         assert (await refused(stateless.read_resource(inbox, cache_mode="bypass")))["error"] == "forbidden"
-        assert not stateless.server_capabilities.resources.subscribe
 
         assert (await refused(bob.subscribe_resource("broker://sessions/x/outbox")))["error"] == "validation_error"
         await bob.subscribe_resource(inbox)  # and the session itself may
+
+        # With the header, a stateless client acts as that session: bob's token reads bob's inbox, carol's does not.
+        async with (live_broker.client(mode="auto", **{"X-Session-Token": b["session_token"]}) as as_bob,
+                    live_broker.client(mode="auto", **{"X-Session-Token": c["session_token"]}) as as_carol):
+            assert (await read_inbox(as_bob, inbox))["session_id"] == b["session_id"]
+            data = await refused(as_carol.read_resource(inbox, cache_mode="bypass"))
+            assert data["error"] == "forbidden" and data["details"]["next_step"] == "connect_session"

@@ -1,5 +1,6 @@
-"""Inbox subscriptions in process, on a hub of their own: bounded, ended with their MCP session,
-and catching up after a channel-layer failure. (test_inbox.py drives the same push over HTTP.)"""
+"""Inbox subscriptions and listens in process, on a hub of their own: bounded, ended with their MCP session
+(or, for a listen, its stream or its broker session), and catching up after a channel-layer failure.
+(test_inbox.py and test_listen.py drive the same push over HTTP.)"""
 
 import asyncio
 import contextlib
@@ -16,8 +17,9 @@ from broker_site.mcp import inbox_push
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.inbox_push import InboxSubscriptions
+from broker_site.mcp.tenant_counts import TenantCounts
 from routing import hub as hub_module
-from routing.hub import MESSAGE_EVENT, Hub, session_group
+from routing.hub import ENDED_EVENT, MESSAGE_EVENT, Hub, session_group
 
 
 class RecordingOutbound:
@@ -70,9 +72,10 @@ def layer(monkeypatch) -> FlakyLayer:
 
 @pytest.fixture
 async def subscriptions(layer):
-    """Subscriptions on a hub of their own (the process's one is shared by everything else)."""
+    """Subscriptions on a hub of their own (the process's one is shared by everything else); one listen
+    per key, ten per project."""
     hub = Hub()
-    yield InboxSubscriptions(listener=hub)
+    yield InboxSubscriptions(listener=hub, listens=TenantCounts(1, 10, 10))
     if hub.task is not None:
         hub.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -86,6 +89,27 @@ def bound_connection() -> tuple[Connection, RecordingOutbound, SimpleNamespace]:
     session = SimpleNamespace(pk=uuid.uuid4(), project_id="alpha")
     bindings.bind(connection.session_id, "alpha", session.pk)
     return connection, outbound, session
+
+
+class RecordingListenPush:
+    """A listen's response stream, as inbox_push.ListenPush writes it: here, the acknowledgement and a queue."""
+
+    def __init__(self) -> None:
+        self.acknowledged = asyncio.Event()
+        self.sent: asyncio.Queue[tuple[str, dict]] = asyncio.Queue()
+
+    async def acknowledge(self, uri: str) -> None:
+        self.acknowledged.set()
+
+    async def resource_updated(self, uri: str) -> None:
+        self.sent.put_nowait(("notifications/resources/updated", {"uri": uri}))
+
+    async def channel(self, params: dict) -> None:
+        self.sent.put_nowait(("notifications/claude/channel", params))
+
+
+def caller(key: str = "key-1", project: str = "alpha") -> SimpleNamespace:
+    return SimpleNamespace(actor=key, project=SimpleNamespace(pk=project))
 
 
 async def mail_for(layer, session) -> None:
@@ -173,3 +197,45 @@ async def test_after_a_layer_failure_a_subscription_catches_up_then_hears_live_m
     assert logged.count("push_fallback") == 1 and logged.count("push_resumed") == 1, logged
     assert layer.failures == {"new_channel": 0, "receive": 0}
     assert outbound.sent.empty()
+
+
+async def test_a_listen_hears_mail_and_leaves_nothing_behind_when_its_client_goes(layer, subscriptions):
+    session, push = SimpleNamespace(pk=uuid.uuid4(), project_id="alpha"), RecordingListenPush()
+    sub = subscriptions.admit_listen(caller(), session, inbox_uri(session.pk), push, channel=False)
+    with pytest.raises(LimitReached) as refused:  # one listen per key here
+        subscriptions.admit_listen(caller(), session, inbox_uri(session.pk), RecordingListenPush(), channel=False)
+    assert refused.value.details == {"limit": 1, "per": "key"}
+    served = asyncio.create_task(subscriptions.run_listen(sub, push))
+    await asyncio.wait_for(push.acknowledged.wait(), 5)
+    await listening(layer, session)
+    await mail_for(layer, session)
+    assert await next_update(push) == inbox_uri(session.pk)
+
+    served.cancel()  # what the SDK does to the handler when the listen's HTTP stream closes
+    with contextlib.suppress(asyncio.CancelledError):
+        await served
+    assert len(subscriptions) == 0 and len(subscriptions.listens) == 0
+    await until(lambda: not layer.inner.groups.get(session_group(session.pk)))
+    other = subscriptions.admit_listen(caller(), session, inbox_uri(session.pk), push, channel=False)
+    assert len(subscriptions.listens) == 1  # the place was given back
+    other.stop()
+    await subscriptions.run_listen(other, push)
+
+
+async def test_a_listen_ends_gracefully_when_its_session_ends_and_at_shutdown(layer, subscriptions):
+    session = SimpleNamespace(pk=uuid.uuid4(), project_id="alpha")
+    first = subscriptions.admit_listen(caller(), session, inbox_uri(session.pk), RecordingListenPush(), channel=False)
+    served = asyncio.create_task(subscriptions.run_listen(first, first.push))
+    await listening(layer, session)
+    # disconnect_session, an admin or the sweeper ended the session: the listen returns (its result ends the stream)
+    await layer.inner.group_send(session_group(session.pk), {"type": ENDED_EVENT, "session_id": str(session.pk),
+                                                              "reason": "client"})
+    await asyncio.wait_for(served, 5)
+    assert len(subscriptions) == 0
+
+    second = subscriptions.admit_listen(caller(), session, inbox_uri(session.pk), RecordingListenPush(), channel=False)
+    served = asyncio.create_task(subscriptions.run_listen(second, second.push))
+    await listening(layer, session)
+    await subscriptions.close_all()
+    assert served.done() and not served.cancelled()
+    assert len(subscriptions) == 0 and len(subscriptions.listens) == 0
