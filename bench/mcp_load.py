@@ -111,10 +111,10 @@ async def run_clients(url: str, key: str, mode: str, clients: int, seconds: floa
 
 
 def measure(url: str, key: str, process: BrokerProcess, mode: str, clients: int, seconds: float,
-            profile: Path | None = None) -> dict:
+            profile: Path | None = None, gil_only: bool = False) -> dict:
     pids = process_group(process.process.pid)
     cpu_before = cpu_seconds(pids)
-    with py_spy(process.process.pid, seconds, profile):
+    with py_spy(process.process.pid, seconds, profile, gil_only):
         result = asyncio.run(run_clients(url, key, mode, clients, seconds))
     cpu = cpu_seconds(pids) - cpu_before
     result["server_cpu_ms_per_call"] = round(1000 * cpu / result["calls"], 2) if result["calls"] else None
@@ -138,7 +138,7 @@ def bench_case(server: str, mode: str, options) -> dict:
                           ("broker", broker_server(server, options.database_url, options.redis_url))):
         with serving as (url, key, process):
             case[side] = {f"{n}_clients": measure(url, key, process, mode, n, options.seconds,
-                                                  profile_path(options, side, server, mode, n))
+                                                  profile_path(options, side, server, mode, n), options.profile_gil)
                           for n in (1, options.clients)}
     many = f"{options.clients}_clients"
     case["ratio_to_ceiling"] = round(case["broker"][many]["calls_per_s"] / case["ceiling"][many]["calls_per_s"], 3)
@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--redis-url")
     parser.add_argument("--profile-dir", help="py-spy the broker into DIR/SERVER-PROTOCOL-CLIENTS.txt (raw stacks; "
                         "bench/profile_summary.py reads them)")
+    parser.add_argument("--profile-gil", action="store_true", help="profile only the thread holding the GIL (CPU)")
     options = parser.parse_args()
     cases = [bench_case(server, mode, options)
              for server in options.servers.split(",") for mode in options.protocols.split(",")]
