@@ -21,6 +21,7 @@ from devtools.live import LOAD_CEILINGS, new_key, throwaway_database
 from tests.websocket.conftest import LiveBroker, WsClient, serve, stack_from_environment
 
 SENDERS = 3
+LOAD_GOING = 50  # accepted sends before the stop
 
 
 @pytest.fixture
@@ -100,10 +101,13 @@ async def test_every_accepted_message_is_delivered_exactly_once_after_a_restart(
         loads = [asyncio.create_task(stream_sends(s, recipient_id, i, accepted, shutdown_seen))
                  for i, s in enumerate(senders)]
         collector = asyncio.create_task(collect(recipient, received))
-        await asyncio.sleep(1.5)
+        # The stop comes mid-stream: once the load is going (its pace is the machine's, so not after a fixed time).
+        async with asyncio.timeout(30):
+            while len(accepted) <= LOAD_GOING:
+                await asyncio.sleep(0.05)
         exit_code = await asyncio.to_thread(broker.server.stop, stop_signal)
         await asyncio.wait_for(asyncio.gather(*loads, collector), timeout=30)
-    assert len(accepted) > 50, "the load did not get going before the stop"
+    assert len(accepted) > LOAD_GOING
     if stop_signal == signal.SIGTERM:
         assert exit_code == 0
         assert len(shutdown_seen) == SENDERS  # every connection was told
