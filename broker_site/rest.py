@@ -15,13 +15,18 @@ from rest_framework.views import APIView
 
 from broker_site.contracts import parsed
 from projects.auth import Caller
+from routing.lifecycle import session_acting
 from sessions_app.models import AgentSession
-from sessions_app.services import session_acting
 
 C = TypeVar("C", bound=BaseModel)
 SESSION_TOKEN = "X-Session-Token"
 SESSION_TOKEN_HEADER = OpenApiParameter(SESSION_TOKEN, str, OpenApiParameter.HEADER, required=True,
-                                        description="The session_token returned when the session connected.")
+                                        description="The session_token returned when the session connected (or "
+                                                    "by broker_session create). A disconnected session it names "
+                                                    "is resumed by the call.")
+CONFIGURED_SESSION_HEADER = OpenApiParameter(SESSION_TOKEN, str, OpenApiParameter.HEADER, required=False,
+                                             description="The client's configured session: a connect that names "
+                                                         "no other session resumes it.")
 
 
 def body(request, contract: type[C]) -> C:
@@ -53,11 +58,14 @@ def listing(name: str, items: list) -> Response:
 
 
 def acting_session(request, caller: Caller | None = None, **acting: bool) -> AgentSession:
-    """The session a REST call acts as, proven by its X-Session-Token (sessions_app.services.session_acting).
+    """The session a REST call acts as, proven by its X-Session-Token (routing.lifecycle.session_acting).
 
-    `caller`: for a plain Django view, which has no DRF `request.auth`.
+    The header is the client's configured identity, as on MCP: a disconnected session it names
+    is resumed by the call (one rule for the header on both faces). `caller`: for a plain Django
+    view, which has no DRF `request.auth`.
     """
-    return session_acting((caller or request.auth).project, token=request.headers.get(SESSION_TOKEN), **acting)
+    return session_acting((caller or request.auth).project, configured_token=request.headers.get(SESSION_TOKEN),
+                          **acting)
 
 
 class Endpoint(APIView):

@@ -2,9 +2,12 @@
 
 Opening a session is sessions_app's business and its mail is routing's, so connecting
 (which, on a resume, queues the mail the old connection never acked) lives here, one layer
-above both. So do ending a project (its sessions end with it) and deleting sessions and
-projects from the dashboard (the peers are told, the trail records it).
+above both; so does resolving the session a call acts as, since a client's configured identity
+comes back through that same resume. So do ending a project (its sessions end with it) and
+deleting sessions and projects from the dashboard (the peers are told, the trail records it).
 """
+
+import uuid
 
 from django.db import transaction
 
@@ -13,20 +16,35 @@ from projects.auth import CLI, Principal
 from projects.models import ApiKey, Project
 from routing.models import PENDING, Message
 from routing.services import messages_requeue_unacked
+from sessions_app import services as session_services
 from sessions_app.models import AgentSession
 from sessions_app.services import Connected, session_disconnect, session_open, sessions_end_all
 
 
 def session_connect(project: Project, *, actor: str = "", name: str | None = None, capabilities: dict | None = None,
-                    session_id: str | None = None, session_token: str | None = None) -> Connected:
+                    session_id: str | None = None, session_token: str | None = None,
+                    configured_token: str | None = None) -> Connected:
     """Connect a new session, or resume one by id or name with its token (see sessions_app.services.session_open).
 
     On a resume, messages handed to the old connection and not acked are queued again at once,
     in the resume's transaction: the agent that resumes gets them now rather than after
-    ack_timeout (same ids, so it can drop repeats).
+    ack_timeout (same ids, so it can drop repeats). `configured_token`: the client's
+    X-Session-Token header, the session a connect naming no other one resumes.
     """
     return session_open(project, actor=actor, name=name, capabilities=capabilities, session_id=session_id,
-                        session_token=session_token, on_resume=messages_requeue_unacked)
+                        session_token=session_token, configured_token=configured_token,
+                        on_resume=messages_requeue_unacked)
+
+
+def session_acting(project: Project, *, token: str | None = None, bound_to: uuid.UUID | None = None,
+                   configured_token: str | None = None, heartbeat: bool = False, leaving: bool = False) -> AgentSession:
+    """The session a call acts as (sessions_app.services.session_acting), for every face that names it by token.
+
+    The session the client configured (`configured_token`, its X-Session-Token header) that is
+    disconnected is resumed first, as session_connect resumes: its unacked mail queued again.
+    """
+    return session_services.session_acting(project, token=token, bound_to=bound_to, configured_token=configured_token,
+                                           on_resume=messages_requeue_unacked, heartbeat=heartbeat, leaving=leaving)
 
 
 def project_deactivate(project: Project, *, caller: Principal = CLI) -> Project:

@@ -1,4 +1,4 @@
-"""Sessions in the operators' dashboard: watch them, disconnect or delete them. Agents create them."""
+"""Sessions in the operators' dashboard: watch them, disconnect or delete them. Agents (and broker_session) create them."""
 
 from django.contrib import admin
 
@@ -15,7 +15,7 @@ class AgentSessionAdmin(ThroughServices):
     search_fields = ("name", "id")
     actions = ("disconnect", "delete_selected")
     readonly_fields = ("id", "project", "connected_at", "last_heartbeat_at", "disconnected_at", "disconnect_reason",
-                       "connection_epoch", "created_by_key", "supported_protocols", "supported_features")
+                       "connection_epoch", "created_by_key", "provisioned", "supported_protocols", "supported_features")
     exclude = ("token_digest",)
 
     def get_queryset(self, request):

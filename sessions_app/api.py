@@ -5,7 +5,17 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, query, query_parameters, rest_routes
+from broker_site.rest import (
+    CONFIGURED_SESSION_HEADER,
+    SESSION_TOKEN,
+    SESSION_TOKEN_HEADER,
+    Endpoint,
+    acting_session,
+    body,
+    query,
+    query_parameters,
+    rest_routes,
+)
 from routing.lifecycle import session_connect
 from sessions_app import selectors, services
 from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn
@@ -19,9 +29,12 @@ class SessionListView(Endpoint, route="sessions/"):
         return Response(selectors.sessions_listed(request.auth.project, asked.status_filter, asked.include_capabilities))
 
     @extend_schema(operation_id="session_connect", responses=OpenApiTypes.OBJECT,
-                   request=ConnectIn, summary="Connect a session, or resume one with session_id/name and its token")
+                   request=ConnectIn, parameters=[CONFIGURED_SESSION_HEADER],
+                   summary="Connect a session, or resume one with session_id/name and its token")
     def post(self, request):
+        # An X-Session-Token header is the client's configured identity: a connect naming no other session resumes it.
         connected = session_connect(request.auth.project, actor=request.auth.actor,
+                                    configured_token=request.headers.get(SESSION_TOKEN),
                                     **body(request, ConnectIn).model_dump())
         return Response(connected.as_dict(),
                         status=status.HTTP_200_OK if connected.resumed else status.HTTP_201_CREATED)

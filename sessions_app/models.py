@@ -17,6 +17,11 @@ from projects.models import Project
 
 SESSION_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,99}$"
 LIVE = "live"  # active or stale
+# Disconnect reasons with a meaning of their own: made by an operator and not yet used
+# (`broker_session create`), and ended by an operator (which a configured client does not undo
+# by merely calling again; see sessions_app.services.session_acting).
+PROVISIONED = "provisioned"
+ENDED_BY_OPERATOR = "operator"
 
 
 def session_status(disconnected_at: datetime | None, last_heartbeat_at: datetime, project: Project,
@@ -55,6 +60,9 @@ class AgentSession(models.Model):
     # A lease, not a flag, so a killed process cannot leave a session looking connected.
     push_until = models.DateTimeField(null=True, blank=True)
     created_by_key = models.CharField(max_length=100, blank=True, default="")
+    # Made by an operator for a client to configure (`broker_session create`): a team's standing
+    # identity, kept however long it stays away, so the purge of long-disconnected sessions skips it.
+    provisioned = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["connected_at"]
@@ -64,9 +72,10 @@ class AgentSession(models.Model):
         ]
         indexes = [models.Index(fields=["project", "disconnected_at", "last_heartbeat_at"],
                                 name="agentsession_presence"),
-                   # The sweeper's purge reads the oldest disconnected sessions every pass, in every process.
+                   # The sweeper's purge reads the oldest disconnected sessions every pass, in every process;
+                   # provisioned ones are never purged, so they are not in the index either.
                    models.Index(fields=["disconnected_at"], name="agentsession_purge_due",
-                                condition=Q(disconnected_at__isnull=False))]
+                                condition=Q(disconnected_at__isnull=False, provisioned=False))]
 
     def __str__(self) -> str:
         return self.name or str(self.id)

@@ -11,7 +11,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,14 @@ from projects.keys import digest
 from projects.models import ApiKey, Project
 from routing.events import presence_changed, session_ended, session_replaced
 from sessions_app.capabilities import clean_capabilities
-from sessions_app.models import SESSION_NAME_PATTERN, AgentSession, SessionBlock, session_status
+from sessions_app.models import (
+    ENDED_BY_OPERATOR,
+    PROVISIONED,
+    SESSION_NAME_PATTERN,
+    AgentSession,
+    SessionBlock,
+    session_status,
+)
 from sessions_app.selectors import (
     NoActingSession,
     live_sessions,
@@ -45,6 +52,7 @@ class Connected:
     token: str | None  # only for a new session: shown once
     resumed: bool
     replaced: bool  # a live connection of the same session was taken over
+    configured: bool = False  # resumed as the identity the client configured (its X-Session-Token header)
 
     def as_dict(self) -> dict[str, Any]:
         data = session_summary(self.session)
@@ -68,16 +76,27 @@ def _check_name(name: str) -> None:
 
 def session_open(project: Project, *, actor: str = "", name: str | None = None,
                  capabilities: dict | None = None, session_id: str | None = None, session_token: str | None = None,
-                 on_resume: Callable[[AgentSession], None]) -> Connected:
+                 configured_token: str | None = None, on_resume: Callable[[AgentSession], None]) -> Connected:
     """Connect a new session, or resume one by id or name with its token (routing.lifecycle.session_connect).
 
     A resume replaces whatever connection the session had: the old one is logged as
     `session_replaced`, sees its connection_epoch move on, and is told so (a WebSocket closes).
     `on_resume(session)` runs inside the resume's transaction, with the session's row locked.
+
+    `configured_token` is the identity the client configured once (the X-Session-Token header):
+    a connect that passes no session_token and names no other session resumes that one, so an
+    agent told to "connect first" does not leave its configured identity for a new, nameless one.
+    Naming another session is an ad-hoc connect, as without the header.
     """
     protocols, features = clean_capabilities(capabilities)
     if name is not None:
         _check_name(name)
+    if session_token is None and configured_token is not None:
+        configured = session_by_token(project, configured_token)
+        if _names(configured, session_id or name):
+            connected = _resume(project, str(configured.pk), configured_token, capabilities, protocols, features,
+                                on_resume)
+            return replace(connected, configured=True)
     if session_id is not None or session_token is not None:
         return _resume(project, session_id or name, session_token, capabilities, protocols, features, on_resume)
     if name is not None and AgentSession.objects.filter(project=project, name=name).exists():
@@ -100,6 +119,45 @@ def session_open(project: Project, *, actor: str = "", name: str | None = None,
     return Connected(session, token, resumed=False, replaced=False)
 
 
+def _names(session: AgentSession, ref: str | None) -> bool:
+    """Whether `ref` (a session id or name, or nothing) leaves `session` as the one meant."""
+    if ref is None or ref == session.name:
+        return True
+    try:
+        return uuid.UUID(ref) == session.pk
+    except ValueError:
+        return False
+
+
+def session_provision(project: Project, *, name: str, capabilities: dict | None = None,
+                      caller: Principal) -> Connected:
+    """Make a named session for a client to configure once (`manage.py broker_session create`); its token, once.
+
+    It starts disconnected (reason `provisioned`): nobody is there until its agent's first call,
+    which resumes it (session_acting), so peers are not shown a session that is not live. It is
+    `provisioned`, so the purge of long-disconnected sessions never takes it: a team's
+    configured identity survives any time off; its queue is still bounded by max_queue_size.
+    """
+    caller.require_role(ApiKey.Role.OPERATOR, "provision sessions")
+    if not project.is_active:
+        raise Forbidden(f"Project {project.pk} is {project.status}; activate it first.", project_id=project.pk)
+    _check_name(name)
+    protocols, features = clean_capabilities(capabilities)
+    token = secrets.token_urlsafe(32)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            session = AgentSession.objects.create(
+                project=project, name=name, token_digest=digest(token), supported_protocols=protocols,
+                supported_features=features, created_by_key=caller.actor[:100], provisioned=True,
+                connected_at=now, last_heartbeat_at=now, disconnected_at=now, disconnect_reason=PROVISIONED)
+    except IntegrityError:
+        raise Conflict(f"A session named {name!r} exists in project {project.pk}; pick another name.",
+                       field="name") from None
+    audit_done(caller, "session_provision", project.pk, {"session_id": str(session.pk), "name": name})
+    return Connected(session, token, resumed=False, replaced=False)
+
+
 def _resume(project: Project, ref: str | None, token: str | None, capabilities: dict | None,
             protocols: dict, features: list, on_resume: Callable[[AgentSession], None]) -> Connected:
     if not ref:
@@ -110,54 +168,103 @@ def _resume(project: Project, ref: str | None, token: str | None, capabilities: 
     if not hmac.compare_digest(session.token_digest, digest(token)):
         audit_record("session_resume", "denied", target_project=project.pk, details={"session_id": str(session.id)})
         raise Forbidden("That session token does not belong to this session.", session=ref)
+    changes = {"supported_protocols": protocols, "supported_features": features} if capabilities is not None else {}
+    session, was_live = _take_back(session, on_resume, replace_live=True, **changes)
+    return Connected(session, None, resumed=True, replaced=was_live)
+
+
+def _take_back(session: AgentSession, on_resume: Callable[[AgentSession], None], *, replace_live: bool,
+               **changes: Any) -> tuple[AgentSession, bool]:
+    """The one resume: connection_epoch moves on, the session is live again, `on_resume` runs, and who
+    needs to hear it does (the old connection if it was live, else the peers). Returns (session, was_live).
+
+    `replace_live=False` (a call coming back implicitly) leaves a session that is live by the time its
+    row is locked as it is: another call brought it back first, and there is no connection to replace.
+    Nor does it undo an operator's end that landed between the caller's read and the lock.
+    """
     with transaction.atomic():
         # Lock the row so two resumes of one session cannot both think they own it.
         session = AgentSession.objects.select_for_update(no_key=True).select_related("project").get(pk=session.pk)
-        was_live = session.is_live_at()
         now = timezone.now()
+        was_live = session.is_live_at(now)
+        if not replace_live:
+            if was_live:
+                return session, True
+            if session.disconnect_reason == ENDED_BY_OPERATOR:
+                raise _disconnected(session)
         session.connection_epoch += 1
         session.connected_at = now
         session.last_heartbeat_at = now
         session.disconnected_at = None
         session.disconnect_reason = ""
-        if capabilities is not None:
-            session.supported_protocols, session.supported_features = protocols, features
+        for field, value in changes.items():
+            setattr(session, field, value)
         session.save()
         on_resume(session)
         if was_live:
             session_replaced(session.pk, session.connection_epoch)
         else:
-            presence_changed(project.pk, session.pk, session.name, "session_joined")
+            presence_changed(session.project_id, session.pk, session.name, "session_joined")
     if was_live:
-        log.info("session_replaced", extra={"project": project.pk, "session_id": str(session.id),
+        log.info("session_replaced", extra={"project": session.project_id, "session_id": str(session.id),
                                             "connection_epoch": session.connection_epoch})
-    log.info("session_resumed", extra={"project": project.pk, "session_id": str(session.id)})
-    return Connected(session, None, resumed=True, replaced=was_live)
+    log.info("session_resumed", extra={"project": session.project_id, "session_id": str(session.id),
+                                       "implicit": not replace_live})
+    return session, was_live
 
 
 def session_acting(project: Project, *, token: str | None = None, bound_to: uuid.UUID | None = None,
+                   configured_token: str | None = None, on_resume: Callable[[AgentSession], None] | None = None,
                    heartbeat: bool = False, leaving: bool = False) -> AgentSession:
     """The session a call acts as, and that call's sign of life: every face resolves sessions here.
 
-    Named by its token (REST's X-Session-Token, MCP's session_token argument), else by the
-    session a session-based MCP connection is bound to. A disconnected session (see
-    sessions_app.models) is refused before the call does anything, with a pointer to resume;
-    only leaving (`leaving`) may find it so, which makes disconnecting twice harmless. Every
-    call counts as a heartbeat, written at most every stale_after/4; an explicit heartbeat
-    (`heartbeat`) is written at once.
+    Named by the call's own token (MCP's session_token argument), else by the session a
+    session-based MCP connection is bound to (connect_session), else by the identity the client
+    configured once (`configured_token`: the X-Session-Token header, on MCP and REST alike).
+
+    A disconnected session (see sessions_app.models) is refused before the call does anything,
+    with a pointer to resume; only leaving (`leaving`) may find it so, which makes disconnecting
+    twice harmless. The exception is the client's configured identity (given `on_resume`, which
+    routing.lifecycle.session_acting passes): a client that configured its session has no step
+    in which to say it is back, so its call resumes the session through the one resume path
+    (epoch moves on, unacked mail queued again, peers told) and then acts. A session an operator
+    ended stays ended until its agent resumes it on purpose (connect_session).
+
+    Every call counts as a heartbeat, written at most every stale_after/4; an explicit
+    heartbeat (`heartbeat`) is written at once.
     """
-    session = session_by_token(project, token) if token else (
-        session_by_pk(project, bound_to) if bound_to is not None else None)
+    if token:
+        session = session_by_token(project, token)
+    elif bound_to is not None:
+        session = session_by_pk(project, bound_to)
+    elif configured_token:
+        session = session_by_token(project, configured_token)
+    else:
+        session = None
     if session is None:
         raise NoActingSession()
     now = timezone.now()
     if not session.is_live_at(now):
         if leaving:
             return session
-        raise Conflict("This session is disconnected; resume it with connect_session and its token.",
-                       session_id=str(session.id))
+        if on_resume is None or not _configured(session, token, configured_token) \
+                or session.disconnect_reason == ENDED_BY_OPERATOR:
+            raise _disconnected(session)
+        session, _ = _take_back(session, on_resume, replace_live=False)
+        now = timezone.now()
     sessions_seen([session], now=now, always=heartbeat)
     return session
+
+
+def _disconnected(session: AgentSession) -> Conflict:
+    return Conflict("This session is disconnected; resume it with connect_session and its token.",
+                    session_id=str(session.id), reason=session.disconnect_reason or "timeout")
+
+
+def _configured(session: AgentSession, token: str | None, configured_token: str | None) -> bool:
+    """Whether the call acts as `session` because the client configured it (its own token came in no argument)."""
+    return not token and bool(configured_token) and hmac.compare_digest(session.token_digest,
+                                                                      digest(configured_token or ""))
 
 
 def sessions_seen(sessions: list[AgentSession], *, now: datetime | None = None, always: bool = False) -> None:
@@ -218,9 +325,11 @@ def session_disconnect(session: AgentSession, *, reason: str = "client",
 
 
 def session_end(session: AgentSession, *, caller: Principal) -> AgentSession:
-    """An operator ends a session: disconnected (reason `operator`), its connections and peers told, the trail kept."""
+    """An operator ends a session: disconnected (reason `operator`), its connections and peers told, the trail kept.
+
+    It stays ended until its agent resumes it on purpose: a configured client's next call does not bring it back."""
     caller.require_role(ApiKey.Role.OPERATOR, "end sessions")
-    session_disconnect(session, reason="operator")
+    session_disconnect(session, reason=ENDED_BY_OPERATOR)
     audit_done(caller, "session_end", session.project_id, {"session_id": str(session.pk)})
     return session
 
@@ -258,17 +367,18 @@ def sessions_purge(before: datetime, batch: int = 500) -> int:
 
     What goes with a session: its blocks, and its inbox, including any mail still waiting for
     it (a session gone that long is not coming back to resume; keeping its queue for ever is
-    what let storage grow without bound). Messages it sent stay, without a sender.
+    what let storage grow without bound). Messages it sent stay, without a sender. A provisioned
+    session (session_provision) is never purged: it is a team's standing identity.
 
     Race: a resume may take a session back just as it is chosen. The delete re-checks that the
     session is still disconnected before `before`, so a session resumed meanwhile stays.
     """
-    old = list(AgentSession.objects.filter(disconnected_at__lt=before).order_by("disconnected_at")
-               .values_list("pk", flat=True)[:batch])
+    due = AgentSession.objects.filter(disconnected_at__lt=before, provisioned=False)  # index agentsession_purge_due
+    old = list(due.order_by("disconnected_at").values_list("pk", flat=True)[:batch])
     if not old:
         return 0
     with transaction.atomic():
-        gone = AgentSession.objects.filter(pk__in=old, disconnected_at__lt=before)
+        gone = due.filter(pk__in=old)
         count = gone.count()
         gone.delete()
     log.info("sessions_purged", extra={"count": count})

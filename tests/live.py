@@ -40,18 +40,22 @@ class Live:
                             headers={"Authorization": f"Bearer {key}", **headers})
 
     def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
-        """Run one statement on the server's database (`%s` placeholders) and return its rows.
+        return server_sql(self.database_url, self.var_dir, statement, params)
 
-        Parameters are written as Django stores them: on SQLite, a UUID as 32 hex digits and a
-        time as UTC text.
-        """
-        if self.database_url:
-            with psycopg.connect(self.database_url, autocommit=True) as conn:
-                cursor = conn.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        stored = tuple(_as_sqlite(value) for value in params)
-        with sqlite3.connect(self.var_dir / "broker.sqlite3", timeout=30) as conn:
-            return conn.execute(statement.replace("%s", "?"), stored).fetchall()
+
+def server_sql(database_url: str, var_dir: Path, statement: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a live server's database (`%s` placeholders) and return its rows.
+
+    Parameters are written as Django stores them: on SQLite, a UUID as 32 hex digits and a
+    time as UTC text.
+    """
+    if database_url:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description else []
+    stored = tuple(_as_sqlite(value) for value in params)
+    with sqlite3.connect(Path(var_dir) / "broker.sqlite3", timeout=30) as conn:
+        return conn.execute(statement.replace("%s", "?"), stored).fetchall()
 
 
 def _as_sqlite(value):

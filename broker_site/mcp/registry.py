@@ -29,10 +29,10 @@ from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import tool_error, tool_result
 from broker_site.workers import db
 from projects.auth import Caller
+from routing.lifecycle import session_acting
 from routing.receive import ClientLink
 from sessions_app.models import AgentSession
 from sessions_app.selectors import NoActingSession
-from sessions_app.services import session_acting
 
 
 class NoArgs(Contract):
@@ -67,13 +67,13 @@ class ToolCall:
         return self.caller.project
 
     def session(self, session_token: str | None, **acting: bool) -> AgentSession:
-        """The broker session this call acts as (sessions_app.services.session_acting): the explicit
+        """The broker session this call acts as (routing.lifecycle.session_acting): the explicit
         token argument, else the session connect_session bound this connection to, else the X-Session-Token
-        header (the identity configured in the client)."""
+        header (the identity configured in the client, resumed by the call if it was disconnected)."""
         bound = bindings.lookup(self.mcp_session_id, self.project.pk) if self.mcp_session_id else None
-        token = session_token or (self.header_token if bound is None else None)
         try:
-            return session_acting(self.project, token=token, bound_to=bound, **acting)
+            return session_acting(self.project, token=session_token, bound_to=bound,
+                                  configured_token=self.header_token, **acting)
         except NoActingSession:
             raise Unauthorized(f"{self.tool} acts as a session, and none is connected here: call connect_session "
                                "first, or pass the session_token it returned.", next_step="connect_session") from None

@@ -1,7 +1,8 @@
 """The broker's MCP tools: each takes its operation's contract as arguments, calls the same service or
 selector as its REST twin, and shapes the result. No business rule lives here.
 
-Tools that act as a session add `session_token` to the contract (broker_site.mcp.registry).
+Tools that act as a session add `session_token` to the contract (broker_site.mcp.registry); a client
+may instead configure its session once, as the X-Session-Token header.
 """
 
 from typing import Any
@@ -31,7 +32,7 @@ from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn
 from sessions_app.selectors import session_get
 
-SESSION_TOKEN = "Acts as the session connected on this MCP connection, or the one session_token names."
+SESSION_TOKEN = "Acts as the session of session_token, else of this connection, else of the X-Session-Token header."
 
 
 # Sessions
@@ -39,12 +40,13 @@ SESSION_TOKEN = "Acts as the session connected on this MCP connection, or the on
 @tool("connect_session", "Connect as a new session, or resume one with session_id (or name) and session_token. "
       "Later calls on this MCP connection act as it. Keep session_token: shown once.", ConnectIn)
 def connect_session(call: ToolCall, args: ConnectIn) -> dict[str, Any]:
-    connected = lifecycle.session_connect(call.project, actor=call.caller.actor, **args.model_dump())
+    connected = lifecycle.session_connect(call.project, actor=call.caller.actor, configured_token=call.header_token,
+                                          **args.model_dump())
     data = connected.as_dict()
     data["bound"] = call.bind(connected.session.pk)
     if data["bound"]:
         data["inbox"] = inbox_uri(connected.session.pk)  # a resource this connection may read and subscribe to
-    else:
+    elif not connected.configured:
         data["hint"] = "This connection is stateless: pass session_token to session tools."
     return data
 

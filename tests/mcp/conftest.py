@@ -19,6 +19,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from devtools.live import BrokerProcess, broker_env, daphne_command, manage, new_key, throwaway_database
+from tests.live import server_sql
 
 ServerCommand = Callable[[int], list[str]]
 
@@ -47,6 +48,10 @@ class LiveBroker:
         async with http, client_class(transport, mode=mode, message_handler=message_handler,
                                       extensions=extensions) as client:
             yield client
+
+    def sql(self, statement: str, params: tuple = ()) -> list[tuple]:
+        """One statement on the server's database (tests.live.server_sql): to move time on, never to set up state."""
+        return server_sql(self.env.get("DATABASE_URL", ""), self.env["BROKER_VAR_DIR"], statement, params)
 
     def stop(self, timeout: float = 20) -> int | None:
         return self.process.stop(timeout=timeout)

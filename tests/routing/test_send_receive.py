@@ -2,9 +2,10 @@
 
 import pytest
 
+from projects.auth import CLI
 from projects.models import AuditEvent
 from routing.models import Message
-from sessions_app.services import session_disconnect
+from sessions_app.services import session_disconnect, session_end
 
 
 def test_send_queues_and_recipient_receives_acks_and_sender_sees_receipt(alpha, agent):
@@ -90,14 +91,18 @@ def test_bad_headers_and_unknown_fields(alpha, agent):
         assert response.json()["error"] == "validation_error"
 
 
-def test_sender_must_be_connected(alpha, agent):
+def test_a_send_needs_a_session_and_one_that_left_comes_back_to_send(alpha, agent):
     a, _ = agent(alpha, "a"), agent(alpha, "b")
+    assert alpha.client().post("/api/v1/messages/", {"recipient_id": "b", "payload": {}}, format="json") \
+        .status_code == 401
     session_disconnect(a.session)
+    assert a.send("b").status_code == 201  # its X-Session-Token resumed it (tests/sessions/test_configured_identity)
+    a.session.refresh_from_db()
+    assert a.session.status == "active"
+    session_end(a.session, caller=CLI)  # an operator's end sticks
     response = a.send("b")
     assert response.status_code == 409
     assert "resume" in response.json()["message"]
-    assert alpha.client().post("/api/v1/messages/", {"recipient_id": "b", "payload": {}}, format="json") \
-        .status_code == 401
 
 
 def test_unknown_recipient_is_not_found(alpha, agent):

@@ -2,7 +2,8 @@
 
 A session whose status is disconnected (marked so, or silent past disconnect_after and not
 yet swept) is refused by every session call before anything is done, with a pointer to
-resume; every other session call counts as a heartbeat.
+resume, unless the call names it by the client's configured identity (the X-Session-Token
+header), which resumes it first; every other session call counts as a heartbeat.
 """
 
 import pytest
@@ -10,10 +11,11 @@ import pytest
 from broker_site.errors import Conflict
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.inbox import inbox_owner
-from projects.auth import authenticate
+from projects.auth import CLI, authenticate
+from routing.lifecycle import session_acting
 from routing.models import Message
 from sessions_app.models import LIVE, AgentSession
-from sessions_app.services import sessions_keep_alive
+from sessions_app.services import session_end, sessions_keep_alive
 from tests.sessions.test_presence import age
 
 
@@ -26,9 +28,9 @@ def pair(alpha, agent):
     return sender, recipient, message_id
 
 
-def test_an_ack_from_a_disconnected_session_is_refused_and_not_applied(pair):
+def test_an_ack_from_a_session_an_operator_ended_is_refused_and_not_applied(pair):
     _, recipient, message_id = pair
-    recipient.client.post("/api/v1/sessions/me/disconnect/")
+    session_end(recipient.session, caller=CLI)
     response = recipient.ack([message_id])
     assert response.status_code == 409 and "resume" in response.json()["message"]
     assert Message.objects.get(pk=message_id).state == "delivered"
@@ -37,9 +39,12 @@ def test_an_ack_from_a_disconnected_session_is_refused_and_not_applied(pair):
 def test_a_session_silent_past_disconnect_after_is_refused_like_a_disconnected_one(pair):
     _, recipient, message_id = pair
     age(recipient.session, 61)  # the sweeper has not marked it yet; its status already says disconnected
-    assert recipient.ack([message_id]).status_code == 409
-    assert recipient.client.post("/api/v1/sessions/me/heartbeat/").status_code == 409
+    with pytest.raises(Conflict):  # named by a token argument (MCP's session_token): nothing resumes it
+        session_acting(recipient.tenant.project, token=recipient.token)
     assert Message.objects.get(pk=message_id).state == "delivered"
+    # Named by the X-Session-Token header, the client's configured identity, it is resumed first
+    # (tests/sessions/test_configured_identity.py): the unacked message is queued again, not acked.
+    assert recipient.ack([message_id]).json()["not_acked"] == [message_id]
 
 
 def test_an_applied_ack_is_answered_as_applied(pair):

@@ -44,13 +44,14 @@ def test_heartbeat_makes_a_stale_session_active(alpha):
     assert response.status_code == 200 and response.json()["status"] == "active"
 
 
-def test_heartbeat_after_disconnect_says_to_resume(alpha):
+def test_heartbeat_after_disconnect_brings_the_session_back(alpha):
     _, token = alpha.connect("leaver")
     client = alpha.client(HTTP_X_SESSION_TOKEN=token)
     client.post("/api/v1/sessions/me/disconnect/")
+    assert statuses(alpha.client()) == {"leaver": "disconnected"}
     response = client.post("/api/v1/sessions/me/heartbeat/")
-    assert response.status_code == 409
-    assert "resume" in response.json()["message"]
+    assert response.status_code == 200 and response.json()["status"] == "active"
+
 
 
 def test_session_calls_without_token_say_to_connect_first(alpha):
