@@ -19,15 +19,6 @@ from sessions_app.services import session_end, sessions_keep_alive
 from tests.sessions.test_presence import age
 
 
-@pytest.fixture
-def pair(alpha, agent):
-    sender, recipient = agent(alpha, "sender"), agent(alpha, "recipient")
-    message_id = sender.send("recipient").json()["message_id"]
-    [received] = recipient.receive()
-    assert received["message_id"] == message_id
-    return sender, recipient, message_id
-
-
 def test_an_ack_from_a_session_an_operator_ended_is_refused_and_not_applied(pair):
     _, recipient, message_id = pair
     session_end(recipient.session, caller=CLI)

@@ -26,16 +26,6 @@ def epoch(session) -> int:
     return AgentSession.objects.get(pk=session.pk).connection_epoch
 
 
-@pytest.fixture
-def pair(alpha, agent):
-    """A sender, and a recipient holding one delivered, unacked message."""
-    sender, recipient = agent(alpha, "sender"), agent(alpha, "recipient")
-    message_id = sender.send("recipient").json()["message_id"]
-    [received] = recipient.receive()
-    assert received["message_id"] == message_id
-    return sender, recipient, message_id
-
-
 def test_a_call_after_leaving_resumes_first_so_its_unacked_mail_comes_again(pair):
     _, recipient, message_id = pair
     before = epoch(recipient.session)
