@@ -35,6 +35,7 @@ import logging
 import uuid
 from typing import Any
 
+from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -409,4 +410,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
             log.info("event not sent: the socket is closing", extra={"event_type": kind, "error": type(exc).__name__})
 
     async def send_json(self, data: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(data, separators=(",", ":")))
+        try:
+            await self.send(text_data=json.dumps(data, separators=(",", ":")))
+        except Disconnected:
+            # daphne's socket closed under us (a shutdown, a client gone mid-frame): nobody is left to read it.
+            # A pushed message stays delivered-unacked, and comes again on resume or after ack_timeout.
+            log.info("frame not sent: the socket is closed", extra={"frame_type": data.get("type")})
