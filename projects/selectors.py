@@ -143,14 +143,16 @@ def audit_listed(project: Project, caller: Principal, limit: int = 100) -> list[
     A project's answers never name another tenant: an event with another project on its other
     side (that project's key knocked on this one's door, or this one's key on another's) is shown
     without the other side's project, key or the details it carried. Operators are the broker's
-    staff, not a tenant: their keys stay named.
+    staff, not a tenant: their keys, and their own project when they act as themselves, stay named;
+    the tenant an operator acted in (X-Project-ID) is still another project.
     """
     events = list(audit_events_of(project, caller, limit))
     actors = {e.actor_key_id for e in events if _foreign(e.source_project, project)}
     operators = {f"{project_id}_{key_id}" for project_id, key_id in ApiKey.objects.filter(
         role=ApiKey.Role.OPERATOR, project_id__in={a.split("_", 1)[0] for a in actors},
         key_id__in={a.split("_", 1)[-1] for a in actors}).values_list("project_id", "key_id")}
-    return [audit_event_summary(e, hide_source=_foreign(e.source_project, project) and e.actor_key_id not in operators,
+    return [audit_event_summary(e, hide_source=_foreign_source(e, project, operators),
+                                name_actor=e.actor_key_id in operators,
                                 hide_target=_foreign(e.target_project, project)) for e in events]
 
 
@@ -158,14 +160,22 @@ def _foreign(project_id: str, viewer: Project) -> bool:
     return bool(project_id) and project_id != viewer.pk
 
 
-def audit_event_summary(event: AuditEvent, *, hide_source: bool = False, hide_target: bool = False) -> dict[str, Any]:
+def _foreign_source(event: AuditEvent, viewer: Project, operators: set[str]) -> bool:
+    """Another tenant on the event's source side; an operator acting from its own project is not one."""
+    as_themselves = event.actor_key_id in operators and event.actor_key_id.startswith(f"{event.source_project}_")
+    return _foreign(event.source_project, viewer) and not as_themselves
+
+
+def audit_event_summary(event: AuditEvent, *, hide_source: bool = False, name_actor: bool = False,
+                        hide_target: bool = False) -> dict[str, Any]:
     summary = {
         "time": event.created_at.isoformat(), "action": event.action, "outcome": event.outcome,
         "actor_key_id": event.actor_key_id, "source_project": event.source_project,
         "target_project": event.target_project, "details": event.details, "count": event.count,
     }
     if hide_source:
-        summary.update(actor_key_id=None, source_project=None, actor="another project", details={})
+        summary.update(actor_key_id=event.actor_key_id if name_actor else None, source_project=None,
+                       actor="another project", details={})
     if hide_target:
         summary.update(target_project=None, target="another project", details={})
     return summary

@@ -85,6 +85,20 @@ def test_audit_view_hides_the_other_project_of_a_knock_but_names_operators(alpha
     assert any(e["actor_key_id"] == operator_id and e["source_project"] == "ops" for e in events)
 
 
+def test_audit_view_hides_the_tenant_an_operator_acted_in(alpha, beta, operator_key):
+    """An operator acting in beta sends at alpha's session: alpha sees the operator's key, never beta."""
+    target, _ = alpha.connect("target")
+    operator = api_client(operator_key, HTTP_X_PROJECT_ID="beta")
+    connected = operator.post("/api/v1/sessions/", {"name": "ops-agent"}, format="json").json()
+    sent = api_client(operator_key, HTTP_X_PROJECT_ID="beta", HTTP_X_SESSION_TOKEN=connected["session_token"]).post(
+        "/api/v1/messages/", {"recipient_id": str(target.id), "payload": {"text": "hi"}}, format="json")
+    assert sent.status_code in (403, 404)
+    body = str(alpha.admin().get("/api/v1/projects/alpha/audit/").json()["events"])
+    assert "cross_project_send" in body
+    assert "beta" not in body and connected["session_id"] not in body
+    assert "_".join(operator_key.split("_")[:2]) in body
+
+
 def test_project_info_includes_stats_config_and_permissions(alpha):
     alpha.connect("one")
     body = alpha.client().get("/api/v1/projects/alpha/?include_config=true&include_permissions=true").json()
