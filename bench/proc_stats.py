@@ -93,9 +93,10 @@ class CpuWatch:
     def __exit__(self, *exc_info) -> None:
         elapsed = time.monotonic() - self.started
         busy, total = (after - before for after, before in zip(machine_cpu(), self.machine_before, strict=True))
-        self.figures = {name: round(100 * (cpu_seconds(pids()) - self.before[name]) / elapsed)
-                        for name, pids in self.groups.items()}
+        used = {name: cpu_seconds(pids()) - self.before[name] for name, pids in self.groups.items()}
+        self.figures = {name: round(100 * seconds / elapsed) for name, seconds in used.items()}
         self.figures.update(
+            seconds=round(elapsed, 2), server_cpu_s=round(used["server_percent"], 3),
             client_processes_percent=[round(100 * (cpu_seconds([pid]) - before) / elapsed)
                                       for pid, before in zip(self.client_pids, self.clients_before, strict=True)],
             machine_busy_percent=round(100 * busy / total) if total else None, machine_cores=os.cpu_count())

@@ -18,7 +18,7 @@ import multiprocessing
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -265,6 +265,13 @@ class Worker:
             await asyncio.sleep(TICK_S)
         return {"offered": offered, "cpu_seconds": time.process_time() - cpu_before,
                 "seconds": loop.time() - began}
+
+    async def reset(self) -> dict:
+        """A fresh tally for the next load phase (the sessions hold this one, so it is emptied in place)."""
+        fresh = Tally()
+        for name in (f.name for f in fields(Tally)):
+            setattr(self.tally, name, getattr(fresh, name))
+        return {}
 
     async def status(self) -> dict:
         return {"accepted": len(self.tally.accepted_ids), "received": len(self.tally.received_ids),

@@ -69,7 +69,8 @@ from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = {"sessions_held": 1000, "deliveries_per_s": 2000, "delivery_p99_ms": 50, "broadcast_1000_last_push_ms": 250,
-           "rss_mb": 300}
+           "rss_mb": 300, "cpu_ms_per_delivery_at_40": 3, "push_p50_ms_at_2": 5, "push_p99_ms_at_2": 20,
+           "idle_server_percent": 3}
 DRAIN_STALL_S = 6  # longer than the broker's 5 s re-check of a queue
 BROADCAST_TIMEOUT_S = 5
 SETTLE_MAX_S = 10
@@ -178,26 +179,41 @@ def connect_phase(pool: ClientPool, sessions: int, server: BrokerProcess) -> tup
     return figures, peers
 
 
-def load_phase(pool: ClientPool, peers: list[str], server: BrokerProcess, options, profile: Path | None) -> dict:
-    """Offer the load, drain, and merge what the workers saw."""
+def idle_phase(pool: ClientPool, server: BrokerProcess, seconds: float) -> dict:
+    """The server's CPU with every session connected and nothing sent: the cost of keeping them."""
+    with CpuWatch(server.process.pid, pool.pids()) as cpu:
+        time.sleep(seconds)
+    say(f"idle with every session connected: server {cpu.figures['server_percent']} % of a core")
+    return {"seconds": seconds, "server_percent": cpu.figures["server_percent"],
+            "server_cpu_ms_per_s": round(1000 * cpu.figures["server_cpu_s"] / cpu.figures["seconds"], 1)}
+
+
+def load_phase(pool: ClientPool, peers: list[str], server: BrokerProcess, options, profile: Path | None,
+               rate: float, seconds: float) -> dict:
+    """Offer `rate` msg/s for `seconds`, drain, and merge what the workers saw."""
+    pool.ask_all("reset")
     workers = len(pool.pids())
     start_at = time.time() + 0.5
-    plan = {"peers": peers, "rate": options.rate / workers, "seconds": options.seconds, "start_at": start_at}
-    say(f"load: {options.rate} msg/s for {options.seconds} s")
+    plan = {"peers": peers, "rate": rate / workers, "seconds": seconds, "start_at": start_at}
+    say(f"load: {rate} msg/s for {seconds} s")
     pgid = server.process.pid
-    with RssPeak(pgid) as rss, CpuWatch(pgid, pool.pids()) as cpu, py_spy(pgid, options.seconds, profile, options.profile_gil):
+    with RssPeak(pgid) as rss, CpuWatch(pgid, pool.pids()) as cpu, py_spy(pgid, seconds, profile, options.profile_gil):
         offered = pool.ask_all("load", [plan] * workers)
     rss_end_of_load = rss_mb(process_group(pgid))
     drained = drain(pool, options.drain_seconds)
-    report = merge_reports(pool.ask_all("report"), options.seconds)
-    report["offered"] = {"per_s": options.rate, "per_session_per_s": round(options.rate / max(1, len(peers)), 3),
+    report = merge_reports(pool.ask_all("report"), seconds)
+    report["offered"] = {"per_s": rate, "per_session_per_s": round(rate / max(1, len(peers)), 3),
                          "made": sum(o["offered"] for o in offered)}
     report["delivery_check"]["drain"] = drained
     report["cpu_during_load"] = cpu.figures
-    report["saturated"] = saturated_side(cpu.figures, report["deliveries_per_s"], options.rate)
+    # The server's CPU over the load window, over the messages delivered in it (the idle cost included).
+    delivered = report["deliveries_per_s"] * seconds
+    report["server_cpu_ms_per_delivery"] = round(1000 * cpu.figures["server_cpu_s"] / delivered, 2) if delivered else None
+    report["saturated"] = saturated_side(cpu.figures, report["deliveries_per_s"], rate)
     report["server_rss_mb_peak_load"] = max(rss.peak, rss_end_of_load)
     report["server_rss_mb_end_of_load"] = rss_end_of_load
-    say(f"delivered {report['deliveries_per_s']} msg/s, p99 {report['push_latency'].get('p99_ms')} ms, "
+    say(f"delivered {report['deliveries_per_s']} msg/s, p50 {report['push_latency'].get('p50_ms')} ms, "
+        f"p99 {report['push_latency'].get('p99_ms')} ms, {report['server_cpu_ms_per_delivery']} ms CPU each, "
         f"not pushed after the drain {report['delivery_check']['missing_after_drain']}; saturated: {report['saturated']}")
     return report
 
@@ -287,16 +303,32 @@ def measure(server: BrokerProcess, key: str, options, profile: Path | None = Non
         sessions, peers = connect_phase(pool, options.sessions, server)
         if len(peers) < 2:
             raise RuntimeError(f"only {len(peers)} sessions connected; see {server.log_path}")
-        load = load_phase(pool, peers, server, options, profile)
-        load["frames_received_during_load_and_drain"] = dict(
-            load.pop("frames_received") - Counter(sessions["frames_received_while_connecting"]))
+        idle = idle_phase(pool, server, options.idle_seconds) if options.idle_seconds else None
+        low = {}
+        for rate in options.low_rates:
+            low[f"{rate:g}"] = below_saturation(load_phase(pool, peers, server, options, suffixed(profile, rate),
+                                                           rate, options.low_seconds))
+        load = load_phase(pool, peers, server, options, profile, options.rate, options.seconds)
+        load["frames_received_during_load_and_drain"] = dict(load.pop("frames_received"))
         broadcast = broadcast_phase(pool, options.broadcasts) if options.broadcasts else None
         sessions["open_at_end"] = sum(s["open"] for s in pool.ask_all("status"))
         server_figures = {"rss_mb_idle": sessions.pop("server_rss_mb_idle"),
                           "rss_mb_peak_load": load.pop("server_rss_mb_peak_load"),
                           "rss_mb_end_of_load": load.pop("server_rss_mb_end_of_load"),
                           "rss_mb_end": rss_mb(process_group(server.process.pid)), "log": str(server.log_path)}
-    return {"sessions": sessions, "load": load, "broadcast": broadcast, "server": server_figures}
+    return {"sessions": sessions, "idle": idle, "below_saturation": low, "load": load, "broadcast": broadcast,
+            "server": server_figures}
+
+
+def suffixed(profile: Path | None, rate: float) -> Path | None:
+    return profile.with_name(f"{profile.stem}-{rate:g}{profile.suffix}") if profile else None
+
+
+def below_saturation(report: dict) -> dict:
+    """What a low-rate phase is for: latency and CPU per message when rounds hold one request each."""
+    return {key: report[key] for key in ("offered", "deliveries_per_s", "push_latency", "send_result_latency",
+                                         "server_cpu_ms_per_delivery", "cpu_during_load", "errors", "timeouts",
+                                         "delivery_check")}
 
 
 # -- the run
@@ -350,7 +382,30 @@ def targets_met(result: dict) -> dict:
                               "met": broadcast_met(broadcast)},
         "server_rss": {"target": "<= 300 MB with 1000 sessions", "measured_mb": peak_rss,
                        "met": held >= TARGETS["sessions_held"] and peak_rss <= TARGETS["rss_mb"]},
+        **cost_targets_met(result, held),
     }
+
+
+def cost_targets_met(result: dict, held: int) -> dict:
+    """The cost-per-message targets, where this run measured them (--low-rates with 2 and 40, --idle-seconds)."""
+    met, low, idle = {}, result["below_saturation"], result["idle"]
+    enough = held >= TARGETS["sessions_held"]
+    if "40" in low:
+        cpu = low["40"]["server_cpu_ms_per_delivery"]
+        met["cpu_per_delivery_at_40_per_s"] = {"target": "<= 3 ms of server CPU per delivered message", "measured_ms": cpu,
+                                               "met": enough and cpu is not None and cpu <= TARGETS["cpu_ms_per_delivery_at_40"]}
+    if "2" in low:
+        latency = low["2"]["push_latency"]
+        p50, p99 = latency.get("p50_ms"), latency.get("p99_ms")
+        met["push_latency_at_2_per_s"] = {"target": "send -> push p50 <= 5 ms, p99 <= 20 ms",
+                                          "measured": {"p50_ms": p50, "p99_ms": p99},
+                                          "met": enough and p50 is not None and p50 <= TARGETS["push_p50_ms_at_2"]
+                                          and p99 <= TARGETS["push_p99_ms_at_2"]}
+    if idle:
+        met["idle_server_cpu"] = {"target": "<= 3 % of a core with 1000 sessions connected",
+                                  "measured_percent": idle["server_percent"],
+                                  "met": enough and idle["server_percent"] <= TARGETS["idle_server_percent"]}
+    return met
 
 
 def broadcast_met(broadcast: dict) -> bool:
@@ -379,6 +434,11 @@ def parse_options(argv: list[str] | None = None):
     parser.add_argument("--sessions", type=int, default=1000, help="WebSocket sessions held at once")
     parser.add_argument("--rate", type=float, default=2000, help="messages/s offered, in total over all sessions")
     parser.add_argument("--seconds", type=float, default=10, help="how long the load lasts")
+    parser.add_argument("--low-rates", type=lambda text: [float(r) for r in text.split(",") if r], default=[2.0, 40.0],
+                        help="comma-separated msg/s offered first, below saturation (empty: none)")
+    parser.add_argument("--low-seconds", type=float, default=20, help="how long each low-rate load lasts")
+    parser.add_argument("--idle-seconds", type=float, default=10,
+                        help="server CPU measured this long with every session connected and nothing sent (0: not)")
     parser.add_argument("--drain-seconds", type=float, default=15,
                         help="after the load, how long to wait for every accepted message to be pushed")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcast rounds after the load (0: none)")
