@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -122,7 +123,20 @@ class LiveBroker:
             before = admin.get("/api/v1/projects/alpha/", params={"include_config": "true"}).json()["config"]
         manage(self.server.env, "broker_project", "configure", "--id", "alpha",
                *(arg for name, value in config.items() for arg in ("--set", f"{name}={value}")))
+        self._wait_until_served(admin_config=config)
         return {name: before[name] for name in config}
+
+    def _wait_until_served(self, admin_config: dict[str, Any]) -> None:
+        """A change made by another process reaches this server's cached keys within a second
+        (projects.credentials; on the in-memory layer no event carries it): wait until it answers with it."""
+        deadline = time.monotonic() + 5
+        with self.rest(self.admin_key) as admin:
+            while time.monotonic() < deadline:
+                served = admin.get("/api/v1/projects/alpha/", params={"include_config": "true"}).json()["config"]
+                if all(str(served[name]).lower() == str(value).lower() for name, value in admin_config.items()):
+                    return
+                time.sleep(0.1)
+        raise AssertionError(f"the server did not take {admin_config} within 5 s")
 
     @contextmanager
     def configured(self, **config: Any) -> Iterator[None]:
