@@ -400,13 +400,17 @@ def schema_check(schema: Any, *, field: str = "schema") -> None:
 # --- payloads ------------------------------------------------------------------------------------
 
 class _CacheKey:
-    """Hashes and compares by protocol id only, carrying the schema along to compile on a miss."""
+    """Hashes and compares by protocol id only, carrying the protocol along to compile on a miss
+    (a row read with its schema deferred reads it then, and only then)."""
 
-    __slots__ = ("protocol_id", "schema")
+    __slots__ = ("protocol", "protocol_id")
 
-    def __init__(self, protocol_id: Any, schema: dict[str, Any]) -> None:
-        self.protocol_id = protocol_id
-        self.schema = schema
+    def __init__(self, protocol: Any) -> None:
+        self.protocol, self.protocol_id = protocol, protocol.id
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return self.protocol.schema
 
     def __hash__(self) -> int:
         return hash(self.protocol_id)
@@ -432,7 +436,7 @@ def payload_validate(protocol: Any, payload: Any) -> None:
     if not isinstance(payload, dict):
         raise ValidationFailed("payload must be a JSON object.", field="payload", path="$", constraint="type",
                                expected="object")
-    validator = _compiled(_CacheKey(protocol.id, protocol.schema))
+    validator = _compiled(_CacheKey(protocol))
     limit = settings.BROKER["MAX_VALIDATION_STEPS"]
     token = _budget.set(_Budget(limit))
     try:

@@ -84,13 +84,17 @@ def protocol_for_message(project: Project, declared: dict[str, list[str]], name:
         if version:
             raise ValidationFailed("protocol_version needs protocol_name.", field="protocol_name")
         return None
-    if not version:
-        registered = set(Protocol.objects.filter(project=project, name=name).values_list("version", flat=True))
-        candidates = ([v for v in declared.get(name, []) if v in registered] or list(registered))
-        if not candidates:
-            raise NotFound(f"No protocol {name} is registered in this project.", protocol_name=name)
-        version = max(candidates, key=version_key)
-    return protocol_get(project, name, version)
+    # One read; a schema is read only when its validator is not compiled yet (protocols.schemas).
+    rows = Protocol.objects.filter(project=project, name=name).defer("schema").select_related("project")
+    registered = {p.version: p for p in (rows.filter(version=version) if version else rows)}
+    if version:
+        if version not in registered:
+            raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
+        return registered[version]
+    candidates = ([v for v in declared.get(name, []) if v in registered] or list(registered))
+    if not candidates:
+        raise NotFound(f"No protocol {name} is registered in this project.", protocol_name=name)
+    return registered[max(candidates, key=version_key)]
 
 
 def protocol_declared_by(protocol: Protocol) -> list[AgentSession]:
