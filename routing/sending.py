@@ -9,11 +9,12 @@ other:
    the project's size limit; the protocol it claims is registered, and the payload matches its
    schema. Validation is the costly step a tenant controls, so it never runs inside a round that
    other tenants' requests share: the WebSocket face checks each frame on its own call first;
-2. addressed: a 1:1 recipient is found by id or name; a broadcast reaches the live sessions
-   its capability_filter lets through;
-3. converted for the recipient's protocol version (protocols.transform), before any lock;
-4. stored, the whole round in one transaction: the recipients' rows are locked and their queue
-   sizes and blocks read under that lock. A block refuses a 1:1 copy and skips a broadcast
+2. addressed: a broadcast reaches the live sessions its capability_filter lets through; then,
+   the whole round in one transaction, one statement (routing.statements) finds the 1:1
+   recipients by id or name and locks every recipient's row, reading its queue size and blocks;
+3. converted for the recipient's protocol version (protocols.transform; a broadcast's copies
+   before the transaction);
+4. stored, in the same transaction. A block refuses a 1:1 copy and skips a broadcast
    one; a full queue refuses the copy (queue_full), kept as a dead letter within the bounds of
    routing.refusals; a queue past 90 % logs a
    warning. Each copy is a microsecond younger than the one before it, so order within a
@@ -35,8 +36,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from broker_site.errors import (
@@ -56,10 +55,11 @@ from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, SendIn
-from routing.models import PENDING, Message
+from routing.models import Message
 from routing.refusals import RefusedLetters
-from sessions_app.models import AgentSession, SessionBlock
-from sessions_app.selectors import live_sessions, sessions_by_ref
+from routing.statements import recipients_locked
+from sessions_app.models import AgentSession
+from sessions_app.selectors import live_sessions
 
 log = logging.getLogger("broker.routing")
 NEAR_CAPACITY = 0.9
@@ -166,31 +166,35 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
     so a busy server pays a few statements per round, not per message.
     """
     outcomes: list[Outcome | None] = [None] * len(requests)
-    recipients = _recipients_of([request for request in requests if isinstance(request.message, SendIn)])
-    singles: list[tuple[int, _Copy]] = []
-    copies: list[_Copy] = []
+    singles: list[tuple[int, SendRequest]] = []
+    copies: list[tuple[int, _Copy]] = []  # with their request's place: stored in the order of the requests
     for index, request in enumerate(requests):
-        protocol = request.protocol
         if isinstance(request.message, SendIn):
-            ref = (request.sender.project_id, request.message.recipient_id)
-            copy = _addressed(request, protocol, recipients.get(ref))
-            singles.append((index, copy))
-            if copy.outcome is None:
-                copies.append(copy)
-        else:
-            broadcast = Broadcast(uuid.uuid4())
-            try:
-                copies.extend(_expanded(request, protocol, broadcast))
-                outcomes[index] = broadcast
-            except PayloadTooLarge as exc:
-                outcomes[index] = exc
-    if copies:
-        _store(copies)
-    for copy in copies:
+            singles.append((index, request))
+            continue
+        broadcast = Broadcast(uuid.uuid4())
+        try:
+            copies += [(index, copy) for copy in _expanded(request, request.protocol, broadcast)]
+            outcomes[index] = broadcast
+        except PayloadTooLarge as exc:
+            outcomes[index] = exc
+    refs: dict[str, set[str]] = {}
+    for _, request in singles:
+        refs.setdefault(request.sender.project_id, set()).add(request.message.recipient_id)
+    with transaction.atomic():
+        locked = recipients_locked(refs, {c.recipient.pk for _, c in copies}, {r.sender.pk for r in requests})
+        recipients = _by_ref(locked)
+        addressed = [(index, _addressed(request, request.protocol, recipients.get(_ref_key(request))))
+                     for index, request in singles]
+        copies += [(index, copy) for index, copy in addressed if copy.outcome is None]
+        copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
+        if copies:
+            _store([copy for _, copy in copies], {session.pk: session for session in locked})
+    for index, copy in addressed:
+        outcomes[index] = copy.outcome
+    for _, copy in copies:
         if copy.broadcast is not None:
             _account(copy)
-    for index, copy in singles:
-        outcomes[index] = copy.outcome
     return outcomes  # type: ignore[return-value]  # every request has its outcome by now
 
 
@@ -220,13 +224,23 @@ def _payload_size_check(project: Project, payload: dict) -> int:
     return size
 
 
-def _recipients_of(requests: list[SendRequest]) -> dict[tuple[str, str], AgentSession]:
-    """Step 2 for 1:1 sends: (project id, reference) -> session, one query per project in the round."""
-    wanted: dict[str, set[str]] = {}
-    for request in requests:
-        wanted.setdefault(request.sender.project_id, set()).add(request.message.recipient_id)
-    return {(project_id, ref): session for project_id, refs in wanted.items()
-            for ref, session in sessions_by_ref(project_id, refs).items()}
+def _by_ref(sessions: list[AgentSession]) -> dict[tuple[str, str | uuid.UUID], AgentSession]:
+    """Step 2 for 1:1 sends: (project id, id or name) -> session; see `_ref_key`."""
+    found: dict[tuple[str, str | uuid.UUID], AgentSession] = {}
+    for session in sessions:
+        found[(session.project_id, session.pk)] = session
+        if session.name:
+            found[(session.project_id, session.name)] = session
+    return found
+
+
+def _ref_key(request: SendRequest) -> tuple[str, str | uuid.UUID]:
+    """A recipient named by something that reads as an id is looked up by id only, however it is written."""
+    ref = request.message.recipient_id
+    try:
+        return request.sender.project_id, uuid.UUID(ref)
+    except ValueError:
+        return request.sender.project_id, ref
 
 
 def _addressed(request: SendRequest, protocol: Protocol | None, recipient: AgentSession | None) -> _Copy:
@@ -303,36 +317,38 @@ def _convert(copy: _Copy, protocol: Protocol | None, seen: dict[tuple, Transform
                        transformed_from=result.transformed_from or "", transformed_to=result.transformed_to or "")
 
 
-def _store(copies: list[_Copy]) -> None:
-    """Steps 4 and 5: lock the recipients, apply blocks and queue limits, insert, announce after commit."""
+def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
+    """Steps 4 and 5, inside the round's transaction, the recipients `locked` (routing.statements) with their
+    queue sizes and blocks: apply blocks and queue limits, insert, announce after commit."""
     now = timezone.now()
     stored: list[Message] = []
     full: list[tuple[_Copy, Message, int]] = []
     refused = RefusedLetters()
-    with transaction.atomic():
-        sizes, blocks = lock_recipients({c.recipient.pk for c in copies}, {c.sender.pk for c in copies})
-        for copy in copies:
-            recipient, project = copy.recipient, copy.sender.project
-            if (recipient.pk, copy.sender.pk) in blocks:
-                copy.outcome = Forbidden("The recipient has blocked this session.", recipient_id=str(recipient.id))
-                continue
-            size = sizes.get(recipient.pk, 0)
-            message = _message(copy, now + timedelta(microseconds=len(stored)))
-            stored.append(message)
-            if size >= project.max_queue_size:
-                message.state, message.dead_reason, message.dead_at = (
-                    Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
-                if not refused.keep(project, message.payload):
-                    stored.pop()  # too large, or the project has enough of them: the sender still has it
-                    message.pk = None
-                full.append((copy, message, size))
-                continue
-            sizes[recipient.pk] = size + 1
-            copy.outcome = Accepted(message, size + 1, pushing=_holds_push_connection(recipient, now))
-            _warn_near_capacity(project, recipient, size + 1)
-        Message.objects.bulk_create(stored)
-        for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
-            events.message_available(recipient_id)
+    for copy in copies:
+        project, recipient = copy.sender.project, locked.get(copy.recipient.pk)
+        if recipient is None:  # a broadcast's recipient deleted since it was listed (purged, its project gone)
+            copy.outcome = NotFound("No session with that id or name in this project.", session=str(copy.recipient.pk))
+            continue
+        if copy.sender.pk in recipient.blocked:
+            copy.outcome = Forbidden("The recipient has blocked this session.", recipient_id=str(recipient.id))
+            continue
+        size = recipient.pending
+        message = _message(copy, now + timedelta(microseconds=len(stored)))
+        stored.append(message)
+        if size >= project.max_queue_size:
+            message.state, message.dead_reason, message.dead_at = (
+                Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
+            if not refused.keep(project, message.payload):
+                stored.pop()  # too large, or the project has enough of them: the sender still has it
+                message.pk = None
+            full.append((copy, message, size))
+            continue
+        recipient.pending = size + 1
+        copy.outcome = Accepted(message, size + 1, pushing=_holds_push_connection(recipient, now))
+        _warn_near_capacity(project, recipient, size + 1)
+    Message.objects.bulk_create(stored)
+    for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
+        events.message_available(recipient_id)
     for copy, message, size in full:
         capacity = copy.sender.project.max_queue_size
         kept = message.pk is not None
@@ -350,26 +366,6 @@ def _message(copy: _Copy, created: datetime) -> Message:
     ttl = copy.fields["ttl"]
     return Message(project=copy.sender.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
                    created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None, **copy.fields)
-
-
-def lock_recipients(recipient_ids: set[uuid.UUID], sender_ids: set[uuid.UUID]
-                     ) -> tuple[dict[uuid.UUID, int], set[tuple[uuid.UUID, uuid.UUID]]]:
-    """Lock the recipients' rows; their queue sizes, read under the lock, and the blocks among them.
-
-    Race: two sends to one recipient could both see room for one more. Locking the
-    recipient's row serializes them (SQLite's IMMEDIATE transactions already do); in pk
-    order, so concurrent rounds cannot deadlock on each other. NO KEY UPDATE, because
-    inserting a message takes KEY SHARE on the sender's row for its foreign key: with a plain
-    FOR UPDATE, A->B and B->A at once deadlock. The (blocker, blocked) pairs among these
-    recipients and senders are read under the lock too, so a block made meanwhile counts.
-    """
-    pending = (Message.objects.filter(recipient=OuterRef("pk"), state__in=PENDING).order_by()
-               .values("recipient").annotate(n=Count("id")).values("n"))
-    sizes = dict(AgentSession.objects.select_for_update(no_key=True, of=("self",)).filter(pk__in=recipient_ids)
-                 .order_by("pk").annotate(pending=Coalesce(Subquery(pending), 0)).values_list("pk", "pending"))
-    blocks = set(SessionBlock.objects.filter(blocker__in=recipient_ids, blocked__in=sender_ids)
-                 .values_list("blocker_id", "blocked_id"))
-    return sizes, blocks
 
 
 def _holds_push_connection(session: AgentSession, now: datetime) -> bool:

@@ -13,8 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Window
-from django.db.models.functions import RowNumber
+from django.db.models import F, Q
 from django.utils import timezone
 
 from broker_site.errors import QueueFull, ValidationFailed
@@ -24,7 +23,8 @@ from projects.models import ApiKey, Project
 from routing import events
 from routing.models import PENDING, Message
 from routing.selectors import dead_letter_get
-from routing.sending import Accepted, lock_recipients
+from routing.sending import Accepted
+from routing.statements import messages_claimed, recipients_locked
 from sessions_app.models import AgentSession
 
 log = logging.getLogger("broker.routing")
@@ -41,45 +41,17 @@ def messages_claim_many(wants: dict[AgentSession, int], *, auto_ack: bool = Fals
     One round of queries however many sessions ask, so a thousand sockets woken by one
     broadcast cost a few statements, not a few thousand.
 
-    Race: two connections (or processes) may claim for one session at once. The candidates
-    are read without locks, then locked with skip_locked, which gives each claimer different
-    rows on PostgreSQL, and re-checked as queued; SQLite's IMMEDIATE transactions run claims
-    one after the other.
+    The statement is routing.statements' messages_claimed, which names its race.
     """
     now = timezone.now()
-    by_id = {session.pk: (session, limit) for session, limit in wants.items() if limit > 0}
+    by_id = {session.pk: session for session, limit in wants.items() if limit > 0}
     claimed: dict[uuid.UUID, list[Message]] = {pk: [] for pk in (s.pk for s in wants)}
-    if not by_id:
-        return claimed
-    order = [F("priority").desc(), F("created_at").asc(), F("id").asc()]
-    with transaction.atomic():
-        ranked = (Message.objects.filter(recipient_id__in=by_id, state=Message.State.QUEUED)
-                  .exclude(expires_at__lte=now)
-                  .annotate(rank=Window(RowNumber(), partition_by=[F("recipient_id")], order_by=order))
-                  .filter(rank__lte=max(limit for _, limit in by_id.values()))
-                  .values_list("id", "recipient_id", "rank"))
-        candidates = [pk for pk, recipient, rank in ranked if rank <= by_id[recipient][1]]
-        if not candidates:
-            return claimed
-        rows = list(Message.objects.select_for_update(skip_locked=True)
-                    .filter(id__in=candidates, state=Message.State.QUEUED).order_by(*order))
-        for timeout in {by_id[m.recipient_id][0].project.ack_timeout for m in rows}:
-            batch = [m for m in rows if by_id[m.recipient_id][0].project.ack_timeout == timeout]
-            _mark_claimed(batch, now, None if auto_ack else now + timedelta(seconds=timeout))
-    for message in rows:
+    due = {pk: (wants[session], None if auto_ack else now + timedelta(seconds=session.project.ack_timeout))
+           for pk, session in by_id.items()}
+    state = Message.State.ACKED if auto_ack else Message.State.DELIVERED
+    for message in messages_claimed(due, now, state):
         claimed[message.recipient_id].append(message)
     return claimed
-
-
-def _mark_claimed(messages: list[Message], now, redeliver_at) -> None:
-    """Delivered (or, without redeliver_at, acked at once); the rows are locked by the caller."""
-    state = Message.State.DELIVERED if redeliver_at is not None else Message.State.ACKED
-    Message.objects.filter(id__in=[m.id for m in messages]).update(
-        state=state, attempts=F("attempts") + 1, delivered_at=now, redeliver_at=redeliver_at,
-        acked_at=None if redeliver_at is not None else now)
-    for message in messages:
-        message.state, message.attempts, message.delivered_at = state, message.attempts + 1, now
-        message.redeliver_at, message.acked_at = redeliver_at, None if redeliver_at is not None else now
 
 
 def messages_unclaim(session: AgentSession, messages: list[Message]) -> int:
@@ -109,13 +81,19 @@ def messages_ack(session: AgentSession, message_ids: list[str]) -> dict[str, lis
 
 
 def messages_ack_many(requests: list[tuple[AgentSession, list[uuid.UUID]]]) -> list[dict[str, list[str]]]:
-    """Acks of many sessions in two statements; each session can ack only its own messages."""
+    """Acks of many sessions in one statement; each session can ack only its own messages.
+
+    When every id named was a delivered message of its session, the UPDATE's count says so and
+    that is the answer; otherwise a second statement reads what the others are.
+    """
     now = timezone.now()
     mine = Q()
     for session, ids in requests:
         mine |= Q(recipient_id=session.pk, id__in=ids)
-    Message.objects.filter(mine, state=Message.State.DELIVERED).update(
+    acked = Message.objects.filter(mine, state=Message.State.DELIVERED).update(
         state=Message.State.ACKED, acked_at=now, redeliver_at=None)
+    if acked == sum(len(ids) for _, ids in requests):
+        return [{"acked": [str(i) for i in ids], "not_acked": [], "unknown": []} for _, ids in requests]
     found = {(pk, recipient): state for pk, recipient, state in
              Message.objects.filter(mine).values_list("id", "recipient_id", "state")}
     answers = []
@@ -191,8 +169,7 @@ def dead_letter_replay(project: Project, caller: Principal, message_id: str) -> 
     message = dead_letter_get(project, message_id, caller)
     now = timezone.now()
     with transaction.atomic():
-        sizes, _ = lock_recipients({message.recipient_id}, set())
-        size = sizes.get(message.recipient_id, 0)
+        size = next((s.pending for s in recipients_locked({}, [message.recipient_id], [])), 0)
         if size >= project.max_queue_size:
             raise QueueFull("The recipient's queue is still full; replay later.", message_id=str(message.id),
                             queue_size=size, capacity=project.max_queue_size)

@@ -3,7 +3,7 @@
 import uuid
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from broker_site.errors import NotFound, Unauthorized, ValidationFailed
 from projects.keys import digest
@@ -45,23 +45,6 @@ def session_get(project: Project, ref: str) -> AgentSession:
     if session is None:
         raise NotFound("No session with that id or name in this project.", session=ref)
     return session
-
-
-def sessions_by_ref(project_id: str, refs: set[str]) -> dict[str, AgentSession]:
-    """Sessions of one project by id or name, in one query: {reference: session} for the ones that exist."""
-    ids, names = {}, set()
-    for ref in refs:
-        try:
-            ids[uuid.UUID(ref)] = ref
-        except ValueError:
-            names.add(ref)
-    found: dict[str, AgentSession] = {}
-    for session in AgentSession.objects.filter(project_id=project_id).filter(Q(pk__in=ids) | Q(name__in=names)):
-        if session.pk in ids:
-            found[ids[session.pk]] = session
-        if session.name in names:
-            found[session.name] = session
-    return found
 
 
 class NoActingSession(Unauthorized):

@@ -10,6 +10,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 
+from broker_site.errors import QueueFull
 from routing import sending
 from routing.contracts import BroadcastIn, SendIn
 from routing.models import Message
@@ -90,3 +91,38 @@ def test_broadcast_warns_when_a_recipients_queue_nears_capacity(alpha, caplog):
         sending.message_broadcast(sender, BroadcastIn(payload={"n": "all"}))
     [warning] = [r for r in caplog.records if r.getMessage() == "queue_near_capacity"]
     assert (warning.session_id, warning.size, warning.capacity) == (str(busy.pk), 9, 10)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'",
+                    reason="needs concurrent writers; SQLite runs one writer at a time by design")
+def test_a_send_counts_the_message_a_concurrent_send_committed_while_it_waited_for_the_lock(make_tenant):
+    tenant = make_tenant("alpha")
+    tenant.project.max_queue_size = 1
+    tenant.project.save()
+    first, _ = tenant.connect("first")
+    second, _ = tenant.connect("second")
+    recipient, _ = tenant.connect("recipient")
+    holding = threading.Event()
+    errors: list[BaseException] = []
+
+    def send_and_hold_the_recipients_row() -> None:
+        try:
+            with transaction.atomic():
+                sending.message_send(first, SendIn(recipient_id="recipient", payload={"n": 1}))
+                holding.set()
+                threading.Event().wait(0.7)  # the other send is now waiting for this lock
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=send_and_hold_the_recipients_row)
+    other.start()
+    assert holding.wait(10)
+    with pytest.raises(QueueFull):
+        sending.message_send(second, SendIn(recipient_id="recipient", payload={"n": 2}))
+    other.join()
+    assert errors == []
+    assert Message.objects.filter(recipient=recipient, state="queued").count() == 1

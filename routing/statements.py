@@ -1,0 +1,147 @@
+"""The hot path's statements, written as SQL where the ORM needs several: one per step a message takes.
+
+A message costs four statements on SQLite, five on PostgreSQL, when rounds hold one request
+each (routing.batching): `recipients_locked` (two on PostgreSQL, see there) and an INSERT to
+send it, `messages_claimed` to hand it over, an UPDATE to ack it. Each is written for both
+databases here, and nowhere else: PostgreSQL locks with FOR NO KEY UPDATE and claims with
+FOR UPDATE SKIP LOCKED; SQLite needs neither, as its IMMEDIATE transactions run one writer
+at a time. Values go in through the fields' own adapters (UUIDs as hex, datetimes as UTC
+text on SQLite), rows come back as model instances through `raw`, which applies the fields'
+converters.
+"""
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from routing.models import Message
+from sessions_app.models import AgentSession, SessionBlock
+
+MESSAGE = Message._meta.db_table
+SESSION = AgentSession._meta.db_table
+BLOCK = SessionBlock._meta.db_table
+MESSAGE_COLUMNS = ", ".join(f'"{f.column}"' for f in Message._meta.concrete_fields)
+
+
+def _uuid(value: uuid.UUID) -> Any:
+    return Message._meta.pk.get_db_prep_value(value, connection)
+
+
+def _time(value: datetime | None) -> Any:
+    return None if value is None else connection.ops.adapt_datetimefield_value(value)
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sender_ids: Iterable[uuid.UUID]
+                      ) -> list[AgentSession]:
+    """Sessions named by `refs` ({project id: ids or names}) or by id, their rows locked.
+
+    Each comes with `pending` (its queue size) and `blocked` (the ids among `sender_ids` it
+    blocks), read under the lock, so a send sees the queue and the blocks as they are when it
+    inserts. Race: two sends to one recipient could both see room for one more, or a block made
+    meanwhile could be missed; the row lock serializes them (in id order, so two rounds cannot
+    deadlock). On SQLite the IMMEDIATE transaction is the lock, and one statement does it all.
+    On PostgreSQL a statement sees only what was committed before it began, so what a send
+    waited for is read by a second statement once the lock is held. NO KEY UPDATE because
+    inserting a message takes KEY SHARE on its sender's row: with FOR UPDATE, A->B and B->A at
+    once would deadlock.
+    """
+    where, params = _named(refs, ids)
+    if not where:
+        return []
+    senders = [_uuid(i) for i in sender_ids] or [None]
+    blocked = "string_agg(b.blocked_id::text, ',')" if _postgres() else "group_concat(b.blocked_id, ',')"
+    facts = (f'(SELECT COUNT(*) FROM "{MESSAGE}" m WHERE m.recipient_id = s.id AND m.state IN (%s, %s)) AS pending, '
+             f'(SELECT {blocked} FROM "{BLOCK}" b WHERE b.blocker_id = s.id AND b.blocked_id IN ({_marks(senders)})) '
+             f"AS blocked")
+    facts_params = [Message.State.QUEUED, Message.State.DELIVERED, *senders]
+    if _postgres():
+        sessions = list(AgentSession.objects.raw(
+            f'SELECT s.* FROM "{SESSION}" s WHERE {where} ORDER BY s.id FOR NO KEY UPDATE OF s', params))
+        if sessions:
+            with connection.cursor() as cursor:
+                cursor.execute(f'SELECT s.id, {facts} FROM "{SESSION}" s WHERE s.id = ANY(%s)',
+                               [*facts_params, [session.pk for session in sessions]])
+                read = {row[0]: row[1:] for row in cursor.fetchall()}
+            for session in sessions:
+                session.pending, session.blocked = read[session.pk]
+    else:
+        sessions = list(AgentSession.objects.raw(
+            f'SELECT s.*, {facts} FROM "{SESSION}" s WHERE {where} ORDER BY s.id', [*facts_params, *params]))
+    for session in sessions:
+        session.blocked = {uuid.UUID(i) for i in session.blocked.split(",")} if session.blocked else set()
+    return sessions
+
+
+def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, list]:
+    """The WHERE clause for sessions by project and id or name, or by id alone."""
+    where, params = [], []
+    for project_id, project_refs in refs.items():
+        by_id, names = [], []
+        for ref in project_refs:
+            try:
+                by_id.append(_uuid(uuid.UUID(ref)))
+            except ValueError:
+                names.append(ref)
+        if by_id:
+            where.append(f"(s.project_id = %s AND s.id IN ({_marks(by_id)}))")
+            params += [project_id, *by_id]
+        if names:
+            where.append(f"(s.project_id = %s AND s.name IN ({_marks(names)}))")
+            params += [project_id, *names]
+    ids = [_uuid(i) for i in ids]
+    if ids:
+        where.append(f"s.id IN ({_marks(ids)})")
+        params += ids
+    return " OR ".join(where), params
+
+
+def messages_claimed(wants: dict[uuid.UUID, tuple[int, datetime | None]], now: datetime, state: str
+                     ) -> list[Message]:
+    """Mark each session's next queued messages (priority, then age; at most its number) `state`, in one UPDATE.
+
+    `wants` maps a session id to (how many, when an unacked one is due again; None: no ack awaited).
+    Race: two claimers at once (two connections of one session, two processes). On PostgreSQL
+    each locks its rows with SKIP LOCKED, so they take different messages; on SQLite claims
+    run one after the other. Only a row still queued is taken either way.
+    """
+    if not wants:
+        return []
+    delivered_at, acked_at = _time(now), None if state == Message.State.DELIVERED else _time(now)
+    live = ("m.state = %s AND (m.expires_at IS NULL OR m.expires_at > %s)")
+    if _postgres():
+        sql = (f"WITH wants(recipient_id, want, redeliver_at) AS ("
+               f"SELECT * FROM unnest(%s::uuid[], %s::int[], %s::timestamptz[])), "
+               f"picked AS (SELECT p.id, w.redeliver_at FROM wants w CROSS JOIN LATERAL ("
+               f'SELECT m.id FROM "{MESSAGE}" m WHERE m.recipient_id = w.recipient_id AND {live} '
+               f"ORDER BY m.priority DESC, m.created_at, m.id LIMIT w.want FOR UPDATE SKIP LOCKED) p) "
+               f'UPDATE "{MESSAGE}" m SET state = %s, attempts = m.attempts + 1, delivered_at = %s, '
+               f"redeliver_at = picked.redeliver_at, acked_at = %s FROM picked WHERE m.id = picked.id "
+               f"RETURNING {', '.join('m.' + c for c in MESSAGE_COLUMNS.split(', '))}")
+        params = [list(wants), [n for n, _ in wants.values()], [r for _, r in wants.values()],
+                  Message.State.QUEUED, _time(now), state, delivered_at, acked_at]
+    else:
+        rows = ", ".join(["(%s, %s, %s)"] * len(wants))
+        sql = (f"WITH wants(recipient_id, want, redeliver_at) AS (VALUES {rows}), "
+               f"ranked AS (SELECT m.id, w.want, ROW_NUMBER() OVER ("
+               f"PARTITION BY m.recipient_id ORDER BY m.priority DESC, m.created_at, m.id) AS rank "
+               f'FROM "{MESSAGE}" m JOIN wants w ON w.recipient_id = m.recipient_id WHERE {live}) '
+               f'UPDATE "{MESSAGE}" SET state = %s, attempts = attempts + 1, delivered_at = %s, '
+               f'redeliver_at = (SELECT w.redeliver_at FROM wants w WHERE w.recipient_id = "{MESSAGE}".recipient_id), '
+               f"acked_at = %s "
+               f"WHERE id IN (SELECT id FROM ranked WHERE rank <= want) RETURNING {MESSAGE_COLUMNS}")
+        params = [value for session_id, (n, due) in wants.items() for value in (_uuid(session_id), n, _time(due))]
+        params += [Message.State.QUEUED, _time(now), state, delivered_at, acked_at]
+    claimed = list(Message.objects.raw(sql, params))
+    claimed.sort(key=lambda m: (-m.priority, m.created_at, m.id))  # RETURNING keeps no order
+    return claimed
+
+
+def _marks(values: list) -> str:
+    return ", ".join(["%s"] * len(values))

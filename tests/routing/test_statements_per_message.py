@@ -1,0 +1,59 @@
+"""What one message costs the database when rounds hold one request each: four statements, five on PostgreSQL.
+
+To send it: find and lock the recipient with its queue size and blocks (on PostgreSQL the
+lock, then the read under it: routing.statements), and insert; one to hand it over (claim),
+one to ack it. A protocol message adds one read of its protocol. Transaction control (BEGIN,
+SAVEPOINT, COMMIT) is not counted. A regression here is a statement added to every message
+of every face.
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from protocols.services import protocol_register
+from routing.contracts import SendIn
+from routing.sending import messages_send, send_check
+from routing.services import messages_ack_many, messages_claim_many
+
+LOCK = 2 if connection.vendor == "postgresql" else 1
+CONTROL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT", "BEGIN", "COMMIT")
+
+
+def statements(captured: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in captured.captured_queries if not q["sql"].upper().startswith(CONTROL)]
+
+
+def one_message(sender, recipient, message: SendIn) -> dict[str, list[str]]:
+    with CaptureQueriesContext(connection) as send:
+        [accepted] = messages_send([send_check(sender, message)])
+    with CaptureQueriesContext(connection) as claim:
+        [claimed] = messages_claim_many({recipient: 10})[recipient.pk]
+    with CaptureQueriesContext(connection) as ack:
+        [answer] = messages_ack_many([(recipient, [claimed.id])])
+    assert claimed.id == accepted.message.id and answer["acked"] == [str(claimed.id)]
+    return {"send": statements(send), "claim": statements(claim), "ack": statements(ack)}
+
+
+def test_a_free_form_message_costs_four_statements_from_send_to_ack(alpha):
+    sender, _ = alpha.connect("sender")
+    recipient, _ = alpha.connect("recipient")
+    one_message(sender, recipient, SendIn(recipient_id="recipient", payload={"n": 0}))  # first use: nothing cached
+    counts = {step: len(sql) for step, sql in
+              one_message(sender, recipient, SendIn(recipient_id=str(recipient.pk), payload={"n": 1})).items()}
+    assert counts == {"send": LOCK + 1, "claim": 1, "ack": 1}
+
+
+@pytest.mark.parametrize("ref", ["name", "id"])
+def test_a_protocol_message_adds_only_the_protocol_read(alpha, ref):
+    caps = {"chat": ["1.0.0"]}
+    protocol_register(alpha.project, name="chat", version="1.0.0",
+                      schema={"type": "object", "properties": {"text": {"type": "string"}}})
+    sender, _ = alpha.connect("sender", protocols=caps)
+    recipient, _ = alpha.connect("recipient", protocols=caps)
+    to = "recipient" if ref == "name" else str(recipient.pk)
+    message = SendIn(recipient_id=to, payload={"text": "hi"}, protocol_name="chat")
+    one_message(sender, recipient, message)
+    found = one_message(sender, recipient, message)
+    counts = {step: len(sql) for step, sql in found.items()}
+    assert counts == {"send": 1 + LOCK + 1, "claim": 1, "ack": 1}
