@@ -2,9 +2,11 @@
 
 A session with an open WebSocket needs no heartbeat frames: every KEEPALIVE_SECONDS this
 process heartbeats all the sessions it holds, renews their push lease, reads their
-projects' current settings and checks that the keys they authenticated with still may act
+projects' current settings, checks that the keys they authenticated with still may act
 (revoked, expired, a rotated key past its grace, an inactive project: the socket closes with
-4401), in four statements (1,000 sessions cost four, not 1,000). Expiry and a grace's end
+4401), and finds the sessions with mail queued for over a second, whose wake-up event the
+layer may have dropped (both layers are at-most-once), in five statements: 1,000 sessions
+cost five, not 1,000, and an idle socket costs nothing of its own. Expiry and a grace's end
 announce themselves to no one, and a revocation made by another process is seen here too.
 
 Graceful shutdown: daphne (4.2) cancels every application on SIGTERM, but its own cancel
@@ -22,7 +24,7 @@ import functools
 import logging
 import uuid
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from django.utils import timezone
@@ -31,11 +33,14 @@ from broker_site.workers import db, urgent_lane
 from projects.auth import callers_refused
 from projects.models import Project
 from projects.selectors import projects_by_id
+from routing.selectors import sessions_with_mail_waiting
 from sessions_app.services import sessions_keep_alive
 
 log = logging.getLogger("broker.live")
 KEEPALIVE_SECONDS = 5.0
 LEASE_SECONDS = 3 * KEEPALIVE_SECONDS
+# Mail younger than this has its event on the way (or its socket busy claiming it): no extra wake-up.
+MAIL_WAITING_SECONDS = 1.0
 
 
 class LiveConnection(Protocol):
@@ -45,6 +50,8 @@ class LiveConnection(Protocol):
 
     def session_renewed(self, now: datetime, project: Project | None) -> None: ...
 
+    def mail_waiting(self) -> None: ...
+
     async def session_ended(self) -> None: ...
 
     async def key_refused(self, reason: str) -> None: ...
@@ -52,12 +59,17 @@ class LiveConnection(Protocol):
     async def shut_down(self) -> None: ...
 
 
-Renewed = tuple[set[uuid.UUID], dict[str, Project], dict[tuple[int, str], str]]
+class Renewed(NamedTuple):
+    live: set[uuid.UUID]  # still live: heartbeat written, lease renewed
+    projects: dict[str, Project]  # their projects' current settings
+    refused: dict[tuple[int, str], str]  # (key, project) -> why that key may no longer act
+    waiting: set[uuid.UUID]  # with mail queued for over MAIL_WAITING_SECONDS: woken in case its event was lost
 
 
-def _renew(session_ids: list[uuid.UUID], callers: set[tuple[int, str]]) -> Renewed:
+def keep_alive_pass(session_ids: list[uuid.UUID], callers: set[tuple[int, str]]) -> Renewed:
     projects = projects_by_id({project_id for _, project_id in callers})
-    return sessions_keep_alive(session_ids, LEASE_SECONDS), projects, callers_refused(callers, projects)
+    return Renewed(sessions_keep_alive(session_ids, LEASE_SECONDS), projects, callers_refused(callers, projects),
+                   sessions_with_mail_waiting(session_ids, older_than=MAIL_WAITING_SECONDS))
 
 
 class Registry:
@@ -89,20 +101,22 @@ class Registry:
                 continue
             try:
                 now = timezone.now()
-                live, projects, refused = await db(_renew, urgent_lane)(
+                renewed = await db(keep_alive_pass, urgent_lane)(
                     list({c.session_id for c in held}), {(c.key_pk, c.project_id) for c in held})
             except Exception:
                 log.exception("keep-alive failed; trying again next interval")
                 continue
             gone = []
             for connection in held:
-                reason = refused.get((connection.key_pk, connection.project_id))
+                reason = renewed.refused.get((connection.key_pk, connection.project_id))
                 if connection not in self.open:
                     continue
                 if reason is not None:
                     gone.append(connection.key_refused(reason))
-                elif connection.session_id in live:
-                    connection.session_renewed(now, projects.get(connection.project_id))
+                elif connection.session_id in renewed.live:
+                    connection.session_renewed(now, renewed.projects.get(connection.project_id))
+                    if connection.session_id in renewed.waiting:
+                        connection.mail_waiting()
                 else:
                     gone.append(connection.session_ended())
             await asyncio.gather(*gone, return_exceptions=True)

@@ -12,7 +12,7 @@ from tests.websocket.test_rate_limit import minute_with_room
 
 pytestmark = pytest.mark.skipif(not uses_postgres_and_redis(),
                                 reason="scale-out shares PostgreSQL and Redis between processes: the .ci/run second pass")
-# Push, not the pump's 5 s safety re-check, when a message arrives well inside this.
+# Push, not the keep-alive's re-check of waiting mail (every 5 s), when a message arrives well inside this.
 PUSHED_WITHIN_SECONDS = 2.5
 # Keys are kept this long here, so only the event another process publishes can make one forget a key.
 CREDENTIAL_CACHE = {"BROKER_CREDENTIAL_CACHE_SECONDS": "600"}
