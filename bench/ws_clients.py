@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 ACK_DELAY_S = 0.02  # pushed messages are acked in batches, at most this long after they arrive
 TICK_S = 0.005  # how often the load loop looks at the clock to send what is due
+SLOW_MS = 100  # pushes slower than this are also reported with when they were sent, to see what was going on
 HELLO_TIMEOUT_S = 60
 
 
@@ -45,6 +46,7 @@ class Tally:
     deliveries_by_second: Counter = field(default_factory=Counter)
     frames: Counter = field(default_factory=Counter)  # every frame received, by type (presence included)
     load_started: float = 0.0
+    slow_pushes: list[tuple[float, float]] = field(default_factory=list)  # (seconds into the load, ms), past SLOW_MS
 
     def record_delivery(self, message_id: str, sent_at: float | None, now: float) -> None:
         if message_id in self.received_ids:
@@ -53,6 +55,8 @@ class Tally:
         self.received_ids.add(message_id)
         if sent_at is not None:
             self.push_latency_ms.append((now - sent_at) * 1000)
+            if self.push_latency_ms[-1] > SLOW_MS and self.load_started and len(self.slow_pushes) < 1000:
+                self.slow_pushes.append((round(sent_at - self.load_started, 2), round(self.push_latency_ms[-1], 1)))
         if self.load_started:
             self.deliveries_by_second[int(now - self.load_started)] += 1
 
@@ -285,7 +289,8 @@ class Worker:
                 "received_ids": list(tally.received_ids), "duplicates": tally.duplicates,
                 "send_rtt_ms": tally.send_rtt_ms, "push_latency_ms": tally.push_latency_ms,
                 "errors": dict(tally.errors), "timeouts": sum(len(s.in_flight) for s in self.sessions),
-                "deliveries_by_second": dict(tally.deliveries_by_second), "frames": dict(tally.frames)}
+                "deliveries_by_second": dict(tally.deliveries_by_second), "frames": dict(tally.frames),
+                "slow_pushes": tally.slow_pushes}
 
     async def broadcast(self, round_number: int, sender: bool, timeout: float) -> dict:
         """Round `round_number`: the sender's first session broadcasts; everyone waits for their copies."""

@@ -179,9 +179,9 @@ def connect_phase(pool: ClientPool, sessions: int, server: BrokerProcess) -> tup
     return figures, peers
 
 
-def idle_phase(pool: ClientPool, server: BrokerProcess, seconds: float) -> dict:
+def idle_phase(pool: ClientPool, server: BrokerProcess, seconds: float, options, profile: Path | None) -> dict:
     """The server's CPU with every session connected and nothing sent: the cost of keeping them."""
-    with CpuWatch(server.process.pid, pool.pids()) as cpu:
+    with CpuWatch(server.process.pid, pool.pids()) as cpu, py_spy(server.process.pid, seconds, profile, options.profile_gil):
         time.sleep(seconds)
     say(f"idle with every session connected: server {cpu.figures['server_percent']} % of a core")
     return {"seconds": seconds, "server_percent": cpu.figures["server_percent"],
@@ -255,6 +255,8 @@ def merge_reports(reports: list[dict], seconds: float) -> dict:
         "deliveries_per_s": round(in_window / seconds, 1),
         "deliveries_by_second": [by_second.get(s, 0) for s in range(int(max(by_second, default=-1)) + 1)],
         "push_latency": latency_summary([ms for r in reports for ms in r["push_latency_ms"]]),
+        # The slowest pushes, (seconds into the load when sent, ms): spikes that come at a period have a cause.
+        "slowest_pushes": sorted((p for r in reports for p in r["slow_pushes"]), key=lambda p: -p[1])[:20],
         "send_result_latency": latency_summary([ms for r in reports for ms in r["send_rtt_ms"]]),
         "errors": dict(errors),
         "timeouts": sum(r["timeouts"] for r in reports),
@@ -303,10 +305,11 @@ def measure(server: BrokerProcess, key: str, options, profile: Path | None = Non
         sessions, peers = connect_phase(pool, options.sessions, server)
         if len(peers) < 2:
             raise RuntimeError(f"only {len(peers)} sessions connected; see {server.log_path}")
-        idle = idle_phase(pool, server, options.idle_seconds) if options.idle_seconds else None
+        idle = (idle_phase(pool, server, options.idle_seconds, options, suffixed(profile, "idle"))
+                if options.idle_seconds else None)
         low = {}
         for rate in options.low_rates:
-            low[f"{rate:g}"] = below_saturation(load_phase(pool, peers, server, options, suffixed(profile, rate),
+            low[f"{rate:g}"] = below_saturation(load_phase(pool, peers, server, options, suffixed(profile, f"{rate:g}"),
                                                            rate, options.low_seconds))
         load = load_phase(pool, peers, server, options, profile, options.rate, options.seconds)
         load["frames_received_during_load_and_drain"] = dict(load.pop("frames_received"))
@@ -320,13 +323,13 @@ def measure(server: BrokerProcess, key: str, options, profile: Path | None = Non
             "server": server_figures}
 
 
-def suffixed(profile: Path | None, rate: float) -> Path | None:
-    return profile.with_name(f"{profile.stem}-{rate:g}{profile.suffix}") if profile else None
+def suffixed(profile: Path | None, phase: str) -> Path | None:
+    return profile.with_name(f"{profile.stem}-{phase}{profile.suffix}") if profile else None
 
 
 def below_saturation(report: dict) -> dict:
     """What a low-rate phase is for: latency and CPU per message when rounds hold one request each."""
-    return {key: report[key] for key in ("offered", "deliveries_per_s", "push_latency", "send_result_latency",
+    return {key: report[key] for key in ("offered", "deliveries_per_s", "push_latency", "slowest_pushes", "send_result_latency",
                                          "server_cpu_ms_per_delivery", "cpu_during_load", "errors", "timeouts",
                                          "delivery_check")}
 
