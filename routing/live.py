@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from autobahn.websocket.protocol import WebSocketServerProtocol
@@ -33,8 +33,7 @@ from broker_site.workers import db, urgent_lane
 from projects.auth import callers_refused
 from projects.models import Project
 from projects.selectors import projects_by_id
-from routing.selectors import sessions_with_mail_waiting
-from sessions_app.services import sessions_keep_alive
+from routing.statements import sessions_renewed
 
 log = logging.getLogger("broker.live")
 KEEPALIVE_SECONDS = 5.0
@@ -68,8 +67,17 @@ class Renewed(NamedTuple):
 
 def keep_alive_pass(session_ids: list[uuid.UUID], callers: set[tuple[int, str]]) -> Renewed:
     projects = projects_by_id({project_id for _, project_id in callers})
-    return Renewed(sessions_keep_alive(session_ids, LEASE_SECONDS), projects, callers_refused(callers, projects),
-                   sessions_with_mail_waiting(session_ids, older_than=MAIL_WAITING_SECONDS))
+    renewed = sessions_held_renewed(session_ids, projects)
+    return Renewed(set(renewed), projects, callers_refused(callers, projects),
+                   {session_id for session_id, waiting in renewed.items() if waiting})
+
+
+def sessions_held_renewed(session_ids: list[uuid.UUID], projects: dict[str, Project]) -> dict[uuid.UUID, bool]:
+    """Heartbeat and push lease for sessions this process's sockets hold (at hello, then every pass); the
+    live ones, each with whether mail has waited for it over MAIL_WAITING_SECONDS."""
+    now = timezone.now()
+    return sessions_renewed(session_ids, projects, now, now + timedelta(seconds=LEASE_SECONDS),
+                            now - timedelta(seconds=MAIL_WAITING_SECONDS))
 
 
 class Registry:

@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, TextField
@@ -168,12 +168,3 @@ def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:
              for p in projects]
     return {"projects": items, "count": len(items)}
 
-
-def sessions_with_mail_waiting(session_ids: list[uuid.UUID], older_than: float) -> set[uuid.UUID]:
-    """Which of these sessions have a message queued for more than `older_than` seconds: one statement for all.
-
-    For the keep-alive of the sessions this process's sockets hold (routing.live), not for an answer to anyone.
-    """
-    before = timezone.now() - timedelta(seconds=older_than)
-    return set(Message.objects.filter(recipient_id__in=session_ids, state=Message.State.QUEUED, created_at__lte=before)
-               .order_by().values_list("recipient_id", flat=True).distinct())

@@ -12,7 +12,7 @@ converters.
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -145,3 +145,40 @@ def messages_claimed(wants: dict[uuid.UUID, tuple[int, datetime | None]], now: d
 
 def _marks(values: list) -> str:
     return ", ".join(["%s"] * len(values))
+
+
+def sessions_renewed(session_ids: list[uuid.UUID], projects: dict[str, Any], now: datetime, push_until: datetime,
+                     mail_since: datetime) -> dict[uuid.UUID, bool]:
+    """Heartbeat and renew the push lease of the sessions still live, in one UPDATE for all of them.
+
+    Live: not disconnected, and heard from within their project's disconnect_after (`projects`
+    holds the current rows): AgentSession.status_q's rule, written here as SQL (a test holds the two
+    together). Answers {session id: whether it has mail queued since before
+    `mail_since`}; a session not in the answer is no longer live, and was left alone.
+    """
+    cutoffs = {project_id: _time(now - timedelta(seconds=p.disconnect_after)) for project_id, p in projects.items()}
+    if not session_ids or not cutoffs:
+        return {}
+    waiting = (f'EXISTS (SELECT 1 FROM "{MESSAGE}" m WHERE m.recipient_id = "{SESSION}".id AND m.state = %s '
+               f"AND m.created_at <= %s)")
+    if _postgres():
+        sql = (f"WITH cutoff(project_id, since) AS (SELECT * FROM unnest(%s::text[], %s::timestamptz[])) "
+               f'UPDATE "{SESSION}" SET last_heartbeat_at = %s, push_until = %s FROM cutoff '
+               f'WHERE "{SESSION}".id = ANY(%s) AND "{SESSION}".disconnected_at IS NULL '
+               f'AND cutoff.project_id = "{SESSION}".project_id AND "{SESSION}".last_heartbeat_at > cutoff.since '
+               f'RETURNING "{SESSION}".id, {waiting}')
+        params = [list(cutoffs), list(cutoffs.values()), now, push_until, list(session_ids),
+                  Message.State.QUEUED, mail_since]
+    else:
+        ids = [_uuid(i) for i in session_ids]
+        rows = ", ".join(["(%s, %s)"] * len(cutoffs))
+        sql = (f"WITH cutoff(project_id, since) AS (VALUES {rows}) "
+               f'UPDATE "{SESSION}" SET last_heartbeat_at = %s, push_until = %s FROM cutoff '
+               f'WHERE "{SESSION}".id IN ({_marks(ids)}) AND "{SESSION}".disconnected_at IS NULL '
+               f'AND cutoff.project_id = "{SESSION}".project_id AND "{SESSION}".last_heartbeat_at > cutoff.since '
+               f'RETURNING "{SESSION}".id, {waiting}')
+        params = [v for pair in cutoffs.items() for v in pair] + [_time(now), _time(push_until), *ids,
+                                                                  Message.State.QUEUED, _time(mail_since)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {uuid.UUID(str(pk)) if not isinstance(pk, uuid.UUID) else pk: bool(mail) for pk, mail in cursor.fetchall()}

@@ -31,7 +31,6 @@ from sessions_app.models import (
     SESSION_NAME_PATTERN,
     AgentSession,
     SessionBlock,
-    session_status,
 )
 from sessions_app.selectors import (
     NoActingSession,
@@ -279,23 +278,6 @@ def sessions_seen(sessions: list[AgentSession], *, now: datetime | None = None, 
         AgentSession.objects.filter(pk__in=[s.pk for s in due]).update(last_heartbeat_at=now)
         for session in due:
             session.last_heartbeat_at = now
-
-
-def sessions_keep_alive(session_ids: list[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
-    """Heartbeat the sessions live connections hold and renew their push lease; the ones still live.
-
-    Two statements (a read and an UPDATE) however many sessions a process holds. A session that
-    is no longer live (ended elsewhere, or silent too long while this process stalled) is left
-    alone: its connection closes, and the sweeper tells its peers.
-    """
-    now = timezone.now()
-    held = AgentSession.objects.filter(pk__in=session_ids).select_related("project").only(
-        "pk", "disconnected_at", "last_heartbeat_at", "project__stale_after", "project__disconnect_after")
-    live = {s.pk for s in held if session_status(s.disconnected_at, s.last_heartbeat_at, s.project, now)
-            != AgentSession.Status.DISCONNECTED}
-    AgentSession.objects.filter(pk__in=live, disconnected_at__isnull=True).update(
-        last_heartbeat_at=now, push_until=now + timedelta(seconds=lease_seconds))
-    return live
 
 
 def session_push_released(session: AgentSession, connection_epoch: int) -> None:

@@ -6,16 +6,22 @@ resume, unless the call names it by the client's configured identity (the X-Sess
 header), which resumes it first; every other session call counts as a heartbeat.
 """
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from broker_site.errors import Conflict
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.inbox import inbox_owner
 from projects.auth import CLI, authenticate
+from routing.contracts import SendIn
 from routing.lifecycle import session_acting
+from routing.live import MAIL_WAITING_SECONDS, sessions_held_renewed
 from routing.models import Message
+from routing.sending import message_send
 from sessions_app.models import LIVE, AgentSession
-from sessions_app.services import session_end, sessions_keep_alive
+from sessions_app.services import session_disconnect, session_end
 from tests.sessions.test_presence import age
 
 
@@ -88,9 +94,33 @@ def test_the_keep_alive_does_not_revive_a_session_past_disconnect_after(alpha):
     held, _ = alpha.connect("held")
     lapsed, _ = alpha.connect("lapsed")
     age(lapsed, 61)  # its process stalled longer than disconnect_after
-    assert sessions_keep_alive([held.pk, lapsed.pk], lease_seconds=15) == {held.pk}
+    assert set(sessions_held_renewed([held.pk, lapsed.pk], {"alpha": alpha.project})) == {held.pk}
     lapsed.refresh_from_db()
     assert lapsed.status == "disconnected" and lapsed.push_until is None
+    held.refresh_from_db()
+    assert held.push_until is not None
+
+
+@pytest.mark.parametrize("idle", [0, 31, 59, 61, 3600])
+def test_the_keep_alive_renews_exactly_the_sessions_the_status_rule_calls_live(alpha, idle):
+    session, _ = alpha.connect("timed")
+    ended, _ = alpha.connect("ended")
+    session_disconnect(ended, reason="test")
+    age(session, idle)
+    session.refresh_from_db()
+    renewed = sessions_held_renewed([session.pk, ended.pk], {"alpha": alpha.project})
+    assert set(renewed) == ({session.pk} if session.is_live_at() else set())
+
+
+def test_the_keep_alive_says_which_sessions_have_mail_waiting(alpha):
+    sender, _ = alpha.connect("sender")
+    waiting, _ = alpha.connect("waiting")
+    fresh, _ = alpha.connect("fresh")
+    for recipient in ("waiting", "fresh"):
+        message_send(sender, SendIn(recipient_id=recipient, payload={"n": 1}))
+    Message.objects.filter(recipient=waiting).update(created_at=timezone.now() - timedelta(seconds=MAIL_WAITING_SECONDS + 1))
+    renewed = sessions_held_renewed([sender.pk, waiting.pk, fresh.pk], {"alpha": alpha.project})
+    assert renewed == {sender.pk: False, waiting.pk: True, fresh.pk: False}
 
 
 def test_an_mcp_inbox_read_acts_as_its_session(alpha):
