@@ -71,9 +71,9 @@ from routing.frames import (
 )
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
-from routing.live import LEASE_SECONDS, connections, frame_limit_set
+from routing.live import connections, frame_limit_set, sessions_held_renewed
 from routing.sending import message_broadcast
-from sessions_app.services import session_disconnect, session_push_released, sessions_keep_alive, sessions_seen
+from sessions_app.services import session_disconnect, session_push_released, sessions_seen
 
 log = logging.getLogger("broker.websocket")
 
@@ -113,7 +113,7 @@ def _open_session(raw_key: str | None, remote_addr: str, hello: HelloFrame):
     rate_limit_check(caller)
     connected = session_connect(caller.project, actor=caller.actor, name=hello.name, capabilities=hello.capabilities,
                                 session_id=hello.session_id, session_token=hello.session_token)
-    sessions_keep_alive([connected.session.pk], LEASE_SECONDS)
+    sessions_held_renewed([connected.session.pk], {caller.project.pk: caller.project})
     return caller, connected
 
 
@@ -385,12 +385,15 @@ class SessionConsumer(AsyncWebsocketConsumer):
         cutoff = loop.time() - self.session.project.ack_timeout
         self.in_flight = {i: at for i, at in self.in_flight.items() if at > cutoff}
         while len(self.in_flight) < WINDOW:
-            batch = await claims.submit(Claim(self.session, min(CLAIM_BATCH, WINDOW - len(self.in_flight))))
-            if not batch:
-                return
+            wanted = min(CLAIM_BATCH, WINDOW - len(self.in_flight))
+            batch = await claims.submit(Claim(self.session, wanted))
             for message in batch:
                 self.in_flight[message.id] = loop.time()
                 await self.send_json(message_frame(message))
+            if len(batch) < wanted:
+                # The queue is empty (as the claim saw it): no second claim to find that out. Mail
+                # committed since has set the listener's event, so the pump's next wait returns at once.
+                return
 
     # -- events other than mail (the listener wakes the pump for mail): who came and went, endings
 
