@@ -6,6 +6,7 @@ Called by the ASGI wiring (broker_site.asgi): `start_background` from the lifesp
 """
 
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -31,6 +32,12 @@ def start_background() -> None:
     ensure_sweeper_running()
     ensure_mcp_running()
     _on_twisted_shutdown()
+    # What is loaded by now (Django, the apps, the libraries: most of the heap, and it lives as long as
+    # the process) leaves the collector's view. Each full collection walked all of it: 150-480 ms
+    # with 1,000 sockets open, every push waiting meanwhile (the p99 at 40 msg/s was 840 ms);
+    # now 40-60 ms. Garbage made later is collected as before.
+    gc.collect()
+    gc.freeze()
 
 
 async def stop_background() -> None:
