@@ -6,6 +6,8 @@ blocks read before the lock, payload conversion under the lock, no near-capacity
 
 import logging
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.db import connection, transaction
@@ -22,6 +24,35 @@ CHAT_V1 = {"type": "object", "properties": {"text": {"type": "string"}, "extra":
 CHAT_V2 = {"type": "object", "properties": {"text": {"type": "string"}}, "additionalProperties": False}
 
 
+@contextmanager
+def committed_meanwhile(write: Callable[[], None]) -> Iterator[None]:
+    """Run `write` in a transaction on another thread, and keep it open for 0.7 s: the block's code
+    starts while the other transaction holds its locks, waits for them, and must see what it committed."""
+    holding = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                write()
+                holding.set()
+                threading.Event().wait(0.7)
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+        finally:
+            connection.close()
+
+    other = threading.Thread(target=hold)
+    other.start()
+    assert holding.wait(10)
+    try:
+        yield
+    finally:
+        other.join()
+    assert errors == []
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif("connection.vendor != 'postgresql'",
                     reason="needs concurrent writers; SQLite runs one writer at a time by design")
@@ -29,29 +60,14 @@ def test_broadcast_honours_a_block_made_while_it_waited_for_the_recipients_lock(
     tenant = make_tenant("alpha")
     sender, _ = tenant.connect("sender")
     blocker, _ = tenant.connect("blocker")
-    holding = threading.Event()
-    errors: list[BaseException] = []
 
-    def block_while_holding_the_recipients_row() -> None:
+    def block_holding_the_recipients_row() -> None:
         # Like any concurrent write to the recipient (a send, a resume): it holds the row's lock.
-        try:
-            with transaction.atomic():
-                AgentSession.objects.select_for_update().get(pk=blocker.pk)
-                session_block(blocker, "sender")
-                holding.set()
-                threading.Event().wait(0.7)  # the broadcast is now waiting for this lock
-        except BaseException as exc:
-            errors.append(exc)
-            holding.set()
-        finally:
-            connection.close()
+        AgentSession.objects.select_for_update().get(pk=blocker.pk)
+        session_block(blocker, "sender")
 
-    other = threading.Thread(target=block_while_holding_the_recipients_row)
-    other.start()
-    assert holding.wait(10)
-    result = sending.message_broadcast(sender, BroadcastIn(payload={"text": "hi"}))
-    other.join()
-    assert errors == []
+    with committed_meanwhile(block_holding_the_recipients_row):
+        result = sending.message_broadcast(sender, BroadcastIn(payload={"text": "hi"}))
     assert result["counts"]["queued"] + result["counts"]["pushing"] == 0
     assert [(s["name"], s["reason"]) for s in result["skipped"]] == [("blocker", "blocks the sender")]
     assert not Message.objects.filter(recipient=blocker).exists()
@@ -103,26 +119,7 @@ def test_a_send_counts_the_message_a_concurrent_send_committed_while_it_waited_f
     first, _ = tenant.connect("first")
     second, _ = tenant.connect("second")
     recipient, _ = tenant.connect("recipient")
-    holding = threading.Event()
-    errors: list[BaseException] = []
-
-    def send_and_hold_the_recipients_row() -> None:
-        try:
-            with transaction.atomic():
-                sending.message_send(first, SendIn(recipient_id="recipient", payload={"n": 1}))
-                holding.set()
-                threading.Event().wait(0.7)  # the other send is now waiting for this lock
-        except BaseException as exc:
-            errors.append(exc)
-            holding.set()
-        finally:
-            connection.close()
-
-    other = threading.Thread(target=send_and_hold_the_recipients_row)
-    other.start()
-    assert holding.wait(10)
-    with pytest.raises(QueueFull):
+    with committed_meanwhile(lambda: sending.message_send(first, SendIn(recipient_id="recipient", payload={"n": 1}))), \
+            pytest.raises(QueueFull):
         sending.message_send(second, SendIn(recipient_id="recipient", payload={"n": 2}))
-    other.join()
-    assert errors == []
     assert Message.objects.filter(recipient=recipient, state="queued").count() == 1
