@@ -24,7 +24,7 @@ from routing import events
 from routing.models import PENDING, Message
 from routing.selectors import dead_letter_get
 from routing.sending import Accepted
-from routing.statements import messages_claimed, recipients_locked
+from routing.statements import messages_acked, messages_claimed, recipients_locked
 from sessions_app.models import AgentSession
 
 log = logging.getLogger("broker.routing")
@@ -86,14 +86,12 @@ def messages_ack_many(requests: list[tuple[AgentSession, list[uuid.UUID]]]) -> l
     When every id named was a delivered message of its session, the UPDATE's count says so and
     that is the answer; otherwise a second statement reads what the others are.
     """
-    now = timezone.now()
+    acked = messages_acked([(session.pk, ids) for session, ids in requests], timezone.now())
+    if acked == sum(len(ids) for _, ids in requests):
+        return [{"acked": [str(i) for i in ids], "not_acked": [], "unknown": []} for _, ids in requests]
     mine = Q()
     for session, ids in requests:
         mine |= Q(recipient_id=session.pk, id__in=ids)
-    acked = Message.objects.filter(mine, state=Message.State.DELIVERED).update(
-        state=Message.State.ACKED, acked_at=now, redeliver_at=None)
-    if acked == sum(len(ids) for _, ids in requests):
-        return [{"acked": [str(i) for i in ids], "not_acked": [], "unknown": []} for _, ids in requests]
     found = {(pk, recipient): state for pk, recipient, state in
              Message.objects.filter(mine).values_list("id", "recipient_id", "state")}
     answers = []

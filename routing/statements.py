@@ -147,6 +147,22 @@ def _marks(values: list) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+def messages_acked(requests: list[tuple[uuid.UUID, list[uuid.UUID]]], now: datetime) -> int:
+    """Mark acked the delivered messages named, each session's own only, in one UPDATE; how many it marked."""
+    where, params = [], []
+    for session_id, ids in requests:
+        if ids:
+            where.append(f"(recipient_id = %s AND id IN ({_marks(ids)}))")
+            params += [_uuid(session_id), *(_uuid(i) for i in ids)]
+    if not where:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(f'UPDATE "{MESSAGE}" SET state = %s, acked_at = %s, redeliver_at = NULL '
+                       f"WHERE state = %s AND ({' OR '.join(where)})",
+                       [Message.State.ACKED, _time(now), Message.State.DELIVERED, *params])
+        return cursor.rowcount
+
+
 def sessions_renewed(session_ids: list[uuid.UUID], projects: dict[str, Any], now: datetime, push_until: datetime,
                      mail_since: datetime) -> dict[uuid.UUID, bool]:
     """Heartbeat and renew the push lease of the sessions still live, in one UPDATE for all of them.
