@@ -73,7 +73,11 @@ def protocol_get(project: Project, name: str, version: str, include_shared: bool
                   .select_related("project").order_by("project_id").first())
         if shared is not None:
             return shared
-    raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
+    raise protocol_not_found(name, version)
+
+
+def protocol_not_found(name: str, version: str) -> NotFound:
+    return NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
 
 
 def protocol_for_message(project: Project, declared: dict[str, list[str]], name: str | None,
@@ -89,7 +93,7 @@ def protocol_for_message(project: Project, declared: dict[str, list[str]], name:
     registered = {p.version: p for p in (rows.filter(version=version) if version else rows)}
     if version:
         if version not in registered:
-            raise NotFound(f"No protocol {name} {version} in this project.", name=name, version=version)
+            raise protocol_not_found(name, version)
         return registered[version]
     candidates = ([v for v in declared.get(name, []) if v in registered] or list(registered))
     if not candidates:

@@ -5,8 +5,8 @@ process heartbeats all the sessions it holds, renews their push lease, reads the
 projects' current settings, checks that the keys they authenticated with still may act
 (revoked, expired, a rotated key past its grace, an inactive project: the socket closes with
 4401), and finds the sessions with mail queued for over a second, whose wake-up event the
-layer may have dropped (both layers are at-most-once), in five statements: 1,000 sessions
-cost five, not 1,000, and an idle socket costs nothing of its own. Expiry and a grace's end
+layer may have dropped (both layers are at-most-once), in three statements: 1,000 sessions
+cost three, not 1,000, and an idle socket costs nothing of its own. Expiry and a grace's end
 announce themselves to no one, and a revocation made by another process is seen here too.
 
 Graceful shutdown: daphne (4.2) cancels every application on SIGTERM, but its own cancel

@@ -167,4 +167,3 @@ def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:
     items = [project_summary(p, caller=caller, stats=project_stats(p) if asked.include_stats else None)
              for p in projects]
     return {"projects": items, "count": len(items)}
-

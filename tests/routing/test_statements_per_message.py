@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from protocols.services import protocol_register
 from routing.contracts import SendIn
+from routing.live import sessions_held_renewed
 from routing.sending import messages_send, send_check
 from routing.services import messages_ack_many, messages_claim_many
 
@@ -35,7 +36,7 @@ def one_message(sender, recipient, message: SendIn) -> dict[str, list[str]]:
     return {"send": statements(send), "claim": statements(claim), "ack": statements(ack)}
 
 
-def test_a_free_form_message_costs_four_statements_from_send_to_ack(alpha):
+def test_a_free_form_message_costs_four_statements_from_send_to_ack_five_on_postgresql(alpha):
     sender, _ = alpha.connect("sender")
     recipient, _ = alpha.connect("recipient")
     one_message(sender, recipient, SendIn(recipient_id="recipient", payload={"n": 0}))  # first use: nothing cached
@@ -57,3 +58,11 @@ def test_a_protocol_message_adds_only_the_protocol_read(alpha, ref):
     found = one_message(sender, recipient, message)
     counts = {step: len(sql) for step, sql in found.items()}
     assert counts == {"send": 1 + LOCK + 1, "claim": 1, "ack": 1}
+
+
+def test_the_keep_alive_renews_every_held_session_in_one_statement(alpha):
+    held = [alpha.connect(f"held-{n}")[0] for n in range(50)]
+    with CaptureQueriesContext(connection) as keep_alive:
+        renewed = sessions_held_renewed([s.pk for s in held], {"alpha": alpha.project})
+    assert set(renewed) == {s.pk for s in held}
+    assert len(statements(keep_alive)) == 1

@@ -8,7 +8,6 @@ socket; a socket has no timer of its own.
 
 import asyncio
 import signal
-import time
 
 from devtools.live import manage, new_key
 from routing.live import KEEPALIVE_SECONDS, MAIL_WAITING_SECONDS
@@ -28,11 +27,10 @@ async def test_a_redelivery_made_in_another_process_reaches_the_open_socket(tmp_
             await asyncio.sleep(1.5)  # past ack_timeout: due again
             swept = manage(env, "broker_sweep", "--once")
             assert "redelivered=1" in swept
-            started = time.monotonic()
+            # Within one keep-alive pass (and the mail's second of waiting), not a socket timer's 15-30 s.
             [again] = await recipient.messages(1, timeout=KEEPALIVE_SECONDS + MAIL_WAITING_SECONDS + 3)
             assert again["message_id"] == first["message_id"]
             assert again["attempts"] == 2
-            assert time.monotonic() - started <= KEEPALIVE_SECONDS + MAIL_WAITING_SECONDS + 3
             await recipient.ack([again])
     finally:
         server.stop(signal.SIGTERM)
