@@ -253,6 +253,12 @@ BROKER = {
     "MAX_REFUSED_DEAD_LETTERS": env_int("BROKER_MAX_REFUSED_DEAD_LETTERS", 1000),
     # The most one broadcast may store: its payload's bytes times its copies.
     "MAX_BROADCAST_BYTES": env_int("BROKER_MAX_BROADCAST_BYTES", 64 * 1024 * 1024, minimum=1024),
+    # Cross-project links (projects.links): how long a request waits for an answer, how many one project may
+    # have waiting, and the terms a request gets when it names none.
+    "LINK_REQUEST_TTL_SECONDS": env_int("BROKER_LINK_REQUEST_TTL_SECONDS", 7 * 86_400, minimum=60),
+    "MAX_PENDING_LINKS": env_int("BROKER_MAX_PENDING_LINKS", 20, minimum=1),
+    "LINK_RATE_PER_MINUTE": env_int("BROKER_LINK_RATE_PER_MINUTE", 600, minimum=1),
+    "LINK_MAX_MESSAGE_BYTES": env_int("BROKER_LINK_MAX_MESSAGE_BYTES", 256 * 1024, minimum=1024),
     # Broker-wide ceilings of the per-project quotas (projects.quotas): no project goes above them.
     "QUOTA_CEILINGS": {
         "max_sessions": env_int("BROKER_CEILING_MAX_SESSIONS", 1000, minimum=1),

@@ -151,7 +151,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class ProjectLinkAdmin(ShownOnly):
     """Consent between projects is each side's admin's to give, through the link services."""
 
-    list_display = ("source", "target", "source_consented_at", "target_consented_at", "rate_limit_per_minute")
+    list_display = ("source", "target_project_id", "state", "direction", "rate_limit_per_minute", "sent", "delivered")
 
 
 @admin.register(AuditEvent)

@@ -7,10 +7,10 @@ the services' and the model's, so they hold for every caller.
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict
+from pydantic import Field, Strict, StringConstraints
 
 from broker_site.contracts import Contract
-from projects.models import ApiKey, Project
+from projects.models import ApiKey, Project, ProjectLink
 
 Registration = Literal[tuple(Project.Registration.values)]  # type: ignore[valid-type]
 Role = Literal[tuple(ApiKey.Role.values)]  # type: ignore[valid-type]
@@ -73,3 +73,38 @@ class KeyCreateIn(Contract):
 
 class KeyRotateIn(Contract):
     grace_period_seconds: int = Field(300, ge=0, le=604_800, description="how long the old key still works")
+
+
+LinkDirection = Literal[tuple(ProjectLink.Direction.values)]  # type: ignore[valid-type]
+ProtocolTerm = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+MAX_LINK_PROTOCOLS = 50
+
+
+class LinkTermsIn(Contract):
+    allowed_protocols: list[ProtocolTerm] | None = Field(
+        None, max_length=MAX_LINK_PROTOCOLS, description='"name" or "name@>=1.0.0,<2.0.0"; null: any message')
+    rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000, description="each way")
+    max_message_bytes: int | None = Field(None, ge=1, le=10 * 1024 * 1024)
+    direction: LinkDirection | None = Field(None, description="both (default), or source_to_target")
+
+    def terms(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
+class LinkRequestIn(LinkTermsIn):
+    target_project_id: str = Field(min_length=1, max_length=64)
+
+
+class LinkAcceptIn(LinkTermsIn):
+    """Terms given here narrow the requested ones; none given: as requested."""
+
+    link_id: str = Field(min_length=1, max_length=40)
+
+
+class LinkManageIn(Contract):
+    link_id: str = Field(min_length=1, max_length=40)
+    action: Literal["decline", "suspend", "resume", "revoke"]
+
+
+class LinkListIn(Contract):
+    state: Literal[tuple(ProjectLink.State.values)] | None = None  # type: ignore[valid-type]

@@ -1,11 +1,17 @@
 """Tenants, their API keys, the consent links between them, and the audit trail."""
 
+import uuid
+
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
 PROJECT_ID_PATTERN = r"^[a-z][a-z0-9-]{0,62}[a-z0-9]$"
 KEY_ID_PATTERN = r"^[a-z0-9-]{1,32}$"
+# A link in these states holds its pair of projects: no second request while it lasts.
+LIVE_LINK_STATES = ("pending", "active", "suspended")
+# Why a message across a link was refused; each has its counter on the link (refused_<reason>).
+LINK_REFUSALS = ("inactive", "direction", "protocol", "size", "rate")
 
 
 class Project(models.Model):
@@ -93,26 +99,74 @@ class ApiKey(models.Model):
 
 
 class ProjectLink(models.Model):
-    """Consent for two projects to talk. Active only when both sides' admins agreed."""
+    """Consent for two projects to talk: requested by an admin of `source`, accepted by one of the target.
 
+    The target is a plain project id, not a reference: asking names a project that may not exist,
+    and the requester gets the same answer either way (a pending request that expires), so ids
+    cannot be probed. projects.links holds every rule; this is the record.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+        REVOKED = "revoked"
+        DECLINED = "declined"
+        EXPIRED = "expired"
+
+    class Direction(models.TextChoices):
+        BOTH = "both"
+        SOURCE_TO_TARGET = "source_to_target"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     source = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="links_out")
-    target = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="links_in")
-    source_consented_at = models.DateTimeField(null=True, blank=True)
-    target_consented_at = models.DateTimeField(null=True, blank=True)
-    allowed_protocols = models.JSONField(default=list, blank=True)
-    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
-    max_payload_bytes = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    target_project_id = models.CharField(max_length=64)
+    # The two ids, sorted, joined by "|": at most one link per pair of projects is pending, active or suspended.
+    pair = models.CharField(max_length=129, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    # The terms in force (the target may narrow the requested ones when it accepts; `requested` keeps those).
+    direction = models.CharField(max_length=16, choices=Direction.choices, default=Direction.BOTH)
+    allowed_protocols = models.JSONField(null=True, blank=True, help_text="null: any message; else only these")
+    rate_limit_per_minute = models.PositiveIntegerField(help_text="messages a minute, each direction")
+    max_message_bytes = models.PositiveIntegerField()
+    requested = models.JSONField(default=dict, editable=False)
+
+    requested_by = models.CharField(max_length=100, blank=True, default="")
+    requested_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(help_text="a pending request not answered by then expires")
+    answered_by = models.CharField(max_length=100, blank=True, default="")
+    answered_at = models.DateTimeField(null=True, blank=True)
+    suspended_by = models.CharField(max_length=64, blank=True, default="", help_text="the project that suspended it")
+    ended_by = models.CharField(max_length=100, blank=True, default="")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    # Traffic across the link: messages accepted, first deliveries, and refusals by reason.
+    sent = models.PositiveBigIntegerField(default=0)
+    delivered = models.PositiveBigIntegerField(default=0)
+    refused_inactive = models.PositiveBigIntegerField(default=0, help_text="while pending, suspended or ended")
+    refused_direction = models.PositiveBigIntegerField(default=0)
+    refused_protocol = models.PositiveBigIntegerField(default=0)
+    refused_size = models.PositiveBigIntegerField(default=0)
+    refused_rate = models.PositiveBigIntegerField(default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["source", "target"], name="projectlink_unique_pair")]
+        ordering = ["-requested_at"]
+        constraints = [models.UniqueConstraint(fields=["pair"], condition=models.Q(state__in=LIVE_LINK_STATES),
+                                               name="projectlink_one_live_per_pair")]
+        indexes = [models.Index(fields=["target_project_id", "state"], name="projectlink_incoming"),
+                   models.Index(fields=["expires_at"], name="projectlink_expiry_due",
+                                condition=models.Q(state="pending"))]
 
     def __str__(self) -> str:
-        return f"{self.source_id} -> {self.target_id}"
+        arrow = "<->" if self.direction == self.Direction.BOTH else "->"
+        return f"{self.source_id} {arrow} {self.target_project_id} ({self.state})"
 
     @property
-    def is_active(self) -> bool:
-        return self.source_consented_at is not None and self.target_consented_at is not None
+    def refusals(self) -> dict[str, int]:
+        return {reason: getattr(self, f"refused_{reason}") for reason in LINK_REFUSALS}
+
+    def other_side(self, project_id: str) -> str:
+        return self.target_project_id if project_id == self.source_id else self.source_id
 
 
 class AuditEvent(models.Model):

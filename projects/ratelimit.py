@@ -30,7 +30,7 @@ def rate_limit_check(caller: Caller) -> None:
     limit = caller.project.rate_limit_per_minute
     now = time.time()
     try:
-        count = _count_in_window(_window_key(caller.key.project_id, caller.key.key_id, now), 1)
+        count = count_in_window(_window_key(caller.key.project_id, caller.key.key_id, now), 1)
     except Exception as exc:  # the shared cache (Redis) is down: keep serving rather than refuse everyone
         log.warning("rate_limit_unavailable", extra={"error": str(exc)})
         return
@@ -47,7 +47,7 @@ def _refused(limit: int, now: float) -> RateLimited:
     return RateLimited(f"This key is limited to {limit} requests a minute.", limit=limit, retry_after=retry_after)
 
 
-def _count_in_window(cache_key: str, amount: int) -> int:
+def count_in_window(cache_key: str, amount: int) -> int:
     """The window's count after adding `amount`."""
     # add() is a no-op when the window exists; incr() is atomic in every shared cache backend.
     cache.add(cache_key, 0, timeout=2 * WINDOW_SECONDS)
@@ -94,7 +94,7 @@ class KeyBudget:
         cache_key = _window_key(self.project_id, self.key_id, now)
         try:
             # In a thread: the cache may be Redis, and the event loop must not wait on the network.
-            after = await asyncio.to_thread(_count_in_window, cache_key, chunk)
+            after = await asyncio.to_thread(count_in_window, cache_key, chunk)
         except Exception as exc:  # the shared cache is down: keep serving, as rate_limit_check does
             log.warning("rate_limit_unavailable", extra={"error": str(exc)})
             self.tokens = chunk

@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from broker_site.errors import NotFound, ProjectBoundary
 from projects.audit import audit_refused
 from projects.auth import CLI, Caller, Principal
-from projects.models import ApiKey, AuditEvent, Project
+from projects.links import OPERATOR_SIDE
+from projects.models import ApiKey, AuditEvent, Project, ProjectLink
 from projects.services import CONFIG_FIELDS, KeyRotation
 
 
@@ -147,11 +148,15 @@ def audit_listed(project: Project, caller: Principal, limit: int = 100) -> list[
     the tenant an operator acted in (X-Project-ID) is still another project.
     """
     events = list(audit_events_of(project, caller, limit))
+    # The two sides of a link know each other: its events show both (the requester named the target itself).
+    linked = {str(pk) for pk in links_of(project).values_list("pk", flat=True)}
+    events_shown = [e for e in events if (e.details or {}).get("link_id") in linked]
     actors = {e.actor_key_id for e in events if _foreign(e.source_project, project)}
     operators = {f"{project_id}_{key_id}" for project_id, key_id in ApiKey.objects.filter(
         role=ApiKey.Role.OPERATOR, project_id__in={a.split("_", 1)[0] for a in actors},
         key_id__in={a.split("_", 1)[-1] for a in actors}).values_list("project_id", "key_id")}
-    return [audit_event_summary(e, hide_source=_foreign_source(e, project, operators),
+    return [audit_event_summary(e) if e in events_shown else
+            audit_event_summary(e, hide_source=_foreign_source(e, project, operators),
                                 name_actor=e.actor_key_id in operators,
                                 hide_target=_foreign(e.target_project, project)) for e in events]
 
@@ -179,3 +184,46 @@ def audit_event_summary(event: AuditEvent, *, hide_source: bool = False, name_ac
     if hide_target:
         summary.update(target_project=None, target="another project", details={})
     return summary
+
+
+# Links
+
+def links_of(project: Project) -> QuerySet[ProjectLink]:
+    """The links `project` is a side of, asking or asked, newest first."""
+    return ProjectLink.objects.filter(Q(source=project) | Q(target_project_id=project.pk)).order_by("-requested_at")
+
+
+def links_listed(project: Project, caller: Principal, *, state: str | None = None,
+                 everyone: bool = False) -> dict[str, Any]:
+    """A project's links as its admins see them; every link for an operator who asks for `everyone`."""
+    caller.require_role(ApiKey.Role.OPERATOR if everyone else ApiKey.Role.ADMIN, "list project links")
+    links = ProjectLink.objects.order_by("-requested_at") if everyone else links_of(project)
+    if state:
+        links = links.filter(state=state)
+    shown = [link_summary(link, project) for link in links[:LINKS_LISTED]]
+    return {"links": shown, "count": len(shown)}
+
+
+LINKS_LISTED = 500
+
+
+def link_summary(link: ProjectLink, viewer: Project | None = None) -> dict[str, Any]:
+    """The wire shape of a link, with `side` (asking or asked) for the project looking at it."""
+    data: dict[str, Any] = {
+        "link_id": str(link.pk), "source_project_id": link.source_id, "target_project_id": link.target_project_id,
+        "state": link.state, "direction": link.direction, "allowed_protocols": link.allowed_protocols,
+        "rate_limit_per_minute": link.rate_limit_per_minute, "max_message_bytes": link.max_message_bytes,
+        "requested_terms": link.requested, "requested_at": link.requested_at.isoformat(),
+        "expires_at": link.expires_at.isoformat() if link.state == ProjectLink.State.PENDING else None,
+        "answered_at": link.answered_at.isoformat() if link.answered_at else None,
+        "ended_at": link.ended_at.isoformat() if link.ended_at else None,
+        "traffic": {"sent": link.sent, "delivered": link.delivered, "refused": link.refusals},
+    }
+    if viewer is not None and viewer.pk in (link.source_id, link.target_project_id):
+        data["side"] = "source" if viewer.pk == link.source_id else "target"
+        data["other_project_id"] = link.other_side(viewer.pk)
+    if link.state == ProjectLink.State.SUSPENDED:
+        data["suspended_by"] = ("operator" if link.suspended_by == OPERATOR_SIDE else
+                                "this project" if viewer is not None and link.suspended_by == viewer.pk
+                                else "the other project")
+    return data

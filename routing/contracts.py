@@ -30,7 +30,9 @@ class MessageIn(Contract):
 
 
 class SendIn(MessageIn):
-    recipient_id: str = Field(min_length=1, max_length=100, description="session id or name")
+    recipient_id: str = Field(min_length=1, max_length=200,
+                              description="session id or name; in a linked project: project_id/session")
+    target_project_id: str | None = Field(None, max_length=64, description="the recipient's project, if linked")
 
 
 class BroadcastIn(MessageIn):

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from projects.audit import audit_done
 from projects.auth import CLI, Principal
+from projects.links import links_forget_project
 from projects.models import ApiKey, Project
 from routing.models import PENDING, Message
 from routing.services import messages_requeue_unacked
@@ -69,6 +70,7 @@ def project_delete(project: Project, *, caller: Principal = CLI) -> int:
     with transaction.atomic():
         ended = sessions_end_all(project, reason="project_deleted")
         messages = Message.objects.filter(project=project).count()
+        links_forget_project(project_id)
         project.delete()
     audit_done(caller, "project_delete", project_id, {"sessions_ended": ended, "messages_deleted": messages})
     return messages

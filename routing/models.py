@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from projects.models import Project
+from projects.models import Project, ProjectLink
 from sessions_app.models import AgentSession
 
 
@@ -44,6 +44,10 @@ class Message(models.Model):
     ttl = models.PositiveIntegerField(null=True, blank=True, help_text="seconds")
     correlation_id = models.CharField(max_length=128, blank=True, default="")
     reply_to = models.CharField(max_length=100, blank=True, default="")
+    # A message from another project came over this link; `project` is always the recipient's.
+    link = models.ForeignKey(ProjectLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                             db_index=False)
+    sender_project = models.CharField(max_length=64, blank=True, default="", help_text="set across a link only")
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")

@@ -45,6 +45,8 @@ def message_summary(message: Message, *, include_payload: bool = True) -> dict[s
     }
     if message.transformed_to:
         data.update(transformed_from=message.transformed_from, transformed_to=message.transformed_to)
+    if message.sender_project:  # it came over a link: answer it at sender_project_id/sender_id
+        data["sender_project_id"] = message.sender_project
     if include_payload:
         data["payload"] = message.payload
     return data
@@ -67,8 +69,9 @@ def _message_id(raw: str) -> uuid.UUID:
 
 def message_for_party(session: AgentSession, message_id: str) -> Message:
     """A message this session sent or received; anyone else's is simply not found."""
-    message = (Message.objects.filter(project=session.project, pk=_message_id(message_id))
-               .filter(Q(sender=session) | Q(recipient=session)).first())
+    # The sender's copy may be in another project's queue (sent over a link): the sender is enough to scope it.
+    message = (Message.objects.filter(pk=_message_id(message_id))
+               .filter(Q(sender=session) | Q(project=session.project, recipient=session)).first())
     if message is None:
         raise NotFound("No message with that id that this session sent or received.", message_id=str(message_id))
     return message

@@ -44,20 +44,22 @@ from broker_site.errors import (
     Incompatible,
     NotFound,
     PayloadTooLarge,
+    ProjectBoundary,
     QueueFull,
     ValidationFailed,
 )
 from projects.audit import audit_record
-from projects.models import AuditEvent, Project
+from projects.models import AuditEvent, Project, ProjectLink
 from protocols.models import Protocol
 from protocols.schemas import payload_validate
 from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, SendIn
+from routing.crossing import Route, crossings_recorded, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
-from routing.statements import recipients_locked
+from routing.statements import links_active, recipients_locked
 from sessions_app.models import AgentSession
 from sessions_app.selectors import live_sessions
 
@@ -74,6 +76,7 @@ class SendRequest:
     message: SendIn | BroadcastIn
     protocol: Protocol | None
     size: int
+    route: Route | None = None  # a 1:1 send's recipient project and link (routing.crossing); None for a broadcast
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,17 @@ class _Copy:
         return self.request.sender
 
     @property
+    def project(self) -> Project:
+        """The recipient's project: its queue limits and dead letters hold, across a link too."""
+        route = self.request.route
+        return route.project if route is not None else self.sender.project
+
+    @property
+    def link(self) -> ProjectLink | None:
+        route = self.request.route
+        return route.link if route is not None else None
+
+    @property
     def who(self) -> dict[str, Any]:
         return {"session_id": str(self.recipient.id), "name": self.recipient.name}
 
@@ -180,11 +194,12 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
             outcomes[index] = exc
     refs: dict[str, set[str]] = {}
     for _, request in singles:
-        refs.setdefault(request.sender.project_id, set()).add(request.message.recipient_id)
+        refs.setdefault(request.route.project.pk, set()).add(request.route.ref)
     with transaction.atomic():
         locked = recipients_locked(refs, {c.recipient.pk for _, c in copies}, {r.sender.pk for r in requests})
         recipients = _by_ref(locked)
-        addressed = [(index, _addressed(request, request.protocol, recipients.get(_ref_key(request))))
+        active = links_active({r.route.link.pk for _, r in singles if r.route.link is not None})
+        addressed = [(index, _addressed(request, request.protocol, recipients.get(_ref_key(request)), active))
                      for index, request in singles]
         copies += [(index, copy) for index, copy in addressed if copy.outcome is None]
         copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
@@ -192,6 +207,7 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
             _store([copy for _, copy in copies], {session.pk: session for session in locked})
     for index, copy in addressed:
         outcomes[index] = copy.outcome
+    crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed if copy.link])
     for _, copy in copies:
         if copy.broadcast is not None:
             _account(copy)
@@ -209,7 +225,11 @@ def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendReque
                                     message.protocol_version)
     if protocol is not None:
         payload_validate(protocol, message.payload)
-    return SendRequest(sender, message, protocol, size)
+    route = None
+    if isinstance(message, SendIn):
+        route = route_checked(sender, message.recipient_id, message.target_project_id, message.reply_to, protocol,
+                              size)
+    return SendRequest(sender, message, protocol, size, route)
 
 
 def _payload_size_check(project: Project, payload: dict) -> int:
@@ -236,18 +256,27 @@ def _by_ref(sessions: list[AgentSession]) -> dict[tuple[str, str | uuid.UUID], A
 
 def _ref_key(request: SendRequest) -> tuple[str, str | uuid.UUID]:
     """A recipient named by something that reads as an id is looked up by id only, however it is written."""
-    ref = request.message.recipient_id
+    assert request.route is not None
+    project_id, ref = request.route.project.pk, request.route.ref
     try:
-        return request.sender.project_id, uuid.UUID(ref)
+        return project_id, uuid.UUID(ref)
     except ValueError:
-        return request.sender.project_id, ref
+        return project_id, ref
 
 
-def _addressed(request: SendRequest, protocol: Protocol | None, recipient: AgentSession | None) -> _Copy:
+def _addressed(request: SendRequest, protocol: Protocol | None, recipient: AgentSession | None,
+               active_links: set[uuid.UUID]) -> _Copy:
     copy = _Copy(request, recipient, request.message.payload, _header_fields(request.message))  # type: ignore[arg-type]
+    link = copy.link
+    if link is not None and link.pk not in active_links:
+        copy.outcome = ProjectBoundary("The link between these projects was suspended or revoked just now.",
+                                       link_id=str(link.pk), reason="inactive")
+        return copy
     if recipient is None:
-        _audit_if_cross_project(request.sender, request.message.recipient_id)
-        copy.outcome = NotFound("No session with that id or name in this project.", session=request.message.recipient_id)
+        if link is None:
+            _audit_if_cross_project(request.sender, request.route.ref)
+        copy.outcome = NotFound(f"No session with that id or name in {'that' if link else 'this'} project.",
+                                session=request.message.recipient_id)
         return copy
     try:
         _convert(copy, protocol, {})
@@ -325,7 +354,7 @@ def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
     full: list[tuple[_Copy, Message, int]] = []
     refused = RefusedLetters()
     for copy in copies:
-        project, recipient = copy.sender.project, locked.get(copy.recipient.pk)
+        project, recipient = copy.project, locked.get(copy.recipient.pk)
         if recipient is None:  # a broadcast's recipient deleted since it was listed (purged, its project gone)
             copy.outcome = NotFound("No session with that id or name in this project.", session=str(copy.recipient.pk))
             continue
@@ -350,9 +379,9 @@ def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
     for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
         events.message_available(recipient_id)
     for copy, message, size in full:
-        capacity = copy.sender.project.max_queue_size
+        capacity = copy.project.max_queue_size
         kept = message.pk is not None
-        log.warning("queue_full", extra={"project": copy.sender.project_id, "session_id": str(copy.recipient.id),
+        log.warning("queue_full", extra={"project": copy.project.pk, "session_id": str(copy.recipient.id),
                                          "message_id": str(message.pk) if kept else None, "capacity": capacity,
                                          "kept": kept})
         copy.outcome = QueueFull(
@@ -364,8 +393,10 @@ def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
 
 def _message(copy: _Copy, created: datetime) -> Message:
     ttl = copy.fields["ttl"]
-    return Message(project=copy.sender.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
-                   created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None, **copy.fields)
+    link = copy.link
+    return Message(project=copy.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
+                   created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None,
+                   link=link, sender_project=copy.sender.project_id if link else "", **copy.fields)
 
 
 def _holds_push_connection(session: AgentSession, now: datetime) -> bool:

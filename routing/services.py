@@ -21,6 +21,7 @@ from projects.audit import audit_done
 from projects.auth import Principal
 from projects.models import ApiKey, Project
 from routing import events
+from routing.crossing import deliveries_counted
 from routing.models import PENDING, Message
 from routing.selectors import dead_letter_get
 from routing.sending import Accepted
@@ -49,8 +50,10 @@ def messages_claim_many(wants: dict[AgentSession, int], *, auto_ack: bool = Fals
     due = {pk: (wants[session], None if auto_ack else now + timedelta(seconds=session.project.ack_timeout))
            for pk, session in by_id.items()}
     state = Message.State.ACKED if auto_ack else Message.State.DELIVERED
-    for message in messages_claimed(due, now, state):
+    handed = messages_claimed(due, now, state)
+    for message in handed:
         claimed[message.recipient_id].append(message)
+    deliveries_counted(handed)
     return claimed
 
 

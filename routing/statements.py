@@ -17,12 +17,14 @@ from typing import Any
 
 from django.db import connection
 
+from projects.models import ProjectLink
 from routing.models import Message
 from sessions_app.models import AgentSession, SessionBlock
 
 MESSAGE = Message._meta.db_table
 SESSION = AgentSession._meta.db_table
 BLOCK = SessionBlock._meta.db_table
+LINK = ProjectLink._meta.db_table
 MESSAGE_COLUMNS = ", ".join(f'"{f.column}"' for f in Message._meta.concrete_fields)
 
 
@@ -77,6 +79,24 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     for session in sessions:
         session.blocked = {uuid.UUID(i) for i in session.blocked.split(",")} if session.blocked else set()
     return sessions
+
+
+def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these cross-project links, the ones still active, read inside a round's transaction.
+
+    Race: a link suspended or revoked after a send checked it (routing.crossing, before any round)
+    and before its round commits. On PostgreSQL the rows are read FOR SHARE, so a suspension waits
+    for the round to commit or the round sees it; rounds do not wait for each other. On SQLite the
+    round's IMMEDIATE transaction already runs alone.
+    """
+    ids = [_uuid(i) for i in link_ids]
+    if not ids:
+        return set()
+    lock = " FOR SHARE" if _postgres() else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f'SELECT id FROM "{LINK}" WHERE state = %s AND id IN ({_marks(ids)}){lock}',
+                       [ProjectLink.State.ACTIVE, *ids])
+        return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
 
 
 def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, list]:

@@ -1,0 +1,264 @@
+"""Cross-project links: asking, answering, pausing and ending consent, the one path every face calls.
+
+A link is requested by an admin of project A naming project B, with terms: the protocols
+allowed across it (names, or names with a version range; none named: any message), a rate a
+minute each way, the largest message, and a direction (both ways, or A to B only). An admin
+of B accepts it (and may narrow the terms, which A then sees) or declines it; either side may
+suspend it (and the side that suspended may resume it) or revoke it, alone, at any time. A
+request not answered within BROKER_LINK_REQUEST_TTL_SECONDS expires.
+
+Asking never tells whether B exists: any well-formed project id may be asked, and the answer
+is the same pending request either way (one for a project that does not exist simply expires).
+So a project a requester could not see cannot be probed, and B learns of A only from its request.
+
+Nothing here is cached: every message across a link reads the link's row (routing.crossing), so
+a suspension or revocation holds in every process from the moment it commits.
+"""
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
+from projects.audit import audit_done
+from projects.auth import CLI, Principal
+from projects.models import LIVE_LINK_STATES, PROJECT_ID_PATTERN, ApiKey, Project, ProjectLink
+from protocols.versions import is_protocol_name, parse_range
+
+State, Direction = ProjectLink.State, ProjectLink.Direction
+_PROJECT_ID = re.compile(PROJECT_ID_PATTERN)
+# Who may move a link from one state to the next: "source", "target", "either", and the states it leaves.
+ACTIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "decline": ("target", (State.PENDING,), State.DECLINED),
+    "suspend": ("either", (State.ACTIVE,), State.SUSPENDED),
+    "resume": ("suspender", (State.SUSPENDED,), State.ACTIVE),
+    "revoke": ("either", tuple(LIVE_LINK_STATES), State.REVOKED),
+}
+OPERATOR_SIDE = "(operator)"  # suspended_by when staff suspended a link, not one of its projects
+
+
+def pair_of(a: str, b: str) -> str:
+    return "|".join(sorted((a, b)))
+
+
+def link_request(project: Project, target_project_id: str, terms: dict[str, Any], *,
+                 caller: Principal = CLI) -> ProjectLink:
+    """Ask `target_project_id` to consent to a link with `project`, on `terms`; the request waits for its answer.
+
+    Refused: the caller is not an admin; the id is this project's own or not a project id; this
+    project already has BROKER_MAX_PENDING_LINKS requests waiting; a link of the pair is pending,
+    active or suspended (the answer says which, and how to go on: that link is this project's own).
+    """
+    caller.require_role(ApiKey.Role.ADMIN, "request project links")
+    if not isinstance(target_project_id, str) or not _PROJECT_ID.match(target_project_id):
+        raise ValidationFailed("target_project_id is not a project id.", field="target_project_id",
+                               constraint=PROJECT_ID_PATTERN)
+    if target_project_id == project.pk:
+        raise ValidationFailed("A project needs no link to itself.", field="target_project_id")
+    pair = pair_of(project.pk, target_project_id)
+    existing = ProjectLink.objects.filter(pair=pair, state__in=LIVE_LINK_STATES).first()
+    if existing is not None:
+        raise _already_linked(existing, project)
+    waiting = ProjectLink.objects.filter(source=project, state=State.PENDING).count()
+    if waiting >= settings.BROKER["MAX_PENDING_LINKS"]:
+        raise LimitReached(f"This project has {waiting} link requests waiting for an answer; revoke one first.",
+                           limit=settings.BROKER["MAX_PENDING_LINKS"])
+    now = timezone.now()
+    normal = terms_normalized(terms)
+    link = ProjectLink(source=project, target_project_id=target_project_id, pair=pair, requested=normal,
+                       requested_by=caller.actor, requested_at=now,
+                       expires_at=now + timedelta(seconds=settings.BROKER["LINK_REQUEST_TTL_SECONDS"]), **normal)
+    try:
+        with transaction.atomic():
+            link.save(force_insert=True)
+    except IntegrityError:  # a concurrent request of the same pair came first
+        raise _already_linked(ProjectLink.objects.filter(pair=pair, state__in=LIVE_LINK_STATES).first(),
+                              project) from None
+    audit_done(caller, "link_request", target_project_id, {"link_id": str(link.pk), "terms": normal})
+    return link
+
+
+def _already_linked(link: ProjectLink | None, project: Project) -> Conflict:
+    if link is None:
+        return Conflict("A link between these projects is being made; list your links.")
+    hint = ("accept it with accept_project_link" if link.state == State.PENDING and link.source_id != project.pk
+            else "revoke it first to ask again on other terms")
+    return Conflict(f"These projects already have a {link.state} link; {hint}.", link_id=str(link.pk),
+                    state=link.state)
+
+
+def link_accept(project: Project, link_id: str, narrowed: dict[str, Any], *, caller: Principal = CLI) -> ProjectLink:
+    """Consent, as the project asked, to a pending link; terms given narrow the requested ones (never widen)."""
+    caller.require_role(ApiKey.Role.ADMIN, "accept project links")
+    with transaction.atomic():
+        link = _party_link(project, link_id, lock=True)
+        if link.target_project_id != project.pk:
+            raise Forbidden("Only the project that was asked can accept a link.", link_id=str(link.pk))
+        _expire_if_due(link, timezone.now())
+        if link.state != State.PENDING:
+            raise Conflict(f"This link is {link.state}; only a pending request can be accepted.",
+                           link_id=str(link.pk), state=link.state)
+        terms = terms_narrowed(link.requested, narrowed)
+        for name, value in terms.items():
+            setattr(link, name, value)
+        link.state, link.answered_by, link.answered_at = State.ACTIVE, caller.actor, timezone.now()
+        link.save()
+    audit_done(caller, "link_accept", link.source_id,
+               {"link_id": str(link.pk), "terms": terms, "narrowed": terms != link.requested})
+    return link
+
+
+def link_manage(project: Project | None, link_id: str, action: str, *, caller: Principal = CLI) -> ProjectLink:
+    """Decline, suspend, resume or revoke a link as one of its projects (`project`), or as staff (None).
+
+    Effective at once everywhere: routing reads the link's state for every message across it.
+    Messages it accepted before stay accepted and are delivered.
+    """
+    if action not in ACTIONS:
+        raise ValidationFailed(f"Unknown action {action!r}.", field="action", choices=sorted(ACTIONS))
+    caller.require_role(ApiKey.Role.OPERATOR if project is None else ApiKey.Role.ADMIN, "manage project links")
+    who, leaves, becomes = ACTIONS[action]
+    with transaction.atomic():
+        link = _party_link(project, link_id, lock=True)
+        _expire_if_due(link, timezone.now())
+        side = OPERATOR_SIDE if project is None else project.pk
+        if who == "target" and side != link.target_project_id:
+            raise Forbidden("Only the project that was asked can decline; the asking one revokes its request.",
+                            link_id=str(link.pk))
+        if who == "suspender" and side != link.suspended_by:
+            raise Forbidden("Only the side that suspended this link can resume it.", link_id=str(link.pk),
+                            suspended_by="operator" if link.suspended_by == OPERATOR_SIDE else "the other project")
+        if link.state not in leaves:
+            raise Conflict(f"This link is {link.state}; {action} needs it {' or '.join(leaves)}.",
+                           link_id=str(link.pk), state=link.state)
+        link.state = becomes
+        now = timezone.now()
+        if action == "decline":
+            link.answered_by, link.answered_at = caller.actor, now
+        elif action == "suspend":
+            link.suspended_by = side
+        elif action == "resume":
+            link.suspended_by = ""
+        else:
+            link.ended_by, link.ended_at = caller.actor, now
+        link.save()
+    audit_done(caller, f"link_{action}", link.other_side(project.pk) if project else link.target_project_id,
+               {"link_id": str(link.pk), "state": link.state})
+    return link
+
+
+def _party_link(project: Project | None, link_id: str, *, lock: bool = False) -> ProjectLink:
+    """The link `link_id` names, if `project` is one of its two sides (any link for staff, None)."""
+    try:
+        pk = uuid.UUID(str(link_id))
+    except ValueError:
+        raise ValidationFailed("That is not a link id.", field="link_id") from None
+    links = ProjectLink.objects.filter(pk=pk)
+    if project is not None:
+        links = links.filter(Q(source=project) | Q(target_project_id=project.pk))
+    link = (links.select_for_update() if lock else links).first()
+    if link is None:
+        raise NotFound("No link with that id that this project is a side of.", link_id=str(link_id))
+    return link
+
+
+def _expire_if_due(link: ProjectLink, now: datetime) -> None:
+    if link.state == State.PENDING and link.expires_at <= now:
+        link.state, link.ended_at = State.EXPIRED, link.expires_at
+        link.save(update_fields=["state", "ended_at"])
+
+
+def links_expire(now: datetime, batch: int = 1000) -> int:
+    """The sweeper's pass: pending requests past their time become expired (a batch per pass)."""
+    due = list(ProjectLink.objects.filter(state=State.PENDING, expires_at__lte=now)
+               .order_by("expires_at").values_list("pk", flat=True)[:batch])
+    # Race: an accept between the read and here; only a row still pending expires.
+    return ProjectLink.objects.filter(pk__in=due, state=State.PENDING).update(state=State.EXPIRED, ended_at=now)
+
+
+def links_forget_project(project_id: str) -> int:
+    """A deleted project's links end with it: its id could be taken again by a stranger, who must not
+    inherit the consent (the links it asked for go with it by cascade; the ones it was asked for, here)."""
+    deleted, _ = ProjectLink.objects.filter(target_project_id=project_id).delete()
+    return deleted
+
+
+# Terms
+
+def terms_normalized(terms: dict[str, Any]) -> dict[str, Any]:
+    """Requested terms as stored: protocols parsed (`name` or `name@range`), unset ones at the broker's defaults."""
+    protocols = terms.get("allowed_protocols")
+    return {
+        "allowed_protocols": None if protocols is None else _protocols_parsed(protocols),
+        "rate_limit_per_minute": terms.get("rate_limit_per_minute") or settings.BROKER["LINK_RATE_PER_MINUTE"],
+        "max_message_bytes": terms.get("max_message_bytes") or settings.BROKER["LINK_MAX_MESSAGE_BYTES"],
+        "direction": terms.get("direction") or Direction.BOTH,
+    }
+
+
+def _protocols_parsed(entries: list[str]) -> list[dict[str, str | None]]:
+    parsed: dict[tuple, dict[str, str | None]] = {}
+    for index, entry in enumerate(entries):
+        name, _, version_range = entry.partition("@")
+        where = f"allowed_protocols[{index}]"
+        if not is_protocol_name(name):
+            raise ValidationFailed(f"{where}: {name!r} is not a protocol name.", field=where)
+        if version_range:
+            parse_range(version_range, field=where)
+        parsed[(name, version_range)] = {"name": name, "version_range": version_range or None}
+    return list(parsed.values())
+
+
+def terms_narrowed(requested: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The terms an accept sets: the requested ones, with each term given replacing it if it is narrower."""
+    terms = dict(requested)
+    problems: dict[str, list[str]] = {}
+    rate = given.get("rate_limit_per_minute")
+    if rate is not None:
+        if rate > requested["rate_limit_per_minute"]:
+            problems["rate_limit_per_minute"] = [f"at most the requested {requested['rate_limit_per_minute']}"]
+        terms["rate_limit_per_minute"] = rate
+    size = given.get("max_message_bytes")
+    if size is not None:
+        if size > requested["max_message_bytes"]:
+            problems["max_message_bytes"] = [f"at most the requested {requested['max_message_bytes']}"]
+        terms["max_message_bytes"] = size
+    direction = given.get("direction")
+    if direction is not None:
+        if direction == Direction.BOTH and requested["direction"] != Direction.BOTH:
+            problems["direction"] = ["the request is source_to_target only"]
+        terms["direction"] = direction
+    if given.get("allowed_protocols") is not None:
+        narrowed = _protocols_parsed(given["allowed_protocols"])
+        wider = [entry for entry in narrowed if not _within(entry, requested["allowed_protocols"])]
+        if wider:
+            problems["allowed_protocols"] = [f"{e['name']}@{e['version_range'] or '*'} was not requested"
+                                             for e in wider]
+        terms["allowed_protocols"] = narrowed
+    if problems:
+        raise ValidationFailed("An accept may narrow the requested terms, not widen them.", fields=problems)
+    return terms
+
+
+def _within(entry: dict[str, str | None], requested: list[dict[str, str | None]] | None) -> bool:
+    """Whether a protocol entry is inside what was requested: the same name, with any version requested
+    or the very same range (ranges are not compared for containment)."""
+    if requested is None:
+        return True
+    return any(r["name"] == entry["name"] and r["version_range"] in (None, entry["version_range"]) for r in requested)
+
+
+def protocol_allowed(link: ProjectLink, name: str | None, version: str | None) -> bool:
+    """Whether a message of this protocol (None: free-form) may cross the link."""
+    if link.allowed_protocols is None:
+        return True
+    if name is None:
+        return False
+    return any(entry["name"] == name and (entry["version_range"] is None or parse_range(entry["version_range"])(version))
+               for entry in link.allowed_protocols)

@@ -1,0 +1,175 @@
+"""Messages across projects: naming a recipient in another project, and the link terms the message must meet.
+
+A recipient in another project is named `project_id/session` (its session id or name), or by
+any recipient name with `target_project_id`. Such a send goes through the one send engine
+(routing.sending) like any other; this module is its step-1 part (`crossing_checked`, before any
+round) and its accounting after the round (`crossings_recorded`):
+
+- the pair of projects has an active link (projects.links), else `project_boundary`, the same
+  answer whether or not the target project or session exists;
+- the link's direction lets the sender's project send (on a one-way link, the target side may
+  still answer a message it received over the link, with reply_to naming it);
+- its protocol is on the link's list, its payload within the link's size, and the sender's
+  project within the link's rate this minute (each direction its own count, in the shared
+  cache: Redis when configured, so every process counts together).
+
+Each refusal is counted on the link (refused_<reason>) and audited; each message accepted is
+audited with its id and counted (`sent`), and its first delivery counted (`delivered`) when it is
+claimed. The message's `project` is the recipient's (its queue, limits and dead letters), and it
+carries the link and the sender's project, so the recipient can answer `sender_project_id/sender_id`.
+"""
+
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F
+
+from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited, ValidationFailed
+from projects.audit import audit_record
+from projects.links import pair_of, protocol_allowed
+from projects.models import AuditEvent, Project, ProjectLink
+from projects.ratelimit import WINDOW_SECONDS, count_in_window
+from protocols.models import Protocol
+from routing.models import Message
+
+log = logging.getLogger("broker.routing")
+SEND = "cross_project_send"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a 1:1 message goes: the recipient's project, the session's id or name in it, the link it crosses."""
+
+    project: Project
+    ref: str
+    link: ProjectLink | None = None
+
+
+def recipient_named(sender_project: Project, recipient_id: str, target_project_id: str | None) -> tuple[str, str]:
+    """(project id, session id or name) of a recipient as a send names it."""
+    project_id, slash, ref = recipient_id.partition("/")
+    if not slash:
+        return target_project_id or sender_project.pk, recipient_id
+    if target_project_id and target_project_id != project_id:
+        raise ValidationFailed("recipient_id names another project than target_project_id.", field="recipient_id")
+    if not ref:
+        raise ValidationFailed("recipient_id is project_id/session: the session id or name is missing.",
+                               field="recipient_id")
+    return project_id, ref
+
+
+def route_checked(sender, recipient_id: str, target_project_id: str | None, reply_to: str,
+                  protocol: Protocol | None, size: int) -> Route:
+    """Step 1 for a 1:1 send: its route, the link's terms checked if it leaves the sender's project."""
+    project_id, ref = recipient_named(sender.project, recipient_id, target_project_id)
+    if project_id == sender.project_id:
+        return Route(sender.project, ref)
+    link = (ProjectLink.objects.filter(pair=pair_of(sender.project_id, project_id), state=ProjectLink.State.ACTIVE)
+            .first())
+    target = Project.objects.filter(pk=project_id, status=Project.Status.ACTIVE).first() if link else None
+    attempt = _Attempt(sender, project_id, ref, protocol)
+    if link is None or target is None:
+        attempt.refused(None, "no_link", ProjectBoundary(
+            "No active link between these projects lets this session reach that one; their admins can make "
+            "one (request_project_link).", target_project_id=project_id[:64]))
+    assert link is not None and target is not None
+    if (link.direction == ProjectLink.Direction.SOURCE_TO_TARGET and sender.project_id != link.source_id
+            and not _answers_over(link, sender, reply_to)):
+        attempt.refused(link, "direction", ProjectBoundary(
+            "This link carries messages the other way only; this side may only answer a message it received "
+            "over it (reply_to).", link_id=str(link.pk), reason="direction"))
+    if not protocol_allowed(link, protocol.name if protocol else None, protocol.version if protocol else None):
+        attempt.refused(link, "protocol", ProjectBoundary(
+            "The link does not allow this protocol" + ("." if protocol else " (it allows protocol messages only)."),
+            link_id=str(link.pk), reason="protocol", allowed_protocols=link.allowed_protocols))
+    if size > link.max_message_bytes:
+        attempt.refused(link, "size", PayloadTooLarge(
+            f"payload is {size} bytes; this link carries at most {link.max_message_bytes}.", field="payload",
+            link_id=str(link.pk), size=size, limit=link.max_message_bytes))
+    _rate_take(link, sender.project_id, attempt)
+    return Route(target, ref, link)
+
+
+def _answers_over(link: ProjectLink, sender, reply_to: str) -> bool:
+    try:
+        asked = uuid.UUID(reply_to)
+    except ValueError:
+        return False
+    return Message.objects.filter(pk=asked, recipient=sender, link=link).exists()
+
+
+def _rate_take(link: ProjectLink, from_project: str, attempt: "_Attempt") -> None:
+    now = time.time()
+    key = f"linkrate:{link.pk}:{from_project}:{int(now // WINDOW_SECONDS)}"
+    try:
+        count = count_in_window(key, 1)
+    except Exception as exc:  # the shared cache is down: keep serving, as the per-key rate limit does
+        log.warning("rate_limit_unavailable", extra={"error": str(exc)})
+        return
+    if count > link.rate_limit_per_minute:
+        attempt.refused(link, "rate", RateLimited(
+            f"This link carries at most {link.rate_limit_per_minute} messages a minute each way.",
+            link_id=str(link.pk), limit=link.rate_limit_per_minute,
+            retry_after=max(1, int(WINDOW_SECONDS - now % WINDOW_SECONDS))))
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    sender: Any
+    project_id: str
+    ref: str
+    protocol: Protocol | None
+
+    def refused(self, link: ProjectLink | None, reason: str, error: BrokerError) -> None:
+        """Count and audit the refusal, then raise it."""
+        if link is not None:
+            ProjectLink.objects.filter(pk=link.pk).update(**{f"refused_{reason}": F(f"refused_{reason}") + 1})
+        audit_record(SEND, AuditEvent.Outcome.DENIED, actor_key_id=self.sender.created_by_key,
+                     source_project=self.sender.project_id, target_project=self.project_id[:64],
+                     details={**_details(self.sender, self.ref, self.protocol, link), "reason": reason})
+        raise error
+
+
+def _details(sender, ref: str, protocol: Protocol | None, link: ProjectLink | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"sender": str(sender.id), "recipient": ref[:100],
+                               "protocol": f"{protocol.name}@{protocol.version}" if protocol else None}
+    if link is not None:
+        details["link_id"] = str(link.pk)
+    return details
+
+
+def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> None:
+    """After a round: every cross-project send in it audited with its outcome, and the links' `sent` counted.
+
+    `crossed` holds (request, route, outcome) for each 1:1 request that left its project.
+    """
+    if not crossed:
+        return
+    events, sent = [], Counter()
+    for request, route, outcome in crossed:
+        details = {**_details(request.sender, route.ref, request.protocol, route.link)}
+        if isinstance(outcome, BrokerError):
+            details.update(reason=outcome.code, **({"message_id": outcome.details["message_id"]}
+                                                   if outcome.details.get("message_id") else {}))
+        else:
+            details["message_id"] = str(outcome.message.id)
+            sent[route.link.pk] += 1
+        events.append(AuditEvent(action=SEND, actor_key_id=request.sender.created_by_key[:100],
+                                 outcome=AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
+                                 else AuditEvent.Outcome.SUCCESS,
+                                 source_project=request.sender.project_id, target_project=route.project.pk,
+                                 details=details))
+    AuditEvent.objects.bulk_create(events)
+    for link_id, count in sent.items():
+        ProjectLink.objects.filter(pk=link_id).update(sent=F("sent") + count)
+
+
+def deliveries_counted(messages: list[Message]) -> None:
+    """First deliveries of messages that came over a link, counted on it (the claim's caller calls this)."""
+    firsts = Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1)
+    for link_id, count in firsts.items():
+        ProjectLink.objects.filter(pk=link_id).update(delivered=F("delivered") + count)
