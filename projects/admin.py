@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from broker_site.dashboard import ShownOnly, ThroughServices, done_for_each, keys_shown_once, staff
 from broker_site.errors import BrokerError
-from projects import services
+from projects import links, services
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
 from projects.quotas import QUOTA_FIELDS, quotas_checked
 from projects.selectors import api_key_get
@@ -149,9 +149,42 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ProjectLink)
 class ProjectLinkAdmin(ShownOnly):
-    """Consent between projects is each side's admin's to give, through the link services."""
+    """Consent between projects is each side's admin's to give, through the link services; the dashboard
+    only reads a link, and as operator suspends, resumes or revokes it (projects.links.link_manage)."""
 
-    list_display = ("source", "target_project_id", "state", "direction", "rate_limit_per_minute", "sent", "delivered")
+    list_display = ("source", "target_project_id", "state", "direction", "rate_limit_per_minute",
+                    "max_message_bytes", "sent", "delivered", "refused")
+    list_filter = ("state",)
+    search_fields = ("source__id", "target_project_id")
+    actions = ("suspend", "resume", "revoke")
+
+    @admin.display(description="refused")
+    def refused(self, obj: ProjectLink) -> str:
+        return ", ".join(f"{reason} {count}" for reason, count in obj.refusals.items() if count) or "-"
+
+    def _managed(self, request, queryset, action: str, done: str) -> None:
+        # Each link on its own: one already revoked (or suspended by a side) is reported, the others still change.
+        changed = 0
+        for link in queryset:
+            try:
+                links.link_manage(None, str(link.pk), action, caller=staff(request))
+                changed += 1
+            except BrokerError as exc:
+                self.message_user(request, f"{link}: {exc.message}", messages.ERROR)
+        if changed:
+            self.message_user(request, f"{done} {changed} {self.opts.verbose_name_plural}.")
+
+    @admin.action(description="Suspend (as operator; only an operator resumes it)")
+    def suspend(self, request, queryset) -> None:
+        self._managed(request, queryset, "suspend", "Suspended")
+
+    @admin.action(description="Resume (links an operator suspended)")
+    def resume(self, request, queryset) -> None:
+        self._managed(request, queryset, "resume", "Resumed")
+
+    @admin.action(description="Revoke (ends the link for good)")
+    def revoke(self, request, queryset) -> None:
+        self._managed(request, queryset, "revoke", "Revoked")
 
 
 @admin.register(AuditEvent)

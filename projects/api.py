@@ -1,15 +1,19 @@
-"""REST face for projects, keys and the audit trail. Thin: read the contract, call a service, shape output."""
+"""REST face for projects, keys, links between projects and the audit trail. Thin: read the contract, call a
+service, shape output."""
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
 from broker_site.rest import Endpoint, body, listing, query, query_parameters, rest_routes
-from projects import selectors, services
+from projects import links, selectors, services
 from projects.contracts import (
     KeyCreateIn,
     KeyRotateIn,
+    LinkListIn,
+    LinkRequestIn,
+    LinkTermsIn,
     ListProjectsIn,
     ProjectCreateIn,
     ProjectInfoIn,
@@ -122,5 +126,58 @@ class AuditListView(Endpoint, route="projects/<str:project_id>/audit/"):
         return listing("events", selectors.audit_listed(project, request.auth))
 
 
+# Links between projects: each side's admin consents; the link is addressed by its id.
+
+class LinkListView(Endpoint, route="links/"):
+    @extend_schema(operation_id="project_links_list", responses=OpenApiTypes.OBJECT,
+                   parameters=query_parameters(LinkListIn),
+                   summary="This project's links and requests, both ways, with terms and traffic (admins; "
+                           "operators with all=true: every link)")
+    def get(self, request):
+        asked = query(request, LinkListIn)
+        return Response(selectors.links_listed(request.auth.project, request.auth, state=asked.state,
+                                               everyone=asked.all))
+
+    @extend_schema(operation_id="project_link_request", responses={201: OpenApiTypes.OBJECT}, request=LinkRequestIn,
+                   summary="Ask another project (by id) to link with this one, on these terms (admins); the "
+                           "answer is a pending request whether or not that project exists")
+    def post(self, request):
+        asked = body(request, LinkRequestIn)
+        link = links.link_request(request.auth.project, asked.target_project_id, asked.terms(), caller=request.auth)
+        return Response(selectors.link_summary(link, request.auth.project), status=status.HTTP_201_CREATED)
+
+
+class LinkDetailView(Endpoint, route="links/<str:link_id>/"):
+    @extend_schema(operation_id="project_link_get", responses=OpenApiTypes.OBJECT,
+                   summary="One link this project is a side of (admins; operators: any link)")
+    def get(self, request, link_id: str):
+        link = selectors.link_get(request.auth.project, request.auth, link_id)
+        return Response(selectors.link_summary(link, request.auth.project))
+
+
+class LinkAcceptView(Endpoint, route="links/<str:link_id>/accept/"):
+    @extend_schema(operation_id="project_link_accept", responses=OpenApiTypes.OBJECT, request=LinkTermsIn,
+                   summary="Accept a link this project was asked for (admins); terms given narrow the requested "
+                           "ones, never widen them")
+    def post(self, request, link_id: str):
+        link = links.link_accept(request.auth.project, link_id, body(request, LinkTermsIn).terms(),
+                                 caller=request.auth)
+        return Response(selectors.link_summary(link, request.auth.project))
+
+
+class LinkManageView(Endpoint, route="links/<str:link_id>/<str:action>/"):
+    # One view for the four changes: the service holds who may make each (links.ACTIONS) and
+    # answers an action it does not know with a validation_error naming the choices.
+    @extend_schema(operation_id="project_link_manage", responses=OpenApiTypes.OBJECT, request=None,
+                   parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=sorted(links.ACTIONS),
+                                                description="decline (the asked project, a pending request), "
+                                                            "suspend, resume (the side that suspended), revoke")],
+                   summary="Decline a request, or suspend, resume or revoke a link, as this project (admins)")
+    def post(self, request, link_id: str, action: str):
+        link = links.link_manage(request.auth.project, link_id, action, caller=request.auth)
+        return Response(selectors.link_summary(link, request.auth.project))
+
+
 urlpatterns = rest_routes(ProjectListView, ProjectDetailView, ProjectDeactivateView, ProjectActivateView,
-                          KeyListView, KeyRotateView, ProjectKeysRotateView, KeyRevokeView, AuditListView)
+                          KeyListView, KeyRotateView, ProjectKeysRotateView, KeyRevokeView, AuditListView,
+                          LinkListView, LinkDetailView, LinkAcceptView, LinkManageView)

@@ -82,13 +82,13 @@ MAX_LINK_PROTOCOLS = 50
 
 class LinkTermsIn(Contract):
     allowed_protocols: list[ProtocolTerm] | None = Field(
-        None, max_length=MAX_LINK_PROTOCOLS, description='"name" or "name@>=1.0.0,<2.0.0"; null: any message')
+        None, min_length=1, max_length=MAX_LINK_PROTOCOLS, description='"name" or "name@>=1.0.0,<2.0.0"; default any')
     rate_limit_per_minute: int | None = Field(None, ge=1, le=1_000_000, description="each way")
     max_message_bytes: int | None = Field(None, ge=1, le=10 * 1024 * 1024)
-    direction: LinkDirection | None = Field(None, description="both (default), or source_to_target")
+    direction: LinkDirection | None = None
 
     def terms(self) -> dict:
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(include=set(LinkTermsIn.model_fields), exclude_none=True)
 
 
 class LinkRequestIn(LinkTermsIn):
@@ -96,8 +96,6 @@ class LinkRequestIn(LinkTermsIn):
 
 
 class LinkAcceptIn(LinkTermsIn):
-    """Terms given here narrow the requested ones; none given: as requested."""
-
     link_id: str = Field(min_length=1, max_length=40)
 
 
@@ -108,3 +106,4 @@ class LinkManageIn(Contract):
 
 class LinkListIn(Contract):
     state: Literal[tuple(ProjectLink.State.values)] | None = None  # type: ignore[valid-type]
+    all: bool = Field(False, description="operators: every project's links")

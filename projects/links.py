@@ -87,7 +87,7 @@ def link_request(project: Project, target_project_id: str, terms: dict[str, Any]
 def _already_linked(link: ProjectLink | None, project: Project) -> Conflict:
     if link is None:
         return Conflict("A link between these projects is being made; list your links.")
-    hint = ("accept it with accept_project_link" if link.state == State.PENDING and link.source_id != project.pk
+    hint = ("accept it" if link.state == State.PENDING and link.source_id != project.pk
             else "revoke it first to ask again on other terms")
     return Conflict(f"These projects already have a {link.state} link; {hint}.", link_id=str(link.pk),
                     state=link.state)
@@ -155,17 +155,20 @@ def link_manage(project: Project | None, link_id: str, action: str, *, caller: P
 
 def _party_link(project: Project | None, link_id: str, *, lock: bool = False) -> ProjectLink:
     """The link `link_id` names, if `project` is one of its two sides (any link for staff, None)."""
-    try:
-        pk = uuid.UUID(str(link_id))
-    except ValueError:
-        raise ValidationFailed("That is not a link id.", field="link_id") from None
-    links = ProjectLink.objects.filter(pk=pk)
+    links = ProjectLink.objects.filter(pk=link_id_parsed(link_id))
     if project is not None:
         links = links.filter(Q(source=project) | Q(target_project_id=project.pk))
     link = (links.select_for_update() if lock else links).first()
     if link is None:
         raise NotFound("No link with that id that this project is a side of.", link_id=str(link_id))
     return link
+
+
+def link_id_parsed(link_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(link_id))
+    except ValueError:
+        raise ValidationFailed("That is not a link id.", field="link_id") from None
 
 
 def _expire_if_due(link: ProjectLink, now: datetime) -> None:

@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from broker_site.errors import NotFound, ProjectBoundary
 from projects.audit import audit_refused
 from projects.auth import CLI, Caller, Principal
-from projects.links import OPERATOR_SIDE
+from projects.links import OPERATOR_SIDE, link_id_parsed
 from projects.models import ApiKey, AuditEvent, Project, ProjectLink
 from projects.services import CONFIG_FIELDS, KeyRotation
 
@@ -207,6 +207,16 @@ def links_listed(project: Project, caller: Principal, *, state: str | None = Non
 LINKS_LISTED = 500
 
 
+def link_get(project: Project, caller: Principal, link_id: str) -> ProjectLink:
+    """One link `project` is a side of, as its admins see it (an operator: any link)."""
+    caller.require_role(ApiKey.Role.ADMIN, "read project links")
+    seen = ProjectLink.objects.all() if caller.is_operator else links_of(project)
+    link = seen.filter(pk=link_id_parsed(link_id)).first()
+    if link is None:
+        raise NotFound("No link with that id that this project is a side of.", link_id=link_id)
+    return link
+
+
 def link_summary(link: ProjectLink, viewer: Project | None = None) -> dict[str, Any]:
     """The wire shape of a link, with `side` (asking or asked) for the project looking at it."""
     data: dict[str, Any] = {
@@ -224,6 +234,6 @@ def link_summary(link: ProjectLink, viewer: Project | None = None) -> dict[str, 
         data["other_project_id"] = link.other_side(viewer.pk)
     if link.state == ProjectLink.State.SUSPENDED:
         data["suspended_by"] = ("operator" if link.suspended_by == OPERATOR_SIDE else
-                                "this project" if viewer is not None and link.suspended_by == viewer.pk
-                                else "the other project")
+                                link.suspended_by if viewer is None else
+                                "this project" if link.suspended_by == viewer.pk else "the other project")
     return data

@@ -30,9 +30,8 @@ class MessageIn(Contract):
 
 
 class SendIn(MessageIn):
-    recipient_id: str = Field(min_length=1, max_length=200,
-                              description="session id or name; in a linked project: project_id/session")
-    target_project_id: str | None = Field(None, max_length=64, description="the recipient's project, if linked")
+    recipient_id: str = Field(min_length=1, max_length=200, description="session id or name; linked: project_id/name")
+    target_project_id: str | None = Field(None, max_length=64)
 
 
 class BroadcastIn(MessageIn):

@@ -32,7 +32,8 @@ from routing.receive import ClientLink
 log = logging.getLogger("broker.mcp")
 MCP_PATH = "/mcp"
 INSTRUCTIONS = ("Message broker between agents. Call connect_session first; later calls on this connection act "
-                "as that session (or pass session_token). Wait for mail with receive_messages(wait_seconds=...), "
+                "as that session (or pass session_token, or configure the X-Session-Token header). "
+                "Wait for mail with receive_messages(wait_seconds=...), "
                 "or subscribe to (or listen on) the inbox resource connect_session names.")
 
 # The SDK's own `subscriptions/listen` (2026-07-28 protocol) is off: it would accept any URI from

@@ -2,7 +2,8 @@
 selector as its REST twin, and shapes the result. No business rule lives here.
 
 Tools that act as a session add `session_token` to the contract (broker_site.mcp.registry); a client
-may instead configure its session once, as the X-Session-Token header.
+may instead configure its session once, as the X-Session-Token header. The server's instructions say
+so once, rather than every such tool's description.
 """
 
 from typing import Any
@@ -13,9 +14,19 @@ from broker_site.contracts import Contract
 from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.registry import NoArgs, SessionArgs, ToolCall, tool
 from broker_site.workers import db
+from projects import links
 from projects import selectors as project_selectors
 from projects import services as project_services
-from projects.contracts import KeyRotateIn, ListProjectsIn, ProjectCreateIn, ProjectInfoIn
+from projects.contracts import (
+    KeyRotateIn,
+    LinkAcceptIn,
+    LinkListIn,
+    LinkManageIn,
+    LinkRequestIn,
+    ListProjectsIn,
+    ProjectCreateIn,
+    ProjectInfoIn,
+)
 from protocols import negotiation
 from protocols import selectors as protocol_selectors
 from protocols import services as protocol_services
@@ -31,9 +42,6 @@ from sessions_app import selectors as session_selectors
 from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn
 from sessions_app.selectors import session_get
-
-SESSION_TOKEN = "Acts as the session of session_token, else of this connection, else of the X-Session-Token header."
-
 
 # Sessions
 
@@ -51,14 +59,14 @@ def connect_session(call: ToolCall, args: ConnectIn) -> dict[str, Any]:
     return data
 
 
-@tool("heartbeat", "Mark the session alive (any session call also counts). " + SESSION_TOKEN, SessionArgs)
+@tool("heartbeat", "Mark the session alive (any session call also counts).", SessionArgs)
 def heartbeat(call: ToolCall, args: SessionArgs) -> dict[str, Any]:
     session = call.session(args.session_token, heartbeat=True)
     return {"session_id": str(session.id), "status": session.status,
             "last_heartbeat_at": session.last_heartbeat_at.isoformat()}
 
 
-@tool("disconnect_session", "Leave; peers are told, queued mail is kept for a resume. " + SESSION_TOKEN, SessionArgs)
+@tool("disconnect_session", "Leave; peers are told, queued mail is kept for a resume.", SessionArgs)
 def disconnect_session(call: ToolCall, args: SessionArgs) -> dict[str, Any]:
     session = session_services.session_disconnect(call.session(args.session_token, leaving=True))
     call.unbind(session.pk)
@@ -89,7 +97,7 @@ class NegotiateArgs(NegotiateIn, SessionArgs):
 
 
 @tool("negotiate_capabilities", "What this session and the target can exchange: common protocol versions, "
-      "features, and why not. " + SESSION_TOKEN, NegotiateArgs, read_only=True)
+      "features, and why not.", NegotiateArgs, read_only=True)
 def negotiate_capabilities(call: ToolCall, args: NegotiateArgs) -> dict[str, Any]:
     source = call.session(args.session_token)
     return negotiation.negotiate(source, session_get(call.project, args.target_session_id), args.required_protocols)
@@ -101,7 +109,7 @@ class SendArgs(SendIn, SessionArgs):
     pass
 
 
-@tool("send_message", "Send one message; answered once it is stored (queued for the recipient). " + SESSION_TOKEN,
+@tool("send_message", "Send one message; answered once it is stored (queued for the recipient).",
       SendArgs)
 async def send_message(call: ToolCall, args: SendArgs) -> dict[str, Any]:
     return (await send_in_round(await db(call.session)(args.session_token), args)).as_dict()
@@ -111,8 +119,8 @@ class BroadcastArgs(BroadcastIn, SessionArgs):
     pass
 
 
-@tool("broadcast_message", "Send to every other live session of the project; says who got it and why not. "
-      + SESSION_TOKEN, BroadcastArgs)
+@tool("broadcast_message", "Send to every other live session of the project; says who got it and why not.",
+      BroadcastArgs)
 def broadcast_message(call: ToolCall, args: BroadcastArgs) -> dict[str, Any]:
     return message_broadcast(call.session(args.session_token), args)
 
@@ -121,8 +129,8 @@ class ReceiveArgs(ReceiveIn, SessionArgs):
     pass
 
 
-@tool("receive_messages", "Take the next messages, waiting up to wait_seconds for one. Ack them after handling. "
-      + SESSION_TOKEN, ReceiveArgs)
+@tool("receive_messages", "Take the next messages, waiting up to wait_seconds for one. Ack them after handling.",
+      ReceiveArgs)
 async def receive_messages(call: ToolCall, args: ReceiveArgs) -> dict[str, Any]:
     session = await db(call.session)(args.session_token)
     return message_selectors.messages_received(await messages_receive(
@@ -133,7 +141,7 @@ class AckArgs(AckIn, SessionArgs):
     pass
 
 
-@tool("ack_messages", "Acknowledge received messages so they are not delivered again. " + SESSION_TOKEN, AckArgs)
+@tool("ack_messages", "Acknowledge received messages so they are not delivered again.", AckArgs)
 async def ack_messages(call: ToolCall, args: AckArgs) -> dict[str, Any]:
     return await ack_in_round(await db(call.session)(args.session_token), args.message_ids)
 
@@ -142,7 +150,7 @@ class MessageArgs(SessionArgs):
     message_id: str = Field(max_length=40)
 
 
-@tool("get_message_status", "A message's state and timestamps, for its sender or recipient. " + SESSION_TOKEN,
+@tool("get_message_status", "A message's state and timestamps, for its sender or recipient.",
       MessageArgs, read_only=True)
 def get_message_status(call: ToolCall, args: MessageArgs) -> dict[str, Any]:
     message = message_selectors.message_for_party(call.session(args.session_token), args.message_id)
@@ -215,3 +223,32 @@ def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
     project = lifecycle.project_deactivate(project, caller=call.caller)
     return project_selectors.project_summary(project, caller=call.caller)
+
+
+# Links between projects (admin keys; each side's admin consents)
+
+@tool("request_project_link", "Ask a project (by id) for a link; its admins accept or decline. Then send to "
+      "project_id/session.", LinkRequestIn)
+def request_project_link(call: ToolCall, args: LinkRequestIn) -> dict[str, Any]:
+    link = links.link_request(call.project, args.target_project_id, args.terms(), caller=call.caller)
+    return project_selectors.link_summary(link, call.project)
+
+
+@tool("accept_project_link", "Accept a link asked of this project; terms given narrow the requested ones.",
+      LinkAcceptIn)
+def accept_project_link(call: ToolCall, args: LinkAcceptIn) -> dict[str, Any]:
+    link = links.link_accept(call.project, args.link_id, args.terms(), caller=call.caller)
+    return project_selectors.link_summary(link, call.project)
+
+
+@tool("manage_project_link", "Decline a request; suspend, resume or revoke a link (either side alone).",
+      LinkManageIn)
+def manage_project_link(call: ToolCall, args: LinkManageIn) -> dict[str, Any]:
+    link = links.link_manage(call.project, args.link_id, args.action, caller=call.caller)
+    return project_selectors.link_summary(link, call.project)
+
+
+@tool("list_project_links", "This project's links and requests, with terms and traffic.", LinkListIn,
+      read_only=True)
+def list_project_links(call: ToolCall, args: LinkListIn) -> dict[str, Any]:
+    return project_selectors.links_listed(call.project, call.caller, state=args.state, everyone=args.all)

@@ -8,7 +8,8 @@ EXPECTED_TOOLS = {
     "connect_session", "heartbeat", "disconnect_session", "list_sessions", "register_protocol", "discover_protocols",
     "negotiate_capabilities", "send_message", "broadcast_message", "receive_messages", "ack_messages",
     "get_message_status", "list_dead_letters", "replay_dead_letter", "create_project", "list_projects",
-    "get_project_info", "rotate_project_keys", "deactivate_project",
+    "get_project_info", "rotate_project_keys", "deactivate_project", "request_project_link", "accept_project_link",
+    "manage_project_link", "list_project_links",
 }
 
 
