@@ -20,7 +20,7 @@ from broker_site.errors import BrokerError
 from broker_site.workers import db, normal_lane, urgent_lane
 from routing.contracts import SendIn
 from routing.models import Message
-from routing.sending import Accepted, messages_send, send_check
+from routing.sending import Accepted, messages_send, send_check, send_check_reads
 from routing.services import message_ids_parsed, messages_ack_many, messages_claim_many
 from sessions_app.models import AgentSession
 from sessions_app.services import sessions_seen
@@ -99,9 +99,10 @@ sends = Coalescer(messages_send, normal_lane, max_batch=100)
 
 
 async def send_in_round(sender: AgentSession, message: SendIn) -> Accepted:
-    """One 1:1 send from an async face: checked (on a call of its own when a protocol's schema must be read
-    and run; a free-form payload's size here), then stored in the next round; a refusal is raised."""
-    checked = send_check(sender, message) if message.protocol_name is None else await db(send_check)(sender, message)
+    """One 1:1 send from an async face: checked (on a call of its own when it reads the database: a protocol's
+    schema to run, a link to cross; a free-form payload's size here), then stored in the next round; a refusal
+    is raised."""
+    checked = await db(send_check)(sender, message) if send_check_reads(message) else send_check(sender, message)
     outcome = await sends.submit(checked)
     if isinstance(outcome, BrokerError):
         raise outcome

@@ -62,6 +62,11 @@ def recipient_named(sender_project: Project, recipient_id: str, target_project_i
     return project_id, ref
 
 
+def crosses_projects(recipient_id: str, target_project_id: str | None) -> bool:
+    """Whether a send may name another project (so its check reads the link): cheap, and never wrong the other way."""
+    return bool(target_project_id) or "/" in recipient_id
+
+
 def route_checked(sender, recipient_id: str, target_project_id: str | None, reply_to: str,
                   protocol: Protocol | None, size: int) -> Route:
     """Step 1 for a 1:1 send: its route, the link's terms checked if it leaves the sender's project."""

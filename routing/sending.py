@@ -56,7 +56,7 @@ from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, SendIn
-from routing.crossing import Route, crossings_recorded, route_checked
+from routing.crossing import Route, crosses_projects, crossings_recorded, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
 from routing.statements import links_active, recipients_locked
@@ -230,6 +230,11 @@ def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendReque
         route = route_checked(sender, message.recipient_id, message.target_project_id, message.reply_to, protocol,
                               size)
     return SendRequest(sender, message, protocol, size, route)
+
+
+def send_check_reads(message: SendIn) -> bool:
+    """Whether `send_check` reads the database for this send (else an async face may run it in place)."""
+    return message.protocol_name is not None or crosses_projects(message.recipient_id, message.target_project_id)
 
 
 def _payload_size_check(project: Project, payload: dict) -> int:

@@ -75,4 +75,5 @@ def test_a_broadcast_takes_every_header_a_send_takes(openapi):
     components = openapi["components"]["schemas"]
     send = fields(rest_body(openapi, "message_send"), components)
     broadcast = fields(rest_body(openapi, "message_broadcast"), components)
-    assert set(send) - {"recipient_id"} <= set(broadcast)
+    # A broadcast stays in the sender's project: only a 1:1 send names a recipient, in it or across a link.
+    assert set(send) - {"recipient_id", "target_project_id"} <= set(broadcast)
