@@ -9,7 +9,9 @@ other:
    the project's size limit; the protocol it claims is registered, and the payload matches its
    schema. Validation is the costly step a tenant controls, so it never runs inside a round that
    other tenants' requests share: the WebSocket face checks each frame on its own call first;
-2. addressed: a broadcast reaches the live sessions its capability_filter lets through; then,
+2. addressed: a 1:1 send to `project_id/session` leaves its project only over an active link whose
+   terms it meets (routing.crossing, in step 1; the round re-reads the link); a broadcast reaches
+   the live sessions of its own project its capability_filter lets through; then,
    the whole round in one transaction, one statement (routing.statements) finds the 1:1
    recipients by id or name and locks every recipient's row, reading its queue size and blocks;
 3. converted for the recipient's protocol version (protocols.transform; a broadcast's copies
