@@ -13,6 +13,7 @@ from broker_site.contracts import Contract
 from projects.models import ApiKey, Project, ProjectLink
 
 Registration = Literal[tuple(Project.Registration.values)]  # type: ignore[valid-type]
+Visibility = Literal[tuple(Project.LinkVisibility.values)]  # type: ignore[valid-type]
 Role = Literal[tuple(ApiKey.Role.values)]  # type: ignore[valid-type]
 Moment = Annotated[datetime, Strict(False)]  # ISO 8601 text on the wire
 
@@ -30,6 +31,7 @@ class ProjectConfigIn(Contract):
     rate_limit_per_minute: int | None = None
     max_payload_bytes: int | None = None
     protocol_registration: Registration | None = None
+    link_visibility: Visibility | None = None
 
     def changes(self) -> dict:
         return self.model_dump(exclude_unset=True, exclude_none=True, mode="json")

@@ -22,10 +22,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ValidationFailed
+from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ProjectBoundary, ValidationFailed
 from projects.audit import audit_done
 from projects.auth import CLI, Principal
 from projects.models import LIVE_LINK_STATES, PROJECT_ID_PATTERN, ApiKey, Project, ProjectLink
@@ -45,6 +45,23 @@ OPERATOR_SIDE = "(operator)"  # suspended_by when staff suspended a link, not on
 
 def pair_of(a: str, b: str) -> str:
     return "|".join(sorted((a, b)))
+
+
+def link_active_between(project: Project, other_project_id: str) -> ProjectLink | None:
+    """The active link between `project` and another project, if there is one (read each time: never cached)."""
+    return ProjectLink.objects.filter(pair=pair_of(project.pk, other_project_id), state=State.ACTIVE).first()
+
+
+def may_start(link: ProjectLink, project_id: str) -> bool:
+    """Whether `project_id`'s side may start a conversation over the link (a one-way link's target only answers)."""
+    return link.direction == Direction.BOTH or link.source_id == project_id
+
+
+def no_link(project_id: str) -> ProjectBoundary:
+    """The one answer for another project without an active link that serves: it never says whether the project
+    or its sessions exist."""
+    return ProjectBoundary("No active link between these projects lets this session reach that one; their admins "
+                           "can make one (request_project_link).", target_project_id=str(project_id)[:64])
 
 
 def link_request(project: Project, target_project_id: str, terms: dict[str, Any], *,
@@ -96,11 +113,11 @@ def _already_linked(link: ProjectLink | None, project: Project) -> Conflict:
 def link_accept(project: Project, link_id: str, narrowed: dict[str, Any], *, caller: Principal = CLI) -> ProjectLink:
     """Consent, as the project asked, to a pending link; terms given narrow the requested ones (never widen)."""
     caller.require_role(ApiKey.Role.ADMIN, "accept project links")
+    _expire_if_due(link_id)
     with transaction.atomic():
         link = _party_link(project, link_id, lock=True)
         if link.target_project_id != project.pk:
             raise Forbidden("Only the project that was asked can accept a link.", link_id=str(link.pk))
-        _expire_if_due(link, timezone.now())
         if link.state != State.PENDING:
             raise Conflict(f"This link is {link.state}; only a pending request can be accepted.",
                            link_id=str(link.pk), state=link.state)
@@ -124,9 +141,9 @@ def link_manage(project: Project | None, link_id: str, action: str, *, caller: P
         raise ValidationFailed(f"Unknown action {action!r}.", field="action", choices=sorted(ACTIONS))
     caller.require_role(ApiKey.Role.OPERATOR if project is None else ApiKey.Role.ADMIN, "manage project links")
     who, leaves, becomes = ACTIONS[action]
+    _expire_if_due(link_id)
     with transaction.atomic():
         link = _party_link(project, link_id, lock=True)
-        _expire_if_due(link, timezone.now())
         side = OPERATOR_SIDE if project is None else project.pk
         if who == "target" and side != link.target_project_id:
             raise Forbidden("Only the project that was asked can decline; the asking one revokes its request.",
@@ -171,10 +188,11 @@ def link_id_parsed(link_id: str) -> uuid.UUID:
         raise ValidationFailed("That is not a link id.", field="link_id") from None
 
 
-def _expire_if_due(link: ProjectLink, now: datetime) -> None:
-    if link.state == State.PENDING and link.expires_at <= now:
-        link.state, link.ended_at = State.EXPIRED, link.expires_at
-        link.save(update_fields=["state", "ended_at"])
+def _expire_if_due(link_id: str) -> None:
+    """A request past its time expires before anyone answers it, in a statement of its own: an answer then
+    refused (the request is expired) does not undo the expiry with its transaction."""
+    ProjectLink.objects.filter(pk=link_id_parsed(link_id), state=State.PENDING, expires_at__lte=timezone.now()).update(
+        state=State.EXPIRED, ended_at=F("expires_at"))
 
 
 def links_expire(now: datetime, batch: int = 1000) -> int:

@@ -24,6 +24,12 @@ class Project(models.Model):
         ANY = "any", "any agent"
         ADMIN = "admin", "admins only"
 
+    class LinkVisibility(models.TextChoices):
+        # What a project linked to this one sees of its live sessions (sessions_app.linked).
+        CAPABILITIES = "capabilities", "names and capabilities"
+        NAMES = "names", "names only"
+        NONE = "none", "nothing"
+
     id = models.CharField(
         primary_key=True,
         max_length=64,
@@ -51,6 +57,9 @@ class Project(models.Model):
     max_payload_bytes = models.PositiveIntegerField(default=10 * 1024 * 1024,
                                                     validators=[MinValueValidator(1024), MaxValueValidator(10 * 1024 * 1024)])
     protocol_registration = models.CharField(max_length=8, choices=Registration.choices, default=Registration.ANY)
+    link_visibility = models.CharField(max_length=16, choices=LinkVisibility.choices,
+                                       default=LinkVisibility.CAPABILITIES,
+                                       help_text="what linked projects see of this project's live sessions")
     # The quotas an operator set (projects.quotas): a project's admins may not go above these.
     quota_grants = models.JSONField(default=dict, blank=True, editable=False)
 

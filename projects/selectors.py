@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from broker_site.errors import NotFound, ProjectBoundary
 from projects.audit import audit_refused
 from projects.auth import CLI, Caller, Principal
 from projects.links import OPERATOR_SIDE, link_id_parsed
-from projects.models import ApiKey, AuditEvent, Project, ProjectLink
+from projects.models import LIVE_LINK_STATES, ApiKey, AuditEvent, Project, ProjectLink
 from projects.services import CONFIG_FIELDS, KeyRotation
 
 
@@ -215,6 +215,19 @@ def link_get(project: Project, caller: Principal, link_id: str) -> ProjectLink:
     if link is None:
         raise NotFound("No link with that id that this project is a side of.", link_id=link_id)
     return link
+
+
+LINKS_IN_STATS = 50
+
+
+def links_traffic(project: Project) -> dict[str, Any]:
+    """A project's links in its stats: how many in each state, and the live ones (newest first, at most
+    LINKS_IN_STATS) with their traffic, so project info shows what crosses each link."""
+    by_state = dict(links_of(project).order_by().values_list("state").annotate(n=Count("pk")))
+    live = links_of(project).filter(state__in=LIVE_LINK_STATES)[:LINKS_IN_STATS]
+    return {"by_state": by_state,
+            "live": [{"link_id": str(link.pk), "other_project_id": link.other_side(project.pk), "state": link.state,
+                      "sent": link.sent, "delivered": link.delivered, "refused": link.refusals} for link in live]}
 
 
 def link_summary(link: ProjectLink, viewer: Project | None = None) -> dict[str, Any]:

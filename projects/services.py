@@ -27,6 +27,7 @@ log = logging.getLogger("broker.projects")
 CONFIG_FIELDS = (
     "max_sessions", "max_protocols", "max_queue_size", "stale_after", "disconnect_after",
     "ack_timeout", "max_attempts", "rate_limit_per_minute", "max_payload_bytes", "protocol_registration",
+    "link_visibility",
 )
 UPDATABLE_FIELDS = ("name", "description", "discoverable", *CONFIG_FIELDS)
 

@@ -100,8 +100,7 @@ class NegotiateView(Endpoint, route="negotiate/"):
         project = request.auth.project
         # Naming the source is a read about it; acting as it (the token) is a call of its own, and a heartbeat.
         source = session_get(project, asked.session_id) if asked.session_id else acting_session(request)
-        target = session_get(project, asked.target_session_id)
-        return Response(negotiation.negotiate(source, target, asked.required_protocols))
+        return Response(selectors.negotiated(source, asked.target_session_id, asked.required_protocols))
 
 
 class MatrixView(Endpoint, route="negotiate/matrix/"):

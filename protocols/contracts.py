@@ -15,6 +15,7 @@ from protocols.negotiation import MATRIX_MAX, MATRIX_MIN, MAX_REQUIRED
 Capability = Literal[CAPABILITIES]  # type: ignore[valid-type]
 Tag = Annotated[str, StringConstraints(max_length=50)]
 SessionRef = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+LinkedSessionRef = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class RegisterIn(Contract):
@@ -32,10 +33,11 @@ class DiscoverIn(Contract):
     version_range: str | None = Field(None, description='e.g. ">=1.0.0,<2.0.0"')
     tags: list[Tag] | None = Field(None, max_length=20, description="all must match")
     include_shared: bool = False
+    include_linked: bool = False
 
 
 class NegotiateIn(Contract):
-    target_session_id: SessionRef = Field(description="id or name")
+    target_session_id: LinkedSessionRef = Field(description="id or name; linked: project_id/name")
     required_protocols: list[str | dict[str, Any]] | None = Field(
         None, max_length=MAX_REQUIRED, description='names, or {"name": ..., "version" or "version_range": ...}')
 

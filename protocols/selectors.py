@@ -1,39 +1,52 @@
 """Reads for protocols, always scoped by the viewing project, and their wire shape."""
 
+import copy
 import uuid
 from typing import Any
 
 from django.db.models import QuerySet
 
 from broker_site.errors import NotFound, ValidationFailed
-from projects.models import Project
+from projects.links import protocol_allowed
+from projects.models import Project, ProjectLink
+from projects.selectors import links_of
 from protocols.contracts import DiscoverIn
 from protocols.models import Protocol, ProtocolAdapter
-from protocols.negotiation import MATRIX_MAX, MATRIX_MIN
+from protocols.negotiation import MATRIX_MAX, MATRIX_MIN, negotiate
 from protocols.versions import VersionRange, parse_range, version_key
+from sessions_app.linked import session_reached
 from sessions_app.models import AgentSession
 from sessions_app.selectors import live_sessions, session_get
 
 MAX_TAG_FILTERS = 20
 
 
-def _visible(project: Project, include_shared: bool) -> QuerySet[Protocol]:
+def _visible(project: Project, include_shared: bool, linked: dict[str, ProjectLink] | None = None) -> QuerySet[Protocol]:
     own = Protocol.objects.filter(project=project)
-    if not include_shared:
+    if not include_shared and not linked:
         return own
-    # Shared protocols of other projects are visible only while their project is active:
-    # a deactivated project's catalogue is withdrawn with it.
-    shared = Protocol.objects.filter(shared=True, project__status=Project.Status.ACTIVE).exclude(project=project)
-    return own | shared
+    # Other projects' protocols are visible only while their project is active: a deactivated
+    # project's catalogue is withdrawn with it.
+    others = Protocol.objects.filter(project__status=Project.Status.ACTIVE).exclude(project=project)
+    shared = others.filter(shared=True) if include_shared else others.none()
+    return own | shared | (others.filter(project_id__in=list(linked)) if linked else others.none())
+
+
+def links_serving(project: Project) -> dict[str, ProjectLink]:
+    """`project`'s active links, by the other project's id."""
+    return {link.other_side(project.pk): link for link in links_of(project).filter(state=ProjectLink.State.ACTIVE)}
 
 
 def protocols_discover(project: Project, *, name: str | None = None, version_range: str | VersionRange | None = None,
-                       tags: list[str] | None = None, include_shared: bool = False) -> list[Protocol]:
-    """`project`'s protocols (and, with include_shared, other projects' shared ones), filtered.
+                       tags: list[str] | None = None, include_shared: bool = False,
+                       include_linked: bool = False) -> list[Protocol]:
+    """`project`'s protocols (with include_shared, other projects' shared ones; with include_linked, the
+    protocols of projects it has an active link with that the link allows), filtered.
 
     Ordered by name, then version numerically, then own project before others.
     """
-    matches = _visible(project, include_shared)
+    linked = links_serving(project) if include_linked else {}
+    matches = _visible(project, include_shared, linked)
     if name:
         matches = matches.filter(name=name)
     in_range = parse_range(version_range) if isinstance(version_range, str) else version_range
@@ -48,19 +61,72 @@ def protocols_discover(project: Project, *, name: str | None = None, version_ran
         # Filtered here rather than in SQL: SQLite has no JSON `contains` lookup.
         if wanted and not wanted.issubset(protocol.tags or []):
             continue
+        if not _seen_by(project, protocol, include_shared, linked):
+            continue
         found.append(protocol)
     found.sort(key=lambda p: (p.name, p.version_key, p.project_id != project.pk, p.project_id))
     return found
 
 
+def _seen_by(project: Project, protocol: Protocol, include_shared: bool, linked: dict[str, ProjectLink]) -> bool:
+    if protocol.project_id == project.pk or (include_shared and protocol.shared):
+        return True
+    link = linked.get(protocol.project_id)
+    return link is not None and protocol_allowed(link, protocol.name, protocol.version)
+
+
 def protocols_found(project: Project, query: DiscoverIn) -> dict[str, Any]:
-    """The answer to a discovery: the matching protocols with their schemas, and a word when there are none."""
+    """The answer to a discovery: the matching protocols with their schemas, and a word when there are none.
+
+    A linked project's protocol names the link it is seen over (`link_id`): to send it across, this
+    project registers the same version itself, as with a shared one.
+    """
     found = protocols_discover(project, name=query.name, version_range=query.version_range, tags=query.tags,
-                               include_shared=query.include_shared)
-    body: dict[str, Any] = {"protocols": [protocol_summary(p, project) for p in found], "count": len(found)}
+                               include_shared=query.include_shared, include_linked=query.include_linked)
+    linked = links_serving(project) if query.include_linked else {}
+    shown = []
+    for protocol in found:
+        summary = protocol_summary(protocol, project)
+        if protocol.project_id in linked:
+            summary["link_id"] = str(linked[protocol.project_id].pk)
+        shown.append(summary)
+    body: dict[str, Any] = {"protocols": shown, "count": len(found)}
     if not found:
         body["message"] = "No protocols match these filters."
     return body
+
+
+def negotiated(source: AgentSession, target_ref: str, required_protocols: list | None) -> dict[str, Any]:
+    """Negotiation with a session of the source's project, or with `project_id/session` over an active link
+    (sessions_app.linked): across, only what the link's terms allow counts, and the rest is said."""
+    target, link = session_reached(source.project, target_ref)
+    if link is None:
+        return negotiate(source, target, required_protocols)
+    result = negotiate(_over(source, link), _over(target, link), required_protocols)
+    result.update(link_id=str(link.pk), target_project_id=target.project_id,
+                  not_allowed_by_link=_refused_by_link(link, source, target))
+    if link.allowed_protocols is not None and not result["supported_protocols"] and result["compatible"]:
+        result["compatible"] = False
+        result.pop("free_form_only", None)
+        result["reasons"].insert(0, "The link carries only the protocols it allows, and the sessions share none.")
+    return result
+
+
+def _over(session: AgentSession, link: ProjectLink) -> AgentSession:
+    """The session as the link sees it: the protocol versions the link allows, and no others."""
+    seen = copy.copy(session)
+    seen.supported_protocols = {
+        name: kept for name, versions in (session.supported_protocols or {}).items()
+        if (kept := [v for v in versions if protocol_allowed(link, name, v)])}
+    return seen
+
+
+def _refused_by_link(link: ProjectLink, *sessions: AgentSession) -> dict[str, list[str]]:
+    refused: dict[str, set[str]] = {}
+    for session in sessions:
+        for name, versions in (session.supported_protocols or {}).items():
+            refused.setdefault(name, set()).update(v for v in versions if not protocol_allowed(link, name, v))
+    return {name: sorted(versions, key=version_key) for name, versions in sorted(refused.items()) if versions}
 
 
 def protocol_get(project: Project, name: str, version: str, include_shared: bool = False) -> Protocol:

@@ -1,9 +1,9 @@
-"""Messages across projects: naming a recipient in another project, and the link terms the message must meet.
+"""Messages across projects: the link a message crosses, and the terms it must meet.
 
 A recipient in another project is named `project_id/session` (its session id or name), or by
-any recipient name with `target_project_id`. Such a send goes through the one send engine
-(routing.sending) like any other; this module is its step-1 part (`crossing_checked`, before any
-round) and its accounting after the round (`crossings_recorded`):
+any recipient name with `target_project_id` (sessions_app.linked.session_address). Such a send goes
+through the one send engine (routing.sending) like any other; this module is its step-1 part
+(`route_checked`, before any round) and its accounting after the round (`crossings_recorded`):
 
 - the pair of projects has an active link (projects.links), else `project_boundary`, the same
   answer whether or not the target project or session exists;
@@ -28,13 +28,14 @@ from typing import Any
 
 from django.db.models import F
 
-from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited, ValidationFailed
+from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited
 from projects.audit import audit_record
-from projects.links import pair_of, protocol_allowed
+from projects.links import link_active_between, may_start, no_link, protocol_allowed
 from projects.models import AuditEvent, Project, ProjectLink
 from projects.ratelimit import WINDOW_SECONDS, count_in_window
 from protocols.models import Protocol
 from routing.models import Message
+from sessions_app.linked import session_address
 
 log = logging.getLogger("broker.routing")
 SEND = "cross_project_send"
@@ -49,19 +50,6 @@ class Route:
     link: ProjectLink | None = None
 
 
-def recipient_named(sender_project: Project, recipient_id: str, target_project_id: str | None) -> tuple[str, str]:
-    """(project id, session id or name) of a recipient as a send names it."""
-    project_id, slash, ref = recipient_id.partition("/")
-    if not slash:
-        return target_project_id or sender_project.pk, recipient_id
-    if target_project_id and target_project_id != project_id:
-        raise ValidationFailed("recipient_id names another project than target_project_id.", field="recipient_id")
-    if not ref:
-        raise ValidationFailed("recipient_id is project_id/session: the session id or name is missing.",
-                               field="recipient_id")
-    return project_id, ref
-
-
 def crosses_projects(recipient_id: str, target_project_id: str | None) -> bool:
     """Whether a send may name another project (so its check reads the link): cheap, and never wrong the other way."""
     return bool(target_project_id) or "/" in recipient_id
@@ -70,20 +58,16 @@ def crosses_projects(recipient_id: str, target_project_id: str | None) -> bool:
 def route_checked(sender, recipient_id: str, target_project_id: str | None, reply_to: str,
                   protocol: Protocol | None, size: int) -> Route:
     """Step 1 for a 1:1 send: its route, the link's terms checked if it leaves the sender's project."""
-    project_id, ref = recipient_named(sender.project, recipient_id, target_project_id)
+    project_id, ref = session_address(sender.project_id, recipient_id, target_project_id)
     if project_id == sender.project_id:
         return Route(sender.project, ref)
-    link = (ProjectLink.objects.filter(pair=pair_of(sender.project_id, project_id), state=ProjectLink.State.ACTIVE)
-            .first())
+    link = link_active_between(sender.project, project_id)
     target = Project.objects.filter(pk=project_id, status=Project.Status.ACTIVE).first() if link else None
     attempt = _Attempt(sender, project_id, ref, protocol)
     if link is None or target is None:
-        attempt.refused(None, "no_link", ProjectBoundary(
-            "No active link between these projects lets this session reach that one; their admins can make "
-            "one (request_project_link).", target_project_id=project_id[:64]))
+        attempt.refused(None, "no_link", no_link(project_id))
     assert link is not None and target is not None
-    if (link.direction == ProjectLink.Direction.SOURCE_TO_TARGET and sender.project_id != link.source_id
-            and not _answers_over(link, sender, reply_to)):
+    if not may_start(link, sender.project_id) and not _answers_over(link, sender, reply_to):
         attempt.refused(link, "direction", ProjectBoundary(
             "This link carries messages the other way only; this side may only answer a message it received "
             "over it (reply_to).", link_id=str(link.pk), reason="direction"))

@@ -13,7 +13,7 @@ from broker_site.errors import NotFound, ValidationFailed
 from projects.auth import Principal
 from projects.contracts import ListProjectsIn, ProjectInfoIn
 from projects.models import ApiKey, Project
-from projects.selectors import project_summary, projects_visible
+from projects.selectors import links_traffic, project_summary, projects_visible
 from protocols.models import Protocol
 from routing.models import PENDING, Message
 from sessions_app.models import AgentSession
@@ -154,6 +154,7 @@ def project_stats(project: Project) -> dict[str, Any]:
         "protocols": Protocol.objects.filter(project=project).count(),
         "active_keys": sum(1 for key in ApiKey.objects.filter(project=project) if key.is_usable(now)),
         "pending_messages": Message.objects.filter(project=project, state__in=PENDING).count(),
+        "links": links_traffic(project),
     }
 
 

@@ -19,14 +19,17 @@ from broker_site.rest import (
 from routing.lifecycle import session_connect
 from sessions_app import selectors, services
 from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn
+from sessions_app.linked import sessions_seen
 
 
 class SessionListView(Endpoint, route="sessions/"):
     @extend_schema(operation_id="sessions_list", responses=OpenApiTypes.OBJECT,
-                   parameters=query_parameters(ListSessionsIn), summary="List the project's sessions")
+                   parameters=query_parameters(ListSessionsIn),
+                   summary="List the project's sessions, or a linked project's live ones")
     def get(self, request):
         asked = query(request, ListSessionsIn)
-        return Response(selectors.sessions_listed(request.auth.project, asked.status_filter, asked.include_capabilities))
+        return Response(sessions_seen(request.auth.project, asked.project_id, asked.status_filter,
+                                      asked.include_capabilities))
 
     @extend_schema(operation_id="session_connect", responses=OpenApiTypes.OBJECT,
                    request=ConnectIn, parameters=[CONFIGURED_SESSION_HEADER],

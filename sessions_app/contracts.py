@@ -14,13 +14,14 @@ class ConnectIn(Contract):
     name: str | None = Field(None, max_length=100, description="unique in the project")
     capabilities: dict[str, Any] | None = Field(
         None, description='{"supported_protocols": {"name": ["1.0.0"]}, "supported_features": ["..."]}')
-    session_id: str | None = Field(None, max_length=100, description="to resume: the session's id or name")
+    session_id: str | None = Field(None, max_length=100, description="to resume: its id or name")
     session_token: str | None = Field(None, max_length=200, description="to resume: its token")
 
 
 class ListSessionsIn(Contract):
     status_filter: StatusFilter = "live"
     include_capabilities: bool = True
+    project_id: str | None = Field(None, max_length=64, description="a linked project's")
 
 
 class BlockIn(Contract):

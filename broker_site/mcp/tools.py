@@ -27,7 +27,6 @@ from projects.contracts import (
     ProjectCreateIn,
     ProjectInfoIn,
 )
-from protocols import negotiation
 from protocols import selectors as protocol_selectors
 from protocols import services as protocol_services
 from protocols.contracts import DiscoverIn, NegotiateIn, RegisterIn
@@ -38,15 +37,14 @@ from routing.batching import ack_in_round, send_in_round
 from routing.contracts import AckIn, BroadcastIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
 from routing.sending import message_broadcast
-from sessions_app import selectors as session_selectors
 from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn
-from sessions_app.selectors import session_get
+from sessions_app.linked import sessions_seen
 
 # Sessions
 
-@tool("connect_session", "Connect as a new session, or resume one with session_id (or name) and session_token. "
-      "Later calls on this MCP connection act as it. Keep session_token: shown once.", ConnectIn)
+@tool("connect_session", "Connect as a new session, or resume one (session_id or name, and session_token). "
+      "Later calls here act as it. session_token is shown once.", ConnectIn)
 def connect_session(call: ToolCall, args: ConnectIn) -> dict[str, Any]:
     connected = lifecycle.session_connect(call.project, actor=call.caller.actor, configured_token=call.header_token,
                                           **args.model_dump())
@@ -73,9 +71,10 @@ def disconnect_session(call: ToolCall, args: SessionArgs) -> dict[str, Any]:
     return {"session_id": str(session.id), "status": session.status}
 
 
-@tool("list_sessions", "Sessions of this project.", ListSessionsIn, read_only=True)
+@tool("list_sessions", "Sessions of this project, or the live ones of a linked project.", ListSessionsIn,
+      read_only=True)
 def list_sessions(call: ToolCall, args: ListSessionsIn) -> dict[str, Any]:
-    return session_selectors.sessions_listed(call.project, args.status_filter, args.include_capabilities)
+    return sessions_seen(call.project, args.project_id, args.status_filter, args.include_capabilities)
 
 
 # Protocols and negotiation
@@ -100,7 +99,7 @@ class NegotiateArgs(NegotiateIn, SessionArgs):
       "features, and why not.", NegotiateArgs, read_only=True)
 def negotiate_capabilities(call: ToolCall, args: NegotiateArgs) -> dict[str, Any]:
     source = call.session(args.session_token)
-    return negotiation.negotiate(source, session_get(call.project, args.target_session_id), args.required_protocols)
+    return protocol_selectors.negotiated(source, args.target_session_id, args.required_protocols)
 
 
 # Messages
@@ -227,8 +226,8 @@ def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
 
 # Links between projects (admin keys; each side's admin consents)
 
-@tool("request_project_link", "Ask a project (by id) for a link; its admins accept or decline. Then send to "
-      "project_id/session.", LinkRequestIn)
+@tool("request_project_link", "Ask a project (by id) for a link; its admins accept or decline. Then "
+      "project_id/session names its sessions.", LinkRequestIn)
 def request_project_link(call: ToolCall, args: LinkRequestIn) -> dict[str, Any]:
     link = links.link_request(call.project, args.target_project_id, args.terms(), caller=call.caller)
     return project_selectors.link_summary(link, call.project)

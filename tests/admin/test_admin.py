@@ -19,6 +19,7 @@ PROJECT_FORM = {
     "id": "team-x", "name": "Team X", "description": "", "max_sessions": 100, "max_protocols": 500,
     "max_queue_size": 100, "stale_after": 30, "disconnect_after": 60, "ack_timeout": 30, "max_attempts": 5,
     "rate_limit_per_minute": 6000, "max_payload_bytes": 10485760, "protocol_registration": "any",
+    "link_visibility": "capabilities",
 }
 
 

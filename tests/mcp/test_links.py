@@ -38,6 +38,18 @@ async def test_two_projects_link_talk_and_revoke(live_broker, mode):
         asker = await call(front, "connect_session", name=f"frontend-{mode}")
         answerer = await call(platform, "connect_session", name=f"platform-{mode}")
         as_asker, as_answerer = {"session_token": asker["session_token"]}, {"session_token": answerer["session_token"]}
+        # Before a word is sent: who is there, and what the two sides can exchange over the link.
+        listed = await call(front, "list_sessions", project_id="beta")
+        assert f"platform-{mode}" in [s["name"] for s in listed["sessions"]]
+        assert listed["link_id"] == link_id
+        negotiated = await call(front, "negotiate_capabilities", target_session_id=f"beta/platform-{mode}",
+                                **as_asker)
+        assert (negotiated["compatible"], negotiated["link_id"]) == (True, link_id)
+        await call(platform, "register_protocol", name=f"port_question_{mode}", version="1.0.0",
+                   schema={"type": "object"})
+        [found] = (await call(front, "discover_protocols", name=f"port_question_{mode}", include_linked=True))[
+            "protocols"]
+        assert (found["project_id"], found["link_id"]) == ("beta", link_id)
         sent = await call(front, "send_message", recipient_id=f"beta/platform-{mode}", payload={"q": "port?"},
                           **as_asker)
         [question] = (await call(platform, "receive_messages", wait_seconds=5, **as_answerer))["messages"]
@@ -57,6 +69,8 @@ async def test_two_projects_link_talk_and_revoke(live_broker, mode):
     async with live_broker.client(live_broker.admin_key) as alpha:
         [link] = (await call(alpha, "list_project_links", state="revoked"))["links"][:1]
         assert link["traffic"]["sent"] == 2 and link["traffic"]["refused"]["inactive"] == 0
+        stats = (await call(alpha, "get_project_info", project_id="alpha", include_stats=True))["stats"]
+        assert stats["links"]["by_state"]["revoked"] >= 1
 
 
 async def test_agent_keys_cannot_request_or_accept_links(live_broker):
