@@ -11,8 +11,9 @@ Asking never tells whether B exists: any well-formed project id may be asked, an
 is the same pending request either way (one for a project that does not exist simply expires).
 So a project a requester could not see cannot be probed, and B learns of A only from its request.
 
-Nothing here is cached: every message across a link reads the link's row (routing.crossing), so
-a suspension or revocation holds in every process from the moment it commits.
+Every round of messages across a link reads the link's state in its own transaction
+(routing.statements.links_active), so a suspension or revocation holds in every process from the
+moment it commits.
 """
 
 import re

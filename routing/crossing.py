@@ -30,11 +30,12 @@ from django.db.models import F
 
 from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited
 from projects.audit import audit_record
-from projects.links import link_active_between, may_start, no_link, protocol_allowed
+from projects.links import link_active_between, may_start, no_link, pair_of, protocol_allowed
 from projects.models import AuditEvent, Project, ProjectLink
 from projects.ratelimit import WINDOW_SECONDS, count_in_window
 from protocols.models import Protocol
 from routing.models import Message
+from routing.statements import links_counted
 from sessions_app.linked import session_address
 
 log = logging.getLogger("broker.routing")
@@ -61,11 +62,13 @@ def route_checked(sender, recipient_id: str, target_project_id: str | None, repl
     project_id, ref = session_address(sender.project_id, recipient_id, target_project_id)
     if project_id == sender.project_id:
         return Route(sender.project, ref)
-    link = link_active_between(sender.project, project_id)
-    target = Project.objects.filter(pk=project_id, status=Project.Status.ACTIVE).first() if link else None
+    link, target = _serving(sender.project, project_id)
     attempt = _Attempt(sender, project_id, ref, protocol)
     if link is None or target is None:
-        attempt.refused(None, "no_link", no_link(project_id))
+        # Counted on the pair's latest link when there is one (pending, suspended or ended): its projects see what
+        # it refused. The answer is the same either way.
+        latest = ProjectLink.objects.filter(pair=pair_of(sender.project_id, project_id)).order_by("-requested_at").first()
+        attempt.refused(latest, "inactive" if latest else "no_link", no_link(project_id))
     assert link is not None and target is not None
     if not may_start(link, sender.project_id) and not _answers_over(link, sender, reply_to):
         attempt.refused(link, "direction", ProjectBoundary(
@@ -81,6 +84,43 @@ def route_checked(sender, recipient_id: str, target_project_id: str | None, repl
             link_id=str(link.pk), size=size, limit=link.max_message_bytes))
     _rate_take(link, sender.project_id, attempt)
     return Route(target, ref, link)
+
+
+# Step 1's reading of a pair's active link and the other project, kept per process for a moment (it was the
+# costliest part of a message across: bench/link_latency.py). The round re-reads the link's state with the
+# projects' (routing.statements.links_active), and that read decides. A link's terms do not change once it is
+# active, so a kept link is only ever out of date in its state, which the round sees; it is then forgotten.
+# "No link" is never kept: a link accepted a moment ago serves at once. One case costs a retry: a link revoked
+# and replaced by a new one within LINK_KEPT_SECONDS, where a process still keeping the old one refuses its
+# next message as `inactive` and reads the new link for the one after.
+LINK_KEPT_SECONDS = 2.0
+_KEPT_MAX = 10_000
+_kept: dict[str, tuple[float, ProjectLink, Project]] = {}
+
+
+def _serving(project: Project, other_id: str) -> tuple[ProjectLink | None, Project | None]:
+    now = time.monotonic()
+    kept = _kept.get(other_key := f"{project.pk}|{other_id}")
+    if kept is not None and kept[0] > now:
+        return kept[1], kept[2]
+    link = link_active_between(project, other_id)
+    target = Project.objects.filter(pk=other_id, status=Project.Status.ACTIVE).first() if link else None
+    if link is not None and target is not None:
+        if len(_kept) >= _KEPT_MAX:
+            _kept.clear()
+        _kept[other_key] = (now + LINK_KEPT_SECONDS, link, target)
+    return link, target
+
+
+def kept_links_forgotten() -> None:
+    """Every kept link forgotten (a test's database goes with the test, and its links with it)."""
+    _kept.clear()
+
+
+def link_forgotten(link: ProjectLink) -> None:
+    """The round found `link` no longer active: step 1 reads it afresh next time."""
+    for key in [key for key, (_, kept, _) in _kept.items() if kept.pk == link.pk]:
+        _kept.pop(key, None)
 
 
 def _answers_over(link: ProjectLink, sender, reply_to: str) -> bool:
@@ -132,18 +172,22 @@ def _details(sender, ref: str, protocol: Protocol | None, link: ProjectLink | No
 
 
 def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> None:
-    """After a round: every cross-project send in it audited with its outcome, and the links' `sent` counted.
+    """In a round's transaction, once its messages are stored: every cross-project send in it audited with its
+    outcome, and the links' `sent` counted, so a message across is stored if and only if it is audited.
 
     `crossed` holds (request, route, outcome) for each 1:1 request that left its project.
     """
     if not crossed:
         return
-    events, sent = [], Counter()
+    events, sent, inactive = [], Counter(), Counter()
     for request, route, outcome in crossed:
         details = {**_details(request.sender, route.ref, request.protocol, route.link)}
         if isinstance(outcome, BrokerError):
-            details.update(reason=outcome.code, **({"message_id": outcome.details["message_id"]}
-                                                   if outcome.details.get("message_id") else {}))
+            details.update(reason=outcome.details.get("reason") or outcome.code,
+                           **({"message_id": outcome.details["message_id"]} if outcome.details.get("message_id")
+                              else {}))
+            if details["reason"] == "inactive":
+                inactive[route.link.pk] += 1
         else:
             details["message_id"] = str(outcome.message.id)
             sent[route.link.pk] += 1
@@ -153,12 +197,10 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> None:
                                  source_project=request.sender.project_id, target_project=route.project.pk,
                                  details=details))
     AuditEvent.objects.bulk_create(events)
-    for link_id, count in sent.items():
-        ProjectLink.objects.filter(pk=link_id).update(sent=F("sent") + count)
+    links_counted("sent", sent)
+    links_counted("refused_inactive", inactive)
 
 
 def deliveries_counted(messages: list[Message]) -> None:
     """First deliveries of messages that came over a link, counted on it (the claim's caller calls this)."""
-    firsts = Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1)
-    for link_id, count in firsts.items():
-        ProjectLink.objects.filter(pk=link_id).update(delivered=F("delivered") + count)
+    links_counted("delivered", Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1))

@@ -58,7 +58,7 @@ from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, SendIn
-from routing.crossing import Route, crosses_projects, crossings_recorded, route_checked
+from routing.crossing import Route, crosses_projects, crossings_recorded, link_forgotten, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
 from routing.statements import links_active, recipients_locked
@@ -207,9 +207,9 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
         copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
         if copies:
             _store([copy for _, copy in copies], {session.pk: session for session in locked})
+        crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed if copy.link])
     for index, copy in addressed:
         outcomes[index] = copy.outcome
-    crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed if copy.link])
     for _, copy in copies:
         if copy.broadcast is not None:
             _account(copy)
@@ -276,6 +276,7 @@ def _addressed(request: SendRequest, protocol: Protocol | None, recipient: Agent
     copy = _Copy(request, recipient, request.message.payload, _header_fields(request.message))  # type: ignore[arg-type]
     link = copy.link
     if link is not None and link.pk not in active_links:
+        link_forgotten(link)
         copy.outcome = ProjectBoundary("The link between these projects was suspended or revoked just now.",
                                        link_id=str(link.pk), reason="inactive")
         return copy

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import connection
 
-from projects.models import ProjectLink
+from projects.models import Project, ProjectLink
 from routing.models import Message
 from sessions_app.models import AgentSession, SessionBlock
 
@@ -25,6 +25,7 @@ MESSAGE = Message._meta.db_table
 SESSION = AgentSession._meta.db_table
 BLOCK = SessionBlock._meta.db_table
 LINK = ProjectLink._meta.db_table
+PROJECT = Project._meta.db_table
 MESSAGE_COLUMNS = ", ".join(f'"{f.column}"' for f in Message._meta.concrete_fields)
 
 
@@ -82,7 +83,9 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
 
 
 def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Of these cross-project links, the ones still active, read inside a round's transaction.
+    """Of these cross-project links, the ones still active between two active projects, read inside a round's
+    transaction: the authority on whether a message may cross (routing.crossing's step 1 may have read a
+    link a moment old).
 
     Race: a link suspended or revoked after a send checked it (routing.crossing, before any round)
     and before its round commits. On PostgreSQL the rows are read FOR SHARE, so a suspension waits
@@ -92,11 +95,29 @@ def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     ids = [_uuid(i) for i in link_ids]
     if not ids:
         return set()
-    lock = " FOR SHARE" if _postgres() else ""
+    lock = " FOR SHARE OF l" if _postgres() else ""
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT id FROM "{LINK}" WHERE state = %s AND id IN ({_marks(ids)}){lock}',
-                       [ProjectLink.State.ACTIVE, *ids])
+        cursor.execute(f'SELECT l.id FROM "{LINK}" l WHERE l.state = %s AND l.id IN ({_marks(ids)}) AND '
+                       f'(SELECT COUNT(*) FROM "{PROJECT}" p WHERE p.status = %s AND '
+                       f'(p.id = l.source_id OR p.id = l.target_project_id)) = 2{lock}',
+                       [ProjectLink.State.ACTIVE, *ids, Project.Status.ACTIVE])
         return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
+
+
+LINK_COUNTERS = ("sent", "delivered", "refused_inactive")
+
+
+def links_counted(counter: str, counts: dict[uuid.UUID, int]) -> None:
+    """Add to one traffic counter (LINK_COUNTERS) of several links, in one UPDATE."""
+    assert counter in LINK_COUNTERS
+    if not counts:
+        return
+    cases = " ".join("WHEN %s THEN %s" for _ in counts)
+    ids = [_uuid(pk) for pk in counts]
+    with connection.cursor() as cursor:
+        cursor.execute(f'UPDATE "{LINK}" SET "{counter}" = "{counter}" + CASE id {cases} END '
+                       f"WHERE id IN ({_marks(ids)})",
+                       [value for pk, n in zip(ids, counts.values(), strict=True) for value in (pk, n)] + ids)
 
 
 def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, list]:

@@ -7,7 +7,14 @@ from rest_framework.test import APIClient
 
 from projects.models import ApiKey, Project
 from projects.services import api_key_create, project_create
+from routing.crossing import kept_links_forgotten
 from routing.lifecycle import session_connect
+
+
+@pytest.fixture(autouse=True)
+def _fresh_link_memory():
+    """What a process keeps of links (routing.crossing) does not outlive the test whose database held them."""
+    kept_links_forgotten()
 
 
 @dataclass

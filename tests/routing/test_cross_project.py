@@ -83,7 +83,10 @@ def test_a_link_that_is_not_active_carries_nothing(alpha, beta, agent, stop):
     assert response.status_code == 403 and response.json()["error"] == "project_boundary"
     # Accepted before the link stopped: still delivered. Nothing accepted is lost.
     assert len(platform.receive()) == (0 if stop in ("pending", "declined", "expired") else 1)
-    assert AuditEvent.objects.filter(action="cross_project_send", outcome="denied").count() == 1
+    [denied] = AuditEvent.objects.filter(action="cross_project_send", outcome="denied")
+    # Counted on the link that is not serving, and audited with it, so both projects see what it refused.
+    assert (denied.details["reason"], denied.details["link_id"]) == ("inactive", str(link.pk))
+    assert refusals(link)["inactive"] == 1
 
 
 def test_link_terms_refuse_with_their_reason_and_count_it(alpha, beta, agent):
@@ -137,3 +140,19 @@ def test_a_deleted_project_takes_its_links_with_it(alpha, beta, agent, make_tena
     agent(stranger, "platform")
     assert agent(alpha, "frontend").send("beta/platform").status_code == 403
     assert not ProjectLink.objects.filter(target_project_id="beta").exists()
+
+
+def test_a_target_project_deactivated_while_a_process_keeps_its_link_is_refused_in_the_round(alpha, beta, agent):
+    from routing.lifecycle import project_deactivate
+
+    link = linked(alpha, beta)
+    asker, _ = agent(alpha, "frontend"), agent(beta, "platform")
+    assert asker.send("beta/platform").status_code == 201  # the link is now kept by this process
+    project_deactivate(beta.project, caller=CLI)
+    refused = asker.send("beta/platform")
+    assert (refused.status_code, refused.json()["details"].get("reason")) == (403, "inactive")
+    # Forgotten once refused: the next send reads afresh and finds no project to reach.
+    again = asker.send("beta/platform")
+    assert (again.status_code, again.json()["error"]) == (403, "project_boundary")
+    assert "reason" not in again.json()["details"]
+    assert Message.objects.filter(link=link).count() == 1

@@ -1,4 +1,5 @@
-"""What one message costs the database when rounds hold one request each: four statements, five on PostgreSQL.
+"""What one message costs the database when rounds hold one request each: four statements, five on PostgreSQL
+(and a message across a project link, four more).
 
 To send it: find and lock the recipient with its queue size and blocks (on PostgreSQL the
 lock, then the read under it: routing.statements), and insert; one to hand it over (claim),
@@ -66,3 +67,18 @@ def test_the_keep_alive_renews_every_held_session_in_one_statement(alpha):
         renewed = sessions_held_renewed([s.pk for s in held], {"alpha": alpha.project})
     assert set(renewed) == {s.pk for s in held}
     assert len(statements(keep_alive)) == 1
+
+
+def test_a_message_across_a_link_adds_its_link_checks_and_its_accounting(alpha, beta):
+    from tests.routing.test_cross_project import linked
+
+    sender, _ = alpha.connect("sender")
+    recipient, _ = beta.connect("recipient")
+    linked(alpha, beta)
+    message = SendIn(recipient_id="beta/recipient", payload={"n": 1})
+    one_message(sender, recipient, message)
+    found = one_message(sender, recipient, message)
+    counts = {step: len(sql) for step, sql in found.items()}
+    # Sending adds the round's reading of the link (its state decides), the audit event and the `sent` count;
+    # step 1 reads the link from the process's memory of it. The claim adds the `delivered` count.
+    assert counts == {"send": LOCK + 4, "claim": 2, "ack": 1}
