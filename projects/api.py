@@ -172,9 +172,10 @@ class LinkManageView(Endpoint, route="links/<str:link_id>/<str:action>/"):
                    parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=sorted(links.ACTIONS),
                                                 description="decline (the asked project, a pending request), "
                                                             "suspend, resume (the side that suspended), revoke")],
-                   summary="Decline a request, or suspend, resume or revoke a link, as this project (admins)")
+                   summary="Decline a request, or suspend, resume or revoke a link, as this project (admins); "
+                           "operators may suspend, resume or revoke any link")
     def post(self, request, link_id: str, action: str):
-        link = links.link_manage(request.auth.project, link_id, action, caller=request.auth)
+        link = links.link_manage(links.acting_side(request.auth, link_id), link_id, action, caller=request.auth)
         return Response(selectors.link_summary(link, request.auth.project))
 
 

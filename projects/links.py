@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from broker_site.errors import Conflict, Forbidden, LimitReached, NotFound, ProjectBoundary, ValidationFailed
 from projects.audit import audit_done
-from projects.auth import CLI, Principal
+from projects.auth import CLI, Caller, Principal
 from projects.models import LIVE_LINK_STATES, PROJECT_ID_PATTERN, ApiKey, Project, ProjectLink
 from protocols.versions import is_protocol_name, parse_range
 
@@ -169,6 +169,16 @@ def link_manage(project: Project | None, link_id: str, action: str, *, caller: P
     audit_done(caller, f"link_{action}", link.other_side(project.pk) if project else link.target_project_id,
                {"link_id": str(link.pk), "state": link.state})
     return link
+
+
+def acting_side(caller: Caller, link_id: str) -> Project | None:
+    """As whom a caller manages a link: its own project, or (an operator, on a link its project is not a side
+    of) as staff, None, the way the dashboard does."""
+    project = caller.project
+    if caller.is_operator and not ProjectLink.objects.filter(
+            Q(source=project) | Q(target_project_id=project.pk), pk=link_id_parsed(link_id)).exists():
+        return None
+    return project
 
 
 def _party_link(project: Project | None, link_id: str, *, lock: bool = False) -> ProjectLink:

@@ -243,7 +243,8 @@ def accept_project_link(call: ToolCall, args: LinkAcceptIn) -> dict[str, Any]:
 @tool("manage_project_link", "Decline a request; suspend, resume or revoke a link (either side alone).",
       LinkManageIn)
 def manage_project_link(call: ToolCall, args: LinkManageIn) -> dict[str, Any]:
-    link = links.link_manage(call.project, args.link_id, args.action, caller=call.caller)
+    link = links.link_manage(links.acting_side(call.caller, args.link_id), args.link_id, args.action,
+                             caller=call.caller)
     return project_selectors.link_summary(link, call.project)
 
 

@@ -131,3 +131,23 @@ def test_the_openapi_schema_describes_the_link_endpoints(db):
     assert {"/api/v1/links/", "/api/v1/links/{link_id}/", "/api/v1/links/{link_id}/accept/",
             "/api/v1/links/{link_id}/{action}/"} <= set(paths)
     assert set(paths["/api/v1/links/"]) >= {"get", "post"}
+
+
+def test_an_operator_suspends_resumes_and_revokes_a_link_of_other_projects(alpha, beta, make_tenant, operator_key):
+    from projects.auth import CLI
+    from projects.links import link_accept
+
+    link = link_request(alpha.project, "beta", {}, caller=CLI)
+    link_accept(beta.project, str(link.pk), {}, caller=CLI)
+    operator = api_client(operator_key)
+    suspended = operator.post(f"{LINKS}{link.pk}/suspend/")
+    assert suspended.status_code == 200, suspended.json()
+    assert (suspended.json()["state"], suspended.json()["suspended_by"]) == ("suspended", "operator")
+    # Only the side that suspended may resume: here the operator, not either project.
+    assert alpha.admin().post(f"{LINKS}{link.pk}/resume/").status_code == 403
+    assert operator.post(f"{LINKS}{link.pk}/resume/").json()["state"] == "active"
+    # Declining is the asked project's answer, not an operator's.
+    assert operator.post(f"{LINKS}{link.pk}/decline/").status_code == 403
+    # An admin of a third project is no side of it, and no operator: it finds no such link.
+    assert make_tenant("gamma").admin().post(f"{LINKS}{link.pk}/suspend/").status_code == 404
+    assert operator.post(f"{LINKS}{link.pk}/revoke/").json()["state"] == "revoked"
