@@ -33,6 +33,7 @@ class FuzzTarget:
     key_ids: list[str] = field(default_factory=list)
     foreign: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+    link_ids: list[str] = field(default_factory=list)
 
     def key(self, role: str) -> str:
         return self.keys[role]
@@ -54,7 +55,8 @@ class FuzzTarget:
         return {
             "session_token": st.sampled_from([s["token"] for s in self.sessions]),
             "session_id": st.sampled_from(session_refs),
-            "recipient_id": st.sampled_from([*session_refs, self.foreign["session_id"]]),
+            "recipient_id": st.sampled_from([*session_refs, self.foreign["session_id"],
+                                             f"beta/{self.foreign['session_id']}", "beta/beta-a"]),
             "target_session_id": st.sampled_from([*session_refs, self.foreign["session_id"]]),
             "message_id": st.sampled_from([*self.message_ids, self.foreign["message_id"]]),
             "message_ids": st.lists(st.sampled_from([*self.message_ids, self.foreign["message_id"]]), min_size=1,
@@ -64,6 +66,9 @@ class FuzzTarget:
             "name": st.sampled_from([self.protocol["name"], *(s["name"] for s in self.sessions)]),
             "project_id": st.sampled_from(["alpha", "beta", "nope"]),
             "key_id": st.sampled_from(self.key_ids),
+            # alpha's request to beta, which beta never answers: nothing may cross it.
+            "link_id": st.sampled_from([*self.link_ids, "00000000-0000-0000-0000-000000000000"]),
+            "target_project_id": st.sampled_from(["beta", "alpha", "nope"]),
         }
 
     @asynccontextmanager
@@ -102,7 +107,8 @@ def _send(rest: httpx.Client, sender: dict[str, str], recipient: dict[str, str])
 
 
 def seed(broker: FuzzTarget) -> FuzzTarget:
-    """Sessions, a protocol and messages in alpha, and the same in beta to aim at from alpha."""
+    """Sessions, a protocol and messages in alpha, a link request from alpha to beta that beta never answers,
+    and sessions, a protocol and a message in beta to aim at from alpha."""
     protocol = {"name": "fuzz_proto", "version": "1.0.0", "capabilities": ["point_to_point"], "tags": ["fuzz"],
                 "schema": {"type": "object", "properties": {"file": {"type": "string"}}}}
     with broker.rest("agent") as rest:
@@ -117,6 +123,9 @@ def seed(broker: FuzzTarget) -> FuzzTarget:
             assert created.status_code == 201, created.text
             broker.key_ids.append(created.json()["key_id"])
         broker.config = admin.get("/api/v1/projects/alpha/", params={"include_config": "true"}).json()["config"]
+        asked = admin.post("/api/v1/links/", json={"target_project_id": "beta"})
+        assert asked.status_code == 201, asked.text
+        broker.link_ids.append(asked.json()["link_id"])
     beta = httpx.Client(base_url=broker.http_url, headers={"Authorization": f"Bearer {broker.keys['beta']}"},
                         timeout=60)
     with beta:
@@ -132,7 +141,7 @@ def seed(broker: FuzzTarget) -> FuzzTarget:
 # --- one generated input, on one face -------------------------------------------------------------------
 
 # Path parameters that get a real value now and then, by name.
-PATH_PARAMETERS = ("message_id", "ref", "project_id", "key_id", "name", "version")
+PATH_PARAMETERS = ("message_id", "ref", "project_id", "key_id", "name", "version", "link_id")
 
 
 def _path_value(name: str, known: dict) -> st.SearchStrategy:
