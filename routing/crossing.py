@@ -23,7 +23,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import F
@@ -171,15 +171,30 @@ def _details(sender, ref: str, protocol: Protocol | None, link: ProjectLink | No
     return details
 
 
-def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> None:
+@dataclass
+class Traffic:
+    """What a round sent across links, and refused because a link stopped serving: counted once it committed."""
+
+    sent: Counter = field(default_factory=Counter)
+    inactive: Counter = field(default_factory=Counter)
+
+    def counted(self) -> None:
+        """On the links, after the round's commit: an UPDATE of a link's row inside the round would wait for the
+        other rounds reading it FOR SHARE (routing.statements.links_active) while they wait for this one."""
+        links_counted("sent", self.sent)
+        links_counted("refused_inactive", self.inactive)
+
+
+def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
     """In a round's transaction, once its messages are stored: every cross-project send in it audited with its
-    outcome, and the links' `sent` counted, so a message across is stored if and only if it is audited.
+    outcome, so a message across is stored if and only if it is audited. Returns what to count on the links.
 
     `crossed` holds (request, route, outcome) for each 1:1 request that left its project.
     """
+    traffic = Traffic()
     if not crossed:
-        return
-    events, sent, inactive = [], Counter(), Counter()
+        return traffic
+    events = []
     for request, route, outcome in crossed:
         details = {**_details(request.sender, route.ref, request.protocol, route.link)}
         if isinstance(outcome, BrokerError):
@@ -187,18 +202,17 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> None:
                            **({"message_id": outcome.details["message_id"]} if outcome.details.get("message_id")
                               else {}))
             if details["reason"] == "inactive":
-                inactive[route.link.pk] += 1
+                traffic.inactive[route.link.pk] += 1
         else:
             details["message_id"] = str(outcome.message.id)
-            sent[route.link.pk] += 1
+            traffic.sent[route.link.pk] += 1
         events.append(AuditEvent(action=SEND, actor_key_id=request.sender.created_by_key[:100],
                                  outcome=AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
                                  else AuditEvent.Outcome.SUCCESS,
                                  source_project=request.sender.project_id, target_project=route.project.pk,
                                  details=details))
     AuditEvent.objects.bulk_create(events)
-    links_counted("sent", sent)
-    links_counted("refused_inactive", inactive)
+    return traffic
 
 
 def deliveries_counted(messages: list[Message]) -> None:

@@ -207,7 +207,9 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
         copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
         if copies:
             _store([copy for _, copy in copies], {session.pk: session for session in locked})
-        crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed if copy.link])
+        traffic = crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed
+                                      if copy.link])
+    traffic.counted()
     for index, copy in addressed:
         outcomes[index] = copy.outcome
     for _, copy in copies:

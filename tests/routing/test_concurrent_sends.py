@@ -42,3 +42,44 @@ def test_two_sessions_sending_to_each_other_at_once_never_deadlock(make_tenant):
         thread.join()
     assert errors == []
     assert Message.objects.filter(state="queued").count() == 3 * 40 + 3 * 4 * 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'",
+                    reason="needs concurrent writers; SQLite runs one writer at a time by design")
+def test_rounds_crossing_one_link_at_once_never_deadlock_and_every_message_is_counted(make_tenant):
+    from projects.auth import CLI
+    from projects.links import link_accept, link_request
+    from routing.sending import messages_send, send_check
+
+    alpha, beta = make_tenant("alpha"), make_tenant("beta")
+    for tenant in (alpha, beta):
+        tenant.project.max_queue_size = 10_000
+        tenant.project.save()
+    link = link_accept(beta.project, str(link_request(alpha.project, "beta", {}, caller=CLI).pk), {}, caller=CLI)
+    senders = [alpha.connect(f"a{n}")[0] for n in range(4)] + [beta.connect(f"b{n}")[0] for n in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(senders))
+
+    def pound(sender, recipient: str) -> None:
+        try:
+            start.wait()
+            for n in range(15):  # rounds of three, as a busy face makes them
+                checked = [send_check(sender, SendIn(recipient_id=recipient, payload={"n": n, "k": k}))
+                           for k in range(3)]
+                errors.extend(o for o in messages_send(checked) if isinstance(o, BaseException))
+        except BaseException as exc:  # collected, so the test fails with the real error
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    targets = [f"beta/b{n}" for n in range(4)] + [f"alpha/a{n}" for n in range(4)]
+    threads = [threading.Thread(target=pound, args=pair) for pair in zip(senders, targets, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Message.objects.filter(link=link).count() == 8 * 15 * 3
+    link.refresh_from_db()
+    assert link.sent == 8 * 15 * 3
