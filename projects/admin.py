@@ -158,6 +158,10 @@ class ProjectLinkAdmin(ShownOnly):
     search_fields = ("source__id", "target_project_id")
     actions = ("suspend", "resume", "revoke")
 
+    def get_queryset(self, request):
+        links.traffic_flushed()  # this process's latest counts, before they are shown
+        return super().get_queryset(request)
+
     @admin.display(description="refused")
     def refused(self, obj: ProjectLink) -> str:
         return ", ".join(f"{reason} {count}" for reason, count in obj.refusals.items() if count) or "-"

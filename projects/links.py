@@ -16,8 +16,12 @@ Every round of messages across a link reads the link's state in its own transact
 moment it commits.
 """
 
+import logging
 import re
+import threading
+import time
 import uuid
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -219,6 +223,67 @@ def links_forget_project(project_id: str) -> int:
     inherit the consent (the links it asked for go with it by cascade; the ones it was asked for, here)."""
     deleted, _ = ProjectLink.objects.filter(target_project_id=project_id).delete()
     return deleted
+
+
+# Traffic
+
+log = logging.getLogger("broker.links")
+TRAFFIC_COUNTERS = ("sent", "delivered", "refused_inactive")
+TRAFFIC_FLUSH_SECONDS = 1.0
+
+
+class _Traffic:
+    """A process's counts of messages across links (sent, delivered, refused while not serving), written to the
+    links at most once a TRAFFIC_FLUSH_SECONDS, and at once when someone reads them here.
+
+    Counted in the hot path of every message across, so not as an UPDATE of the link's row per round: rounds
+    of every process would queue on that one row, and on PostgreSQL pay a commit each. A process that dies
+    loses at most its last second of counts; the messages themselves are never at stake.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: Counter = Counter()  # (link id, counter) -> count
+        self.flushed_at = 0.0
+
+    def add(self, counter: str, counts: Counter) -> None:
+        assert counter in TRAFFIC_COUNTERS
+        if not counts:
+            return
+        with self.lock:
+            for link_id, n in counts.items():
+                self.pending[(link_id, counter)] += n
+            due = time.monotonic() - self.flushed_at >= TRAFFIC_FLUSH_SECONDS
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            pending, self.pending, self.flushed_at = self.pending, Counter(), time.monotonic()
+        by_link: dict[Any, dict[str, int]] = {}
+        for (link_id, counter), n in pending.items():
+            by_link.setdefault(link_id, {})[counter] = n
+        try:
+            for link_id, counts in by_link.items():
+                ProjectLink.objects.filter(pk=link_id).update(**{c: F(c) + n for c, n in counts.items()})
+        except Exception as exc:  # kept for the next flush rather than lost
+            log.warning("link_traffic_unwritten", extra={"error": str(exc)})
+            with self.lock:
+                self.pending.update(pending)
+
+
+traffic = _Traffic()
+
+
+def traffic_counted(counter: str, counts: Counter) -> None:
+    """Count messages across links (TRAFFIC_COUNTERS); written within a second, or by the next reader here."""
+    traffic.add(counter, counts)
+
+
+def traffic_flushed() -> None:
+    """This process's counts written to the links, before anything reads them (another process's follow within
+    a second of its next message, or its sweeper's next pass)."""
+    traffic.flush()
 
 
 # Terms

@@ -7,7 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from broker_site.errors import NotFound, ProjectBoundary
 from projects.audit import audit_refused
 from projects.auth import CLI, Caller, Principal
-from projects.links import OPERATOR_SIDE, link_id_parsed
+from projects.links import OPERATOR_SIDE, link_id_parsed, traffic_flushed
 from projects.models import LIVE_LINK_STATES, ApiKey, AuditEvent, Project, ProjectLink
 from projects.services import CONFIG_FIELDS, KeyRotation
 
@@ -197,6 +197,7 @@ def links_listed(project: Project, caller: Principal, *, state: str | None = Non
                  everyone: bool = False) -> dict[str, Any]:
     """A project's links as its admins see them; every link for an operator who asks for `everyone`."""
     caller.require_role(ApiKey.Role.OPERATOR if everyone else ApiKey.Role.ADMIN, "list project links")
+    traffic_flushed()
     links = ProjectLink.objects.order_by("-requested_at") if everyone else links_of(project)
     if state:
         links = links.filter(state=state)
@@ -210,6 +211,7 @@ LINKS_LISTED = 500
 def link_get(project: Project, caller: Principal, link_id: str) -> ProjectLink:
     """One link `project` is a side of, as its admins see it (an operator: any link)."""
     caller.require_role(ApiKey.Role.ADMIN, "read project links")
+    traffic_flushed()
     seen = ProjectLink.objects.all() if caller.is_operator else links_of(project)
     link = seen.filter(pk=link_id_parsed(link_id)).first()
     if link is None:
@@ -223,6 +225,7 @@ LINKS_IN_STATS = 50
 def links_traffic(project: Project) -> dict[str, Any]:
     """A project's links in its stats: how many in each state, and the live ones (newest first, at most
     LINKS_IN_STATS) with their traffic, so project info shows what crosses each link."""
+    traffic_flushed()
     by_state = dict(links_of(project).order_by().values_list("state").annotate(n=Count("pk")))
     live = links_of(project).filter(state__in=LIVE_LINK_STATES)[:LINKS_IN_STATS]
     return {"by_state": by_state,

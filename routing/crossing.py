@@ -30,12 +30,11 @@ from django.db.models import F
 
 from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited
 from projects.audit import audit_record
-from projects.links import link_active_between, may_start, no_link, pair_of, protocol_allowed
+from projects.links import link_active_between, may_start, no_link, pair_of, protocol_allowed, traffic_counted
 from projects.models import AuditEvent, Project, ProjectLink
 from projects.ratelimit import WINDOW_SECONDS, count_in_window
 from protocols.models import Protocol
 from routing.models import Message
-from routing.statements import links_counted
 from sessions_app.linked import session_address
 
 log = logging.getLogger("broker.routing")
@@ -179,10 +178,9 @@ class Traffic:
     inactive: Counter = field(default_factory=Counter)
 
     def counted(self) -> None:
-        """On the links, after the round's commit: an UPDATE of a link's row inside the round would wait for the
-        other rounds reading it FOR SHARE (routing.statements.links_active) while they wait for this one."""
-        links_counted("sent", self.sent)
-        links_counted("refused_inactive", self.inactive)
+        """After the round's commit (projects.links.traffic_counted; a link's row is never written in a round)."""
+        traffic_counted("sent", self.sent)
+        traffic_counted("refused_inactive", self.inactive)
 
 
 def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
@@ -217,4 +215,4 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
 
 def deliveries_counted(messages: list[Message]) -> None:
     """First deliveries of messages that came over a link, counted on it (the claim's caller calls this)."""
-    links_counted("delivered", Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1))
+    traffic_counted("delivered", Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1))

@@ -89,8 +89,10 @@ def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
 
     Race: a link suspended or revoked after a send checked it (routing.crossing, before any round)
     and before its round commits. On PostgreSQL the rows are read FOR SHARE, so a suspension waits
-    for the round to commit or the round sees it; rounds do not wait for each other. On SQLite the
-    round's IMMEDIATE transaction already runs alone.
+    for the round to commit or the round sees it; rounds do not wait for each other, and nothing
+    writes a link's row inside a round (its traffic counts are written at most once a second per
+    process, projects.links.traffic_counted: an UPDATE in the round deadlocked against the share
+    locks of the others). On SQLite the round's IMMEDIATE transaction already runs alone.
     """
     ids = [_uuid(i) for i in link_ids]
     if not ids:
@@ -102,22 +104,6 @@ def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
                        f'(p.id = l.source_id OR p.id = l.target_project_id)) = 2{lock}',
                        [ProjectLink.State.ACTIVE, *ids, Project.Status.ACTIVE])
         return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
-
-
-LINK_COUNTERS = ("sent", "delivered", "refused_inactive")
-
-
-def links_counted(counter: str, counts: dict[uuid.UUID, int]) -> None:
-    """Add to one traffic counter (LINK_COUNTERS) of several links, in one UPDATE."""
-    assert counter in LINK_COUNTERS
-    if not counts:
-        return
-    cases = " ".join("WHEN %s THEN %s" for _ in counts)
-    ids = [_uuid(pk) for pk in counts]
-    with connection.cursor() as cursor:
-        cursor.execute(f'UPDATE "{LINK}" SET "{counter}" = "{counter}" + CASE id {cases} END '
-                       f"WHERE id IN ({_marks(ids)})",
-                       [value for pk, n in zip(ids, counts.values(), strict=True) for value in (pk, n)] + ids)
 
 
 def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, list]:

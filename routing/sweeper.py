@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from broker_site.workers import db
 from projects.audit import audit_purge
-from projects.links import links_expire
+from projects.links import links_expire, traffic_flushed
 from routing.services import sweep
 from sessions_app.services import sessions_purge, sessions_time_out
 
@@ -29,6 +29,7 @@ def sweep_pass() -> dict[str, int]:
     counts["sessions_timed_out"] = sessions_time_out(now)
     counts["sessions_purged"] = sessions_purge(now - timedelta(seconds=settings.BROKER["SESSION_RETENTION_SECONDS"]))
     counts["links_expired"] = links_expire(now)
+    traffic_flushed()
     counts["audit_purged"] = audit_purge(now - timedelta(seconds=settings.BROKER["AUDIT_RETENTION_SECONDS"]))
     return counts
 

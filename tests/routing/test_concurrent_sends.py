@@ -49,7 +49,7 @@ def test_two_sessions_sending_to_each_other_at_once_never_deadlock(make_tenant):
                     reason="needs concurrent writers; SQLite runs one writer at a time by design")
 def test_rounds_crossing_one_link_at_once_never_deadlock_and_every_message_is_counted(make_tenant):
     from projects.auth import CLI
-    from projects.links import link_accept, link_request
+    from projects.links import link_accept, link_request, traffic_flushed
     from routing.sending import messages_send, send_check
 
     alpha, beta = make_tenant("alpha"), make_tenant("beta")
@@ -81,5 +81,6 @@ def test_rounds_crossing_one_link_at_once_never_deadlock_and_every_message_is_co
         thread.join()
     assert errors == []
     assert Message.objects.filter(link=link).count() == 8 * 15 * 3
+    traffic_flushed()  # what the threads counted in the last second
     link.refresh_from_db()
     assert link.sent == 8 * 15 * 3

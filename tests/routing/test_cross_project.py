@@ -4,7 +4,7 @@ is refused as a project boundary, counted on the link and audited."""
 import pytest
 
 from projects.auth import CLI
-from projects.links import link_accept, link_manage, link_request
+from projects.links import link_accept, link_manage, link_request, traffic_flushed
 from projects.models import AuditEvent, ProjectLink
 from routing.models import Message
 
@@ -16,6 +16,7 @@ def linked(source, target, **terms) -> ProjectLink:
 
 
 def refusals(link: ProjectLink) -> dict[str, int]:
+    traffic_flushed()
     link.refresh_from_db()
     return link.refusals
 
@@ -41,6 +42,7 @@ def test_message_and_reply_cross_an_active_link_and_the_sender_sees_the_receipt(
     assert receipt["state"] == "acked"
     # The message sits in the recipient's project: its queue, its limits, its dead letters.
     assert Message.objects.get(pk=message_id).project_id == "beta"
+    traffic_flushed()
     link.refresh_from_db()
     assert (link.sent, link.delivered) == (2, 2)
     allowed = AuditEvent.objects.filter(action="cross_project_send", outcome="success")
@@ -156,3 +158,19 @@ def test_a_target_project_deactivated_while_a_process_keeps_its_link_is_refused_
     assert (again.status_code, again.json()["error"]) == (403, "project_boundary")
     assert "reason" not in again.json()["details"]
     assert Message.objects.filter(link=link).count() == 1
+
+
+def test_traffic_counts_reach_the_link_within_a_second_without_a_reader(alpha, beta, agent, monkeypatch):
+    from projects import links
+
+    link = linked(alpha, beta)
+    asker, platform = agent(alpha, "frontend"), agent(beta, "platform")
+    monkeypatch.setattr(links, "TRAFFIC_FLUSH_SECONDS", 3600)
+    links.traffic_flushed()
+    assert asker.send("beta/platform").status_code == 201
+    link.refresh_from_db()
+    assert link.sent == 0  # waiting in the process for the next write
+    monkeypatch.setattr(links, "TRAFFIC_FLUSH_SECONDS", 0)  # that second has passed
+    platform.receive()
+    link.refresh_from_db()
+    assert (link.sent, link.delivered) == (1, 1)
