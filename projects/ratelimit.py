@@ -13,6 +13,7 @@ and faces see the window that much fuller until the minute ends.
 
 import asyncio
 import logging
+import threading
 import time
 
 from django.core.cache import cache
@@ -30,7 +31,7 @@ def rate_limit_check(caller: Caller) -> None:
     limit = caller.project.rate_limit_per_minute
     now = time.time()
     try:
-        count = count_in_window(_window_key(caller.key.project_id, caller.key.key_id, now), 1)
+        count = _count_in_window(_window_key(caller.key.project_id, caller.key.key_id, now), 1)
     except Exception as exc:  # the shared cache (Redis) is down: keep serving rather than refuse everyone
         log.warning("rate_limit_unavailable", extra={"error": str(exc)})
         return
@@ -47,7 +48,7 @@ def _refused(limit: int, now: float) -> RateLimited:
     return RateLimited(f"This key is limited to {limit} requests a minute.", limit=limit, retry_after=retry_after)
 
 
-def count_in_window(cache_key: str, amount: int) -> int:
+def _count_in_window(cache_key: str, amount: int) -> int:
     """The window's count after adding `amount`."""
     # add() is a no-op when the window exists; incr() is atomic in every shared cache backend.
     cache.add(cache_key, 0, timeout=2 * WINDOW_SECONDS)
@@ -89,19 +90,73 @@ class KeyBudget:
             self.window, self.tokens, self.exhausted_at = window, 0, None
 
     async def _reserve(self, limit: int, now: float) -> None:
-        # About a second of the key's rate: few round trips, and little held back from the others.
-        chunk = max(1, min(limit // WINDOW_SECONDS, MAX_CHUNK))
+        chunk = _chunk(limit)
         cache_key = _window_key(self.project_id, self.key_id, now)
         try:
             # In a thread: the cache may be Redis, and the event loop must not wait on the network.
-            after = await asyncio.to_thread(count_in_window, cache_key, chunk)
+            after = await asyncio.to_thread(_count_in_window, cache_key, chunk)
         except Exception as exc:  # the shared cache is down: keep serving, as rate_limit_check does
             log.warning("rate_limit_unavailable", extra={"error": str(exc)})
             self.tokens = chunk
             return
+        self._granted(limit, chunk, after)
+
+    def _granted(self, limit: int, chunk: int, after: int) -> None:
         granted = max(0, min(chunk, limit - (after - chunk)))
         self.tokens += granted
         self.exhausted_at = limit if granted < chunk else None
+
+
+def _chunk(limit: int) -> int:
+    """About a second of a window's rate: few round trips, and little held back from the other processes."""
+    return max(1, min(limit // WINDOW_SECONDS, MAX_CHUNK))
+
+
+class WindowShare(KeyBudget):
+    """This process's share of another shared window, for code on database threads (a link's rate each way,
+    routing.crossing): reserved in chunks as a key's budget is, under a thread lock instead of an asyncio one."""
+
+    def __init__(self, cache_key_prefix: str) -> None:
+        super().__init__("", "")
+        self.prefix = cache_key_prefix
+        self.lock = threading.Lock()
+
+    def take_now(self, limit: int) -> bool:
+        """Count one; False past `limit` in this window (the caller refuses)."""
+        now = time.time()
+        with self.lock:
+            self._roll(now)
+            if self.tokens <= 0 and self.exhausted_at != limit:
+                chunk = _chunk(limit)
+                try:
+                    after = _count_in_window(f"{self.prefix}:{int(now // WINDOW_SECONDS)}", chunk)
+                except Exception as exc:  # the shared cache is down: keep serving
+                    log.warning("rate_limit_unavailable", extra={"error": str(exc)})
+                    self.tokens = chunk
+                else:
+                    self._granted(limit, chunk, after)
+            if self.tokens <= 0:
+                return False
+            self.tokens -= 1
+            return True
+
+
+_shares: dict[str, WindowShare] = {}
+_shares_pruned = -1
+
+
+def window_share(cache_key_prefix: str) -> WindowShare:
+    """The process's one share of the window `cache_key_prefix` names; unused for a whole window, dropped."""
+    global _shares_pruned
+    window = int(time.time() // WINDOW_SECONDS)
+    if window != _shares_pruned:
+        _shares_pruned = window
+        for prefix in [p for p, share in _shares.items() if share.window < window - 1]:
+            _shares.pop(prefix, None)
+    share = _shares.get(cache_key_prefix)
+    if share is None:
+        share = _shares.setdefault(cache_key_prefix, WindowShare(cache_key_prefix))
+    return share
 
 
 _budgets: dict[tuple[str, str], KeyBudget] = {}

@@ -32,7 +32,7 @@ from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, Ra
 from projects.audit import audit_record
 from projects.links import link_active_between, may_start, no_link, pair_of, protocol_allowed, traffic_counted
 from projects.models import AuditEvent, Project, ProjectLink
-from projects.ratelimit import WINDOW_SECONDS, count_in_window
+from projects.ratelimit import WINDOW_SECONDS, window_share
 from protocols.models import Protocol
 from routing.models import Message
 from sessions_app.linked import session_address
@@ -131,14 +131,8 @@ def _answers_over(link: ProjectLink, sender, reply_to: str) -> bool:
 
 
 def _rate_take(link: ProjectLink, from_project: str, attempt: "_Attempt") -> None:
-    now = time.time()
-    key = f"linkrate:{link.pk}:{from_project}:{int(now // WINDOW_SECONDS)}"
-    try:
-        count = count_in_window(key, 1)
-    except Exception as exc:  # the shared cache is down: keep serving, as the per-key rate limit does
-        log.warning("rate_limit_unavailable", extra={"error": str(exc)})
-        return
-    if count > link.rate_limit_per_minute:
+    if not window_share(f"linkrate:{link.pk}:{from_project}").take_now(link.rate_limit_per_minute):
+        now = time.time()
         attempt.refused(link, "rate", RateLimited(
             f"This link carries at most {link.rate_limit_per_minute} messages a minute each way.",
             link_id=str(link.pk), limit=link.rate_limit_per_minute,

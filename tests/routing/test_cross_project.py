@@ -1,6 +1,8 @@
 """Messages across an active link go through the one send engine with every guarantee; every other attempt
 is refused as a project boundary, counted on the link and audited."""
 
+import uuid
+
 import pytest
 
 from projects.auth import CLI
@@ -174,3 +176,17 @@ def test_traffic_counts_reach_the_link_within_a_second_without_a_reader(alpha, b
     platform.receive()
     link.refresh_from_db()
     assert (link.sent, link.delivered) == (1, 1)
+
+
+def test_a_links_rate_is_one_window_for_every_process_sharing_the_cache():
+    """Two processes' shares of one link's window (the shared cache: Redis in the PostgreSQL + Redis pass)
+    grant the limit between them, exactly, a chunk at a time."""
+    from projects.ratelimit import WindowShare
+
+    prefix = f"linkrate:test-{uuid.uuid4()}:alpha"
+    here, there = WindowShare(prefix), WindowShare(prefix)
+    granted = sum(share.take_now(120) for _ in range(150) for share in (here, there))
+    assert granted == 120
+    assert not here.take_now(120) and not there.take_now(120)
+    # The other direction is a window of its own.
+    assert WindowShare(prefix.replace(":alpha", ":beta")).take_now(120)
