@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from broker_site import health
+from broker_site import health, metrics
 
 admin.site.site_header = "MCP Broker"
 admin.site.site_title = "MCP Broker"
@@ -23,6 +23,7 @@ urlpatterns = [
                                                      permission_classes=[]), name="api-docs"),
     path("healthz", health.healthz),
     path("readyz", health.readyz),
+    path("metrics", metrics.metrics),
 ]
 
 handler404 = "broker_site.health.api_not_found"

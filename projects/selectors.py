@@ -253,3 +253,10 @@ def link_summary(link: ProjectLink, viewer: Project | None = None) -> dict[str, 
                                 link.suspended_by if viewer is None else
                                 "this project" if link.suspended_by == viewer.pk else "the other project")
     return data
+
+
+def links_live_for_operators(caller: Principal) -> list[ProjectLink]:
+    """Every pending, active or suspended link, with this process's latest traffic counts (operators only)."""
+    caller.require_role(ApiKey.Role.OPERATOR, "read every project's links")
+    traffic_flushed()
+    return list(ProjectLink.objects.filter(state__in=LIVE_LINK_STATES).order_by("source_id", "target_project_id"))

@@ -171,3 +171,19 @@ def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:
     items = [project_summary(p, caller=caller, stats=project_stats(p) if asked.include_stats else None)
              for p in projects]
     return {"projects": items, "count": len(items)}
+
+
+def project_census(project: Project) -> dict[str, Any]:
+    """A project as the metrics show it now, in four statements: its sessions by status, its messages by
+    state, its dead letters by reason, and its largest queue (pending messages of one session)."""
+    now = timezone.now()
+    sessions = AgentSession.objects.filter(project=project).aggregate(**{
+        status: Count("pk", filter=AgentSession.status_q(project, status, now)) for status in AgentSession.Status.values})
+    mine = Message.objects.filter(project=project).order_by()
+    states = dict(mine.values_list("state").annotate(n=Count("pk")))
+    dead = dict(mine.filter(state=Message.State.DEAD).values_list("dead_reason").annotate(n=Count("pk")))
+    largest = (mine.filter(state__in=PENDING).values("recipient_id").annotate(n=Count("pk")).order_by("-n")
+               .values_list("n", flat=True).first())
+    return {"sessions": sessions, "messages": {state: states.get(state, 0) for state in Message.State.values},
+            "dead_letters": {reason: dead.get(reason, 0) for reason in Message.DeadReason.values},
+            "largest_queue": largest or 0}
