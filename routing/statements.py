@@ -207,7 +207,11 @@ def sessions_renewed(session_ids: list[uuid.UUID], projects: dict[str, Any], now
     if _postgres():
         sql = (f"WITH cutoff(project_id, since) AS (SELECT * FROM unnest(%s::text[], %s::timestamptz[])) "
                f'UPDATE "{SESSION}" SET last_heartbeat_at = %s, push_until = %s FROM cutoff '
-               f'WHERE "{SESSION}".id = ANY(%s) AND "{SESSION}".disconnected_at IS NULL '
+               # The rows locked in id order first, as a round locks its recipients: else this UPDATE, taking
+               # them in the table's order, and a round could each hold a row the other waits for.
+               f'WHERE "{SESSION}".id IN (SELECT id FROM "{SESSION}" WHERE id = ANY(%s) ORDER BY id '
+               f"FOR NO KEY UPDATE) "
+               f'AND "{SESSION}".disconnected_at IS NULL '
                f'AND cutoff.project_id = "{SESSION}".project_id AND "{SESSION}".last_heartbeat_at > cutoff.since '
                f'RETURNING "{SESSION}".id, {waiting}')
         params = [list(cutoffs), list(cutoffs.values()), now, push_until, list(session_ids),

@@ -275,7 +275,12 @@ def sessions_seen(sessions: list[AgentSession], *, now: datetime | None = None, 
     now = now or timezone.now()
     due = [s for s in sessions if always or (now - s.last_heartbeat_at).total_seconds() >= s.project.stale_after / 4]
     if due:
-        AgentSession.objects.filter(pk__in=[s.pk for s in due]).update(last_heartbeat_at=now)
+        # Locked in id order first, as a send round locks its recipients (routing.statements): an UPDATE takes
+        # rows in the table's order, and it and a round could each hold a row the other waits for.
+        with transaction.atomic():
+            ids = list(AgentSession.objects.filter(pk__in=[s.pk for s in due]).order_by("pk")
+                       .select_for_update(no_key=True).values_list("pk", flat=True))
+            AgentSession.objects.filter(pk__in=ids).update(last_heartbeat_at=now)
         for session in due:
             session.last_heartbeat_at = now
 

@@ -84,3 +84,47 @@ def test_rounds_crossing_one_link_at_once_never_deadlock_and_every_message_is_co
     traffic_flushed()  # what the threads counted in the last second
     link.refresh_from_db()
     assert link.sent == 8 * 15 * 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'",
+                    reason="needs concurrent writers; SQLite runs one writer at a time by design")
+def test_heartbeats_and_keep_alive_beside_send_rounds_never_deadlock(make_tenant):
+    """A round locks its recipients in id order; heartbeats (a claim's) and the keep-alive write many sessions'
+    rows in one statement, so they must take them in the same order, or two such writers wait for each other."""
+    from routing.live import sessions_held_renewed
+    from routing.sending import messages_send, send_check
+    from sessions_app.services import sessions_seen
+
+    tenant = make_tenant("alpha")
+    tenant.project.max_queue_size = 100_000
+    tenant.project.save()
+    sender, _ = tenant.connect("sender")
+    sessions = [tenant.connect(f"r{n}")[0] for n in range(30)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def run(work) -> None:
+        try:
+            start.wait()
+            for _ in range(25):
+                work()
+        except BaseException as exc:  # collected, so the test fails with the real error
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def send_round() -> None:
+        outcomes = messages_send([send_check(sender, SendIn(recipient_id=s.name, payload={})) for s in sessions])
+        errors.extend(o for o in outcomes if isinstance(o, BaseException))
+
+    threads = [threading.Thread(target=run, args=(work,)) for work in (
+        send_round,
+        lambda: sessions_seen(list(reversed(sessions)), always=True),
+        lambda: sessions_held_renewed([s.pk for s in reversed(sessions)], {"alpha": tenant.project}))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert Message.objects.filter(sender=sender).count() == 25 * 30
