@@ -207,6 +207,8 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
     return traffic
 
 
-def deliveries_counted(messages: list[Message]) -> None:
-    """First deliveries of messages that came over a link, counted on it (the claim's caller calls this)."""
-    traffic_counted("delivered", Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1))
+def deliveries_counted(messages: list[Message], *, undone: bool = False) -> None:
+    """First deliveries of messages that came over a link, counted on it (the claim's caller calls this); with
+    `undone`, the claims of them that were put back (nobody saw them), so the next claim counts once."""
+    firsts = Counter(m.link_id for m in messages if m.link_id is not None and m.attempts == 1)
+    traffic_counted("delivered", Counter({link_id: -n for link_id, n in firsts.items()}) if undone else firsts)

@@ -71,6 +71,8 @@ class Message(models.Model):
             models.Index(fields=["expires_at"], name="message_expiry_due",
                          condition=Q(state__in=["queued", "delivered"], expires_at__isnull=False)),
             models.Index(fields=["project", "state", "-dead_at"], name="message_dead_letters"),
+            # A link's end (a project deleted) sets link to NULL on its messages: found here, not by a scan of all.
+            models.Index(fields=["link"], name="message_across_link", condition=Q(link__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -65,17 +65,19 @@ def messages_unclaim(session: AgentSession, messages: list[Message]) -> int:
     it, or another receive claimed it again. Only a row still exactly as this claim left it (its
     state, attempt count and delivery time) is put back; any other is left as they made it.
     """
-    put_back = 0
+    put_back: list[Message] = []
     with transaction.atomic():
         for message in messages:
-            put_back += Message.objects.filter(
+            if Message.objects.filter(
                 pk=message.pk, recipient_id=session.pk, state=message.state, attempts=message.attempts,
                 delivered_at=message.delivered_at,
             ).update(state=Message.State.QUEUED, attempts=F("attempts") - 1, redeliver_at=None, acked_at=None,
-                     delivered_at=None if message.attempts <= 1 else F("delivered_at"))
+                     delivered_at=None if message.attempts <= 1 else F("delivered_at")):
+                put_back.append(message)
         if put_back:
             events.message_available(session.pk)  # another receive of the session may be waiting now
-    return put_back
+    deliveries_counted(put_back, undone=True)
+    return len(put_back)
 
 
 def messages_ack(session: AgentSession, message_ids: list[str]) -> dict[str, list[str]]:

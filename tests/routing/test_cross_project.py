@@ -190,3 +190,17 @@ def test_a_links_rate_is_one_window_for_every_process_sharing_the_cache():
     assert not here.take_now(120) and not there.take_now(120)
     # The other direction is a window of its own.
     assert WindowShare(prefix.replace(":alpha", ":beta")).take_now(120)
+
+
+def test_a_claim_put_back_unseen_is_not_counted_as_a_delivery(alpha, beta, agent):
+    from routing.services import messages_claim, messages_unclaim
+
+    link = linked(alpha, beta)
+    asker, platform = agent(alpha, "frontend"), agent(beta, "platform")
+    assert asker.send("beta/platform").status_code == 201
+    claimed = messages_claim(platform.session)
+    assert messages_unclaim(platform.session, claimed) == 1  # the client went before it was answered
+    assert len(platform.receive()) == 1
+    traffic_flushed()
+    link.refresh_from_db()
+    assert link.delivered == 1
