@@ -53,7 +53,8 @@ def pair_of(a: str, b: str) -> str:
 
 
 def link_active_between(project: Project, other_project_id: str) -> ProjectLink | None:
-    """The active link between `project` and another project, if there is one (read each time: never cached)."""
+    """The active link between `project` and another project, if there is one (a read; routing.crossing keeps it
+    a moment, and the round's own read decides)."""
     return ProjectLink.objects.filter(pair=pair_of(project.pk, other_project_id), state=State.ACTIVE).first()
 
 
