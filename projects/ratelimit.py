@@ -59,49 +59,35 @@ def _count_in_window(cache_key: str, amount: int) -> int:
         return amount
 
 
-class KeyBudget:
-    """This process's share of one key's window, for all the key's WebSocket frames (`key_budget` hands it out)."""
+class _Share:
+    """This process's share of one shared window (a key's; a link's, one direction): reserved from the shared
+    cache a chunk (about a second of the rate) at a time, so taking costs a round trip about once a second."""
 
-    def __init__(self, project_id: str, key_id: str) -> None:
-        self.project_id, self.key_id = project_id, key_id
+    def __init__(self, cache_prefix: str) -> None:
+        self.cache_prefix = cache_prefix
         self.window = -1
         self.tokens = 0
         # The limit at which the shared window had less than a chunk left: refuse locally until the
-        # minute ends, or the project's limit is raised.
+        # minute ends, or the limit is raised.
         self.exhausted_at: int | None = None
-        self.refilling = asyncio.Lock()  # one reservation at a time, however many sockets wait for it
-
-    async def take(self, limit: int) -> None:
-        """Count one frame; raise rate_limited past `limit` a minute (the project the key acts in)."""
-        now = time.time()
-        self._roll(now)
-        if self.tokens <= 0:
-            async with self.refilling:
-                self._roll(now)
-                if self.tokens <= 0 and self.exhausted_at != limit:
-                    await self._reserve(limit, now)
-            if self.tokens <= 0:
-                raise _refused(limit, now)
-        self.tokens -= 1
 
     def _roll(self, now: float) -> None:
         window = int(now // WINDOW_SECONDS)
         if window != self.window:
             self.window, self.tokens, self.exhausted_at = window, 0, None
 
-    async def _reserve(self, limit: int, now: float) -> None:
+    def _needs_refill(self, limit: int) -> bool:
+        return self.tokens <= 0 and self.exhausted_at != limit
+
+    def _refill(self, limit: int, now: float) -> None:
+        """The round trip to the shared cache (blocking: callers on the event loop run it in a thread)."""
         chunk = _chunk(limit)
-        cache_key = _window_key(self.project_id, self.key_id, now)
         try:
-            # In a thread: the cache may be Redis, and the event loop must not wait on the network.
-            after = await asyncio.to_thread(_count_in_window, cache_key, chunk)
+            after = _count_in_window(f"{self.cache_prefix}:{int(now // WINDOW_SECONDS)}", chunk)
         except Exception as exc:  # the shared cache is down: keep serving, as rate_limit_check does
             log.warning("rate_limit_unavailable", extra={"error": str(exc)})
             self.tokens = chunk
             return
-        self._granted(limit, chunk, after)
-
-    def _granted(self, limit: int, chunk: int, after: int) -> None:
         granted = max(0, min(chunk, limit - (after - chunk)))
         self.tokens += granted
         self.exhausted_at = limit if granted < chunk else None
@@ -112,13 +98,34 @@ def _chunk(limit: int) -> int:
     return max(1, min(limit // WINDOW_SECONDS, MAX_CHUNK))
 
 
-class WindowShare(KeyBudget):
-    """This process's share of another shared window, for code on database threads (a link's rate each way,
-    routing.crossing): reserved in chunks as a key's budget is, under a thread lock instead of an asyncio one."""
+class KeyBudget(_Share):
+    """This process's share of one key's window, for all the key's WebSocket frames and MCP calls (`key_budget`
+    hands it out); the same window REST requests count in."""
 
-    def __init__(self, cache_key_prefix: str) -> None:
-        super().__init__("", "")
-        self.prefix = cache_key_prefix
+    def __init__(self, project_id: str, key_id: str) -> None:
+        super().__init__(f"ratelimit:{project_id}:{key_id}")  # _window_key's, without the window
+        self.refilling = asyncio.Lock()  # one reservation at a time, however many sockets wait for it
+
+    async def take(self, limit: int) -> None:
+        """Count one frame; raise rate_limited past `limit` a minute (the project the key acts in)."""
+        now = time.time()
+        self._roll(now)
+        if self.tokens <= 0:
+            async with self.refilling:
+                self._roll(now)
+                if self._needs_refill(limit):
+                    # In a thread: the cache may be Redis, and the event loop must not wait on the network.
+                    await asyncio.to_thread(self._refill, limit, now)
+            if self.tokens <= 0:
+                raise _refused(limit, now)
+        self.tokens -= 1
+
+
+class WindowShare(_Share):
+    """A share for code on database threads (a link's rate each way, routing.crossing), under a thread lock."""
+
+    def __init__(self, cache_prefix: str) -> None:
+        super().__init__(cache_prefix)
         self.lock = threading.Lock()
 
     def take_now(self, limit: int) -> bool:
@@ -126,60 +133,47 @@ class WindowShare(KeyBudget):
         now = time.time()
         with self.lock:
             self._roll(now)
-            if self.tokens <= 0 and self.exhausted_at != limit:
-                chunk = _chunk(limit)
-                try:
-                    after = _count_in_window(f"{self.prefix}:{int(now // WINDOW_SECONDS)}", chunk)
-                except Exception as exc:  # the shared cache is down: keep serving
-                    log.warning("rate_limit_unavailable", extra={"error": str(exc)})
-                    self.tokens = chunk
-                else:
-                    self._granted(limit, chunk, after)
+            if self._needs_refill(limit):
+                self._refill(limit, now)
             if self.tokens <= 0:
                 return False
             self.tokens -= 1
             return True
 
 
-_shares: dict[str, WindowShare] = {}
-_shares_pruned = -1
+class _Shares:
+    """The process's one share per window name, kept while in use: a share nobody took from for a whole
+    window is dropped at the next window's start, so the table holds the names of the last two minutes."""
+
+    def __init__(self, make) -> None:
+        self.make = make
+        self.table: dict = {}
+        self.pruned = -1
+
+    def get(self, ident):
+        window = int(time.time() // WINDOW_SECONDS)
+        if window != self.pruned:
+            self.pruned = window
+            for stale in [i for i, share in self.table.items() if share.window < window - 1]:
+                self.table.pop(stale, None)
+        share = self.table.get(ident)
+        if share is None:
+            share = self.table.setdefault(ident, self.make(*ident))
+        return share
 
 
-def window_share(cache_key_prefix: str) -> WindowShare:
-    """The process's one share of the window `cache_key_prefix` names; unused for a whole window, dropped."""
-    global _shares_pruned
-    window = int(time.time() // WINDOW_SECONDS)
-    if window != _shares_pruned:
-        _shares_pruned = window
-        for prefix in [p for p, share in _shares.items() if share.window < window - 1]:
-            _shares.pop(prefix, None)
-    share = _shares.get(cache_key_prefix)
-    if share is None:
-        share = _shares.setdefault(cache_key_prefix, WindowShare(cache_key_prefix))
-    return share
-
-
-_budgets: dict[tuple[str, str], KeyBudget] = {}
-_pruned_window = -1
+_budgets = _Shares(KeyBudget)
+_link_shares = _Shares(WindowShare)
 
 
 def key_budget(caller: Caller) -> KeyBudget:
-    """The process's one budget for the caller's key (its sockets' and its MCP calls').
+    """The process's one budget for the caller's key (its sockets' and its MCP calls')."""
+    return _budgets.get((caller.key.project_id, caller.key.key_id))
 
-    Kept while the key is in use: a budget nobody took from for a whole window is dropped at the
-    next window's start, so the table holds the keys of the last two minutes.
-    """
-    global _pruned_window
-    window = int(time.time() // WINDOW_SECONDS)
-    if window != _pruned_window:
-        _pruned_window = window
-        for ident in [i for i, b in _budgets.items() if b.window < window - 1]:
-            del _budgets[ident]
-    ident = (caller.key.project_id, caller.key.key_id)
-    budget = _budgets.get(ident)
-    if budget is None:
-        budget = _budgets[ident] = KeyBudget(*ident)
-    return budget
+
+def window_share(cache_prefix: str) -> WindowShare:
+    """The process's one share of the window `cache_prefix` names (routing.crossing: a link's, one direction)."""
+    return _link_shares.get((cache_prefix,))
 
 
 class FrameBudget:
