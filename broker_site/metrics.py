@@ -5,37 +5,36 @@ of any process sees the whole broker, and no count is lost with a process. Label
 ids, states and reasons only (never a session, message or link id), so a series per project and
 state at most. A scrape costs four statements per active project (routing.selectors.project_census)
 and one for the links; protect it like the API: an operator key as `Authorization: Bearer`
-(Prometheus' `authorization` setting), anything else 401 or 403 in the SPEC error shape.
+(Prometheus' `authorization` setting), in the key's rate limit as on REST; anything else 401 or 403
+in the SPEC error shape.
 """
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from broker_site.errors import BrokerError, http_headers
-from projects.auth import Caller, authenticate, credentials_from_headers
-from projects.models import LINK_REFUSALS, ApiKey, Project
-from projects.selectors import links_live_for_operators
-from routing.selectors import project_census
+from broker_site.errors import BrokerError
+from broker_site.errors_rest import broker_error_json
+from projects.authentication import authenticate_request
+from projects.models import LINK_REFUSALS
+from routing.selectors import broker_census
 
 
 def metrics(request) -> HttpResponse:
     try:
-        raw, project_id = credentials_from_headers(request.headers)
-        caller = authenticate(raw, project_id, remote_addr=request.META.get("REMOTE_ADDR", ""))
-        caller.require_role(ApiKey.Role.OPERATOR, "read the broker's metrics")
+        census = broker_census(authenticate_request(request))  # the key's rate limit holds here too
     except BrokerError as exc:
-        return JsonResponse(exc.as_dict(), status=exc.status, headers=http_headers(exc))
+        return broker_error_json(exc)
     registry = CollectorRegistry()
-    registry.register(_BrokerState(caller))
+    registry.register(_BrokerState(census))
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class _BrokerState:
-    """One scrape's reading of the database, as gauges."""
+    """One scrape's reading of the database (routing.selectors.broker_census), as gauges."""
 
-    def __init__(self, caller: Caller) -> None:
-        self.caller = caller
+    def __init__(self, census: dict) -> None:
+        self.census = census
 
     def collect(self):
         sessions = GaugeMetricFamily("broker_sessions", "Sessions by status.", labels=["project", "status"])
@@ -43,15 +42,14 @@ class _BrokerState:
         dead = GaugeMetricFamily("broker_dead_letters", "Dead letters held, by reason.", labels=["project", "reason"])
         largest = GaugeMetricFamily("broker_largest_queue", "Pending messages of the project's longest queue.",
                                     labels=["project"])
-        for project in Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk"):
-            census = project_census(project)
+        for project_id, census in self.census["projects"].items():
             for status, n in census["sessions"].items():
-                sessions.add_metric([project.pk, status], n)
+                sessions.add_metric([project_id, status], n)
             for state, n in census["messages"].items():
-                messages.add_metric([project.pk, state], n)
+                messages.add_metric([project_id, state], n)
             for reason, n in census["dead_letters"].items():
-                dead.add_metric([project.pk, reason], n)
-            largest.add_metric([project.pk], census["largest_queue"])
+                dead.add_metric([project_id, reason], n)
+            largest.add_metric([project_id], census["largest_queue"])
         yield from (sessions, messages, dead, largest)
         yield from self._links()
 
@@ -64,7 +62,7 @@ class _BrokerState:
                                       labels=["source", "target"])
         refused = GaugeMetricFamily("broker_link_refused", "Messages the link refused, by reason.",
                                     labels=["source", "target", "reason"])
-        for link in links_live_for_operators(self.caller):
+        for link in self.census["links"]:
             pair = [link.source_id, link.target_project_id]
             live.add_metric([*pair, link.state], 1)
             sent.add_metric(pair, link.sent)

@@ -13,7 +13,7 @@ from broker_site.errors import NotFound, ValidationFailed
 from projects.auth import Principal
 from projects.contracts import ListProjectsIn, ProjectInfoIn
 from projects.models import ApiKey, Project
-from projects.selectors import links_traffic, project_summary, projects_visible
+from projects.selectors import links_live_for_operators, links_traffic, project_summary, projects_visible
 from protocols.models import Protocol
 from routing.models import PENDING, Message
 from sessions_app.models import AgentSession
@@ -171,6 +171,15 @@ def projects_listed(caller: Principal, asked: ListProjectsIn) -> dict[str, Any]:
     items = [project_summary(p, caller=caller, stats=project_stats(p) if asked.include_stats else None)
              for p in projects]
     return {"projects": items, "count": len(items)}
+
+
+def broker_census(caller: Principal) -> dict[str, Any]:
+    """The whole broker now, for operators (the metrics): each active project's census, and every live link with
+    this process's latest traffic counts."""
+    caller.require_role(ApiKey.Role.OPERATOR, "read the broker's metrics")
+    return {"projects": {project.pk: project_census(project)
+                         for project in Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk")},
+            "links": links_live_for_operators(caller)}
 
 
 def project_census(project: Project) -> dict[str, Any]:
