@@ -435,7 +435,8 @@ def _account(copy: _Copy) -> None:
 
 
 def _audit_if_cross_project(sender: AgentSession, ref: str) -> None:
-    """Cross-project routing is refused for now; an attempt at another project's session is audited."""
+    """A session id of another project named without its project (not `project_id/session`, so no link was
+    looked for): not found, as any unknown session, and audited as an attempt across the boundary."""
     try:
         target = AgentSession.objects.filter(pk=uuid.UUID(str(ref))).exclude(project=sender.project).first()
     except ValueError:
