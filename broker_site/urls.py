@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from broker_site import health, metrics
+from broker_site import health, metrics, overview
 
 admin.site.site_header = "MCP Broker"
 admin.site.site_title = "MCP Broker"
@@ -16,6 +16,7 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    path("admin/broker/", include(overview)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),

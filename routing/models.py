@@ -48,6 +48,8 @@ class Message(models.Model):
     link = models.ForeignKey(ProjectLink, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                              db_index=False)
     sender_project = models.CharField(max_length=64, blank=True, default="", help_text="set across a link only")
+    # Sent by a person from the dashboard: their user name, kept with the message (its session may go).
+    sender_human = models.CharField(max_length=150, blank=True, default="")
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")

@@ -47,6 +47,8 @@ def message_summary(message: Message, *, include_payload: bool = True) -> dict[s
         data.update(transformed_from=message.transformed_from, transformed_to=message.transformed_to)
     if message.sender_project:  # it came over a link: answer it at sender_project_id/sender_id
         data["sender_project_id"] = message.sender_project
+    if message.sender_human:  # a person wrote it, from the operators' dashboard
+        data.update(sender_kind="human", sender_name=message.sender_human)
     if include_payload:
         data["payload"] = message.payload
     return data

@@ -406,7 +406,8 @@ def _message(copy: _Copy, created: datetime) -> Message:
     link = copy.link
     return Message(project=copy.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
                    created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None,
-                   link=link, sender_project=copy.sender.project_id if link else "", **copy.fields)
+                   link=link, sender_project=copy.sender.project_id if link else "",
+                   sender_human=copy.sender.human, **copy.fields)
 
 
 def _holds_push_connection(session: AgentSession, now: datetime) -> bool:

@@ -63,6 +63,9 @@ class AgentSession(models.Model):
     # Made by an operator for a client to configure (`broker_session create`): a team's standing
     # identity, kept however long it stays away, so the purge of long-disconnected sessions skips it.
     provisioned = models.BooleanField(default=False)
+    # A person at the operators' dashboard, not an agent: the staff user this session speaks for
+    # (sessions_app.services.session_for_human). Blank for every agent.
+    human = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         ordering = ["connected_at"]

@@ -93,6 +93,8 @@ def session_summary(session: AgentSession, *, include_capabilities: bool = True)
         "connected_at": session.connected_at.isoformat(),
         "last_heartbeat_at": session.last_heartbeat_at.isoformat(),
     }
+    if session.human:  # a person at the operators' dashboard, not an agent
+        data.update(kind="human", human=session.human)
     if include_capabilities:
         data["capabilities"] = {"supported_protocols": session.supported_protocols,
                                 "supported_features": session.supported_features}

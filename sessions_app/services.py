@@ -157,6 +157,49 @@ def session_provision(project: Project, *, name: str, capabilities: dict | None 
     return Connected(session, token, resumed=False, replaced=False)
 
 
+def session_of_human(project: Project, user_name: str, *, on_resume: Callable[[AgentSession], None]) -> AgentSession:
+    """The session a person at the operators' dashboard speaks as in `project`, live now: made on first use.
+
+    One per project and user, named `human-<user>` (or with a suffix if an agent has that name),
+    so agents see who is there (`kind: human` in list_sessions) and answer it as any sender. It is
+    `provisioned` (kept while the person is away) and its token is never shown: the person acts
+    through their admin login. Each use is a heartbeat; a use after it timed out resumes it
+    through the one resume path (`on_resume`: its unacked mail queued again, peers told).
+    """
+    if not project.is_active:
+        raise Forbidden(f"Project {project.pk} is {project.status}; activate it first.", project_id=project.pk)
+    session = AgentSession.objects.filter(project=project, human=user_name).select_related("project").first()
+    if session is None:
+        session = _human_session_made(project, user_name)
+    if not session.is_live_at(timezone.now()):
+        session, _ = _take_back(session, on_resume, replace_live=False)
+    sessions_seen([session])
+    return session
+
+
+def _human_session_made(project: Project, user_name: str) -> AgentSession:
+    live = live_sessions(project).count()
+    if live >= project.max_sessions:
+        raise LimitReached(f"Project {project.pk} already has {live} live sessions, its limit.",
+                           limit=project.max_sessions, current=live)
+    base = "human-" + (re.sub(r"[^A-Za-z0-9._-]", "-", user_name)[:80] or "staff")
+    now = timezone.now()
+    for name in (base, f"{base}-{secrets.token_hex(3)}"):
+        try:
+            with transaction.atomic():
+                session = AgentSession.objects.create(
+                    project=project, name=name, human=user_name, token_digest=digest(secrets.token_urlsafe(32)),
+                    created_by_key=f"admin:{user_name}"[:100], provisioned=True, connected_at=now,
+                    last_heartbeat_at=now)
+                presence_changed(project.pk, session.pk, session.name, "session_joined")
+            return AgentSession.objects.select_related("project").get(pk=session.pk)
+        except IntegrityError:  # an agent holds the name, or the same person's other tab made it first
+            made = AgentSession.objects.filter(project=project, human=user_name).select_related("project").first()
+            if made is not None:
+                return made
+    raise Conflict(f"No free session name for {user_name!r} in project {project.pk}.", field="name")
+
+
 def _resume(project: Project, ref: str | None, token: str | None, capabilities: dict | None,
             protocols: dict, features: list, on_resume: Callable[[AgentSession], None]) -> Connected:
     if not ref:

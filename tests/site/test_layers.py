@@ -1,7 +1,7 @@
 """The apps are layers, imports only go down them, and every module can be imported first.
 
     broker_site core (errors, settings, ...) and the push plumbing (routing.events, routing.hub)
-      < projects < sessions_app < protocols < routing < the faces (api, admin, consumers, MCP, metrics, commands)
+      < projects < sessions_app < protocols < routing < the faces (api, admin, consumers, MCP, metrics, dashboard, commands)
 
 A leaf (a module that needs no app, such as protocols.versions) may be used from any layer.
 
@@ -27,7 +27,8 @@ PACKAGES = ("broker_site", *APPS)
 PUSH_PLUMBING = ("routing.events", "routing.hub")
 FACE_SUFFIXES = (".api", ".admin", ".consumers", ".frames")
 FACE_PREFIXES = ("broker_site.mcp", "broker_site.urls", "broker_site.asgi", "broker_site.websocket_urls",
-                 "broker_site.rest", "broker_site.dashboard", "broker_site.startup", "broker_site.metrics")
+                 "broker_site.rest", "broker_site.dashboard", "broker_site.startup", "broker_site.metrics",
+                 "broker_site.overview")
 # Django's place for start-up hooks: AppConfig.ready runs once the registry is loaded.
 DEFERRED_IMPORTS_ALLOWED = (".apps",)
 
