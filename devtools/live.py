@@ -1,5 +1,6 @@
 """Plumbing for live broker processes (tests and benchmarks): ports, databases, keys, daphne itself."""
 
+import json
 import os
 import re
 import signal
@@ -85,6 +86,37 @@ def manage(env: dict[str, str], *args: str) -> str:
 def new_key(env: dict[str, str], *args: str) -> str:
     """Run a management command that prints a key once, and return that key."""
     return SHOWN_ONCE.search(manage(env, *args)).group(1)
+
+
+# Several management commands in one interpreter: a broker's set-up (migrate, then projects and keys)
+# costs one Django start-up instead of one per command.
+_MANAGE_MANY = """
+import io, json, sys
+import django
+from django.core.management import call_command
+django.setup()
+outputs = []
+for args in json.loads(sys.argv[1]):
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    outputs.append(out.getvalue())
+print(json.dumps(outputs))
+"""
+
+
+def manage_many(env: dict[str, str], *commands: list[str]) -> list[str]:
+    """Run each command (its arguments, as for manage.py) in order in one process; what each printed."""
+    done = subprocess.run([sys.executable, "-c", _MANAGE_MANY, json.dumps(commands)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"manage_many failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def keys_made(env: dict[str, str], *commands: list[str], migrate: bool = True) -> list[str]:
+    """Migrate (unless told not to), then run commands that each print a key once; the keys, in order."""
+    outputs = manage_many(env, *([["migrate", "--noinput", "-v", "0"]] if migrate else []), *commands)
+    return [SHOWN_ONCE.search(out).group(1) for out in outputs[1 if migrate else 0:]]
 
 
 def daphne_command(port: int) -> list[str]:

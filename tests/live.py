@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database
+from devtools.live import BrokerProcess, broker_env, keys_made, throwaway_database
 
 
 @dataclass
@@ -78,12 +78,12 @@ def live_broker(tmp_path: Path, **settings: str) -> Iterator[Live]:
 
 def _serve(tmp_path: Path, database_url: str, redis_url: str, settings: dict) -> Iterator[Live]:
     env = broker_env(tmp_path, database_url=database_url, redis_url=redis_url, **settings)
-    manage(env, "migrate", "--noinput", "-v", "0")
-    alpha_admin = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-    alpha_agent = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
-    beta_admin = new_key(env, "broker_project", "create", "--id", "team-b", "--name", "Team B")
-    new_key(env, "broker_project", "create", "--id", "ops", "--name", "Ops")
-    operator = new_key(env, "broker_key", "create", "--project", "ops", "--role", "operator")
+    alpha_admin, alpha_agent, beta_admin, _, operator = keys_made(
+        env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+        ["broker_key", "create", "--project", "alpha", "--role", "agent"],
+        ["broker_project", "create", "--id", "team-b", "--name", "Team B"],
+        ["broker_project", "create", "--id", "ops", "--name", "Ops"],
+        ["broker_key", "create", "--project", "ops", "--role", "operator"])
     server = BrokerProcess(env, tmp_path / "daphne.log").start()
     try:
         yield Live(server, database_url, tmp_path, alpha_admin, alpha_agent, beta_admin, operator)

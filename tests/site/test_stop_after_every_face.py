@@ -21,7 +21,7 @@ import websockets
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from devtools.live import ROOT, BrokerProcess, broker_env, manage, new_key
+from devtools.live import ROOT, BrokerProcess, broker_env, keys_made
 
 GRACE = 3
 # Beyond the grace: closing handshakes and the interpreter's exit ("a few seconds"), generous for a loaded machine.
@@ -31,9 +31,8 @@ SLACK = 10
 @pytest.fixture
 def broker(tmp_path):
     env = broker_env(tmp_path, BROKER_SHUTDOWN_GRACE_SECONDS=str(GRACE))
-    manage(env, "migrate", "--noinput", "-v", "0")
-    new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-    key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
+    _, key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+                       ["broker_key", "create", "--project", "alpha", "--role", "agent"])
     server = BrokerProcess(env, tmp_path / "daphne.log").start()
     try:
         yield server, key

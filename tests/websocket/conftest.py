@@ -18,7 +18,7 @@ import httpx
 import pytest
 import websockets
 
-from devtools.live import BrokerProcess, broker_env, manage, new_key, throwaway_database
+from devtools.live import BrokerProcess, broker_env, keys_made, manage, throwaway_database
 
 FRAME_TIMEOUT = 10
 
@@ -148,9 +148,13 @@ class LiveBroker:
             self.configure(**before)
 
 
-def serve(tmp_path, database_url: str = "", redis_url: str = "", **extra: str) -> tuple[BrokerProcess, dict]:
+def serve(tmp_path, database_url: str = "", redis_url: str = "", *, migrate: bool = True,
+          **extra: str) -> tuple[BrokerProcess, dict]:
+    """A broker process on the given stack, not started; migrated unless the caller migrates with its keys
+    (devtools.live.keys_made)."""
     env = broker_env(tmp_path, database_url=database_url, redis_url=redis_url, **extra)
-    manage(env, "migrate", "--noinput", "-v", "0")
+    if migrate:
+        manage(env, "migrate", "--noinput", "-v", "0")
     return BrokerProcess(env, tmp_path / "daphne.log"), env
 
 
@@ -166,10 +170,11 @@ def live_broker(tmp_path_factory) -> LiveBroker:
 
 
 def _serve_module(tmp_path_factory, database_url: str, redis_url: str):
-    server, env = serve(tmp_path_factory.mktemp("broker"), database_url, redis_url)
-    admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-    agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
-    other_key = new_key(env, "broker_project", "create", "--id", "beta", "--name", "Beta")
+    server, env = serve(tmp_path_factory.mktemp("broker"), database_url, redis_url, migrate=False)
+    admin_key, agent_key, other_key = keys_made(
+        env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+        ["broker_key", "create", "--project", "alpha", "--role", "agent"],
+        ["broker_project", "create", "--id", "beta", "--name", "Beta"])
     server.start()
     try:
         yield LiveBroker(server, admin_key, agent_key, other_key)

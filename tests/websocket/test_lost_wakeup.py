@@ -9,14 +9,14 @@ socket; a socket has no timer of its own.
 import asyncio
 import signal
 
-from devtools.live import manage, new_key
+from devtools.live import keys_made, manage
 from routing.live import KEEPALIVE_SECONDS, MAIL_WAITING_SECONDS
 from tests.websocket.conftest import LiveBroker, serve
 
 
 async def test_a_redelivery_made_in_another_process_reaches_the_open_socket(tmp_path):
-    server, env = serve(tmp_path, "", "", BROKER_SWEEP_INTERVAL_SECONDS="0")
-    admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
+    server, env = serve(tmp_path, "", "", migrate=False, BROKER_SWEEP_INTERVAL_SECONDS="0")
+    [admin_key] = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"])
     manage(env, "broker_project", "configure", "--id", "alpha", "--set", "ack_timeout=1")
     server.start()
     try:

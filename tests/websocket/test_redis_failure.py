@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from devtools.live import free_port, new_key, throwaway_database
+from devtools.live import free_port, keys_made, throwaway_database
 from tests.websocket.conftest import LiveBroker, serve, stack_from_environment, uses_postgres_and_redis
 
 pytestmark = pytest.mark.skipif(not uses_postgres_and_redis() or not shutil.which("redis-server"),
@@ -47,9 +47,9 @@ def broker_on_own_redis(tmp_path):
     redis = OwnRedis(free_port())
     redis.start()
     with throwaway_database(stack_from_environment()["database_url"], prefix="broker_ws") as url:
-        server, env = serve(tmp_path, url, redis.url)
-        admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-        agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
+        server, env = serve(tmp_path, url, redis.url, migrate=False)
+        admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+                                         ["broker_key", "create", "--project", "alpha", "--role", "agent"])
         server.start()
         try:
             yield LiveBroker(server, admin_key, agent_key, ""), redis

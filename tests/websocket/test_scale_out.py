@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from devtools.live import BrokerProcess, broker_env, new_key, throwaway_database
+from devtools.live import BrokerProcess, broker_env, keys_made, throwaway_database
 from tests.websocket.conftest import LiveBroker, serve, stack_from_environment, uses_postgres_and_redis
 from tests.websocket.test_key_validity import closed_for, new_agent_key
 from tests.websocket.test_rate_limit import minute_with_room
@@ -23,9 +23,9 @@ def two_processes(tmp_path_factory):
     stack = stack_from_environment()
     with throwaway_database(stack["database_url"], prefix="broker_ws") as url:
         a_dir, b_dir = tmp_path_factory.mktemp("a"), tmp_path_factory.mktemp("b")
-        server_a, env = serve(a_dir, url, stack["redis_url"], **CREDENTIAL_CACHE)
-        admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-        agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
+        server_a, env = serve(a_dir, url, stack["redis_url"], migrate=False, **CREDENTIAL_CACHE)
+        admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+                                         ["broker_key", "create", "--project", "alpha", "--role", "agent"])
         server_b = BrokerProcess(broker_env(b_dir, database_url=url, redis_url=stack["redis_url"], **CREDENTIAL_CACHE),
                                  b_dir / "daphne.log")
         server_a.start()

@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 import pytest
 import websockets
 
-from devtools.live import LOAD_CEILINGS, new_key, throwaway_database
+from devtools.live import LOAD_CEILINGS, keys_made, throwaway_database
 from tests.websocket.conftest import LiveBroker, WsClient, serve, stack_from_environment
 
 SENDERS = 3
@@ -35,9 +35,9 @@ def restartable_broker(tmp_path):
 
 
 def _broker(tmp_path, database_url: str, redis_url: str):
-    server, env = serve(tmp_path, database_url, redis_url, **LOAD_CEILINGS)
-    admin_key = new_key(env, "broker_project", "create", "--id", "alpha", "--name", "Alpha")
-    agent_key = new_key(env, "broker_key", "create", "--project", "alpha", "--role", "agent")
+    server, env = serve(tmp_path, database_url, redis_url, migrate=False, **LOAD_CEILINGS)
+    admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+                                     ["broker_key", "create", "--project", "alpha", "--role", "agent"])
     server.start()
     broker = LiveBroker(server, admin_key, agent_key, "")
     broker.configure(max_queue_size=100_000, rate_limit_per_minute=600_000)
