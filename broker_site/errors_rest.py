@@ -20,12 +20,16 @@ log = logging.getLogger("broker.rest")
 
 
 def error_response(code: str, message: str, status: int, details: dict | None = None, headers=None) -> Response:
-    return Response({"error": code, "message": message, "details": details or {}}, status=status, headers=headers)
+    response = Response({"error": code, "message": message, "details": details or {}}, status=status, headers=headers)
+    response.broker_error = code  # counted by code (broker_site.middleware.count_requests)
+    return response
 
 
 def broker_error_json(exc: BrokerError) -> JsonResponse:
     """The same shape for the plain (async) Django views of the REST face."""
-    return JsonResponse(exc.as_dict(), status=exc.status, headers=http_headers(exc))
+    response = JsonResponse(exc.as_dict(), status=exc.status, headers=http_headers(exc))
+    response.broker_error = exc.code
+    return response
 
 
 def rest_exception_handler(exc, context):

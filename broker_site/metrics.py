@@ -1,4 +1,5 @@
-"""Prometheus metrics at /metrics, for operator keys: what the broker holds now, read from the database at scrape.
+"""Prometheus metrics at /metrics, for operator keys: what the broker holds now, read from the database at scrape,
+and what this host's workers did (broker_site.counters).
 
 Read at scrape time from the database, the source of truth every process shares, so one scrape
 of any process sees the whole broker, and no count is lost with a process. Labels are project
@@ -10,9 +11,10 @@ in the SPEC error shape.
 """
 
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from broker_site import counters
 from broker_site.errors import BrokerError
 from broker_site.errors_rest import broker_error_json
 from projects.authentication import authenticate_request
@@ -27,6 +29,7 @@ def metrics(request) -> HttpResponse:
         return broker_error_json(exc)
     registry = CollectorRegistry()
     registry.register(_BrokerState(census))
+    registry.register(_ProcessEvents())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
@@ -70,3 +73,14 @@ class _BrokerState:
             for reason in LINK_REFUSALS:
                 refused.add_metric([*pair, reason], getattr(link, f"refused_{reason}"))
         yield from (live, sent, delivered, refused)
+
+
+class _ProcessEvents:
+    """The events counted in broker_site.counters: every worker's on this host in multi-process mode, else this
+    process's (with the client's own process and runtime figures)."""
+
+    def collect(self):
+        if counters.MULTIPROCESS:
+            yield from multiprocess.MultiProcessCollector(None).collect()
+        else:
+            yield from REGISTRY.collect()

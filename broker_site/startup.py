@@ -14,6 +14,7 @@ import threading
 
 from django.conf import settings
 
+from broker_site import counters
 from broker_site.mcp.inbox_push import subscriptions
 from broker_site.mcp.server import ensure_mcp_running, stop_mcp
 from routing.hub import hub
@@ -50,6 +51,7 @@ async def stop_background() -> None:
             await step()
         except Exception:
             log.exception("shutdown step failed", extra={"step": step.__qualname__})
+    counters.process_gone()
 
 
 def _exit_when_overdue(seconds: float) -> None:

@@ -39,7 +39,9 @@ from typing import Any
 from autobahn.exception import Disconnected
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
+from broker_site import counters
 from broker_site.errors import (
     BrokerError,
     Conflict,
@@ -275,9 +277,11 @@ class SessionConsumer(AsyncWebsocketConsumer):
             frame = frame_check(decoded)
             kind = frame.type
             result = await self._handle(frame)
+            counters.request_counted("websocket", self.project_id, "ok")
             if kind in ("send", "broadcast") or (request_id is not None and kind != "hello"):
                 await self.send_json(result_frame(kind, request_id, result))
         except BrokerError as exc:
+            counters.request_counted("websocket", self.project_id, exc.code)
             if not read:
                 request_id = refused_request_id(raw)
             await self.send_json(error_frame(exc, request_id))
@@ -390,6 +394,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
             for message in batch:
                 self.in_flight[message.id] = loop.time()
                 await self.send_json(message_frame(message))
+            if batch:
+                pushed = timezone.now()
+                for message in batch:
+                    counters.send_to_push.observe((pushed - message.created_at).total_seconds())
             if len(batch) < wanted:
                 # The queue is empty (as the claim saw it): no second claim to find that out. Mail
                 # committed since has set the listener's event, so the pump's next wait returns at once.

@@ -38,6 +38,8 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from broker_site import counters
+
 log = logging.getLogger("broker.push")
 
 # The kinds of event (routing.events publishes them), and the hub's own probe.
@@ -221,6 +223,7 @@ class Hub:
                 return
             except Exception as exc:  # Redis down or full: the message is persisted; listeners poll the database.
                 if attempt == 2:
+                    counters.push_fallbacks.labels("publish").inc()
                     log.warning("push_fallback", extra={"group": group, "event_type": event.get("type"),
                                                         "error": str(exc) or type(exc).__name__})
                 # Once more: after a Redis restart, the first use of each pooled connection fails.
@@ -319,6 +322,7 @@ class Hub:
                             await self._join_all(layer)
                 except Exception as exc:
                     if not failed:
+                        counters.push_fallbacks.labels("listen").inc()
                         log.warning("push_fallback", extra={"sessions": len(self.by_session),
                                                             "error": str(exc) or type(exc).__name__})
                         self._tell_all(False)

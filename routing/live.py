@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol
 from autobahn.websocket.protocol import WebSocketServerProtocol
 from django.utils import timezone
 
+from broker_site import counters
 from broker_site.workers import db, urgent_lane
 from projects.auth import callers_refused
 from projects.models import Project
@@ -88,11 +89,15 @@ class Registry:
 
     def add(self, connection: LiveConnection) -> None:
         """Count an open connection; call from inside the event loop."""
+        if connection not in self.open:
+            counters.websockets.inc()
         self.open.add(connection)
         if self._keepalive is None or self._keepalive.done():
             self._keepalive = asyncio.get_running_loop().create_task(self._keep_alive(), name="broker-keepalive")
 
     def discard(self, connection: LiveConnection) -> None:
+        if connection in self.open:
+            counters.websockets.dec()
         self.open.discard(connection)
 
     async def _keep_alive(self) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 from django.conf import settings
 
+from broker_site import counters
 from broker_site.workers import db, urgent_lane
 from routing.batching import claim_in_round
 from routing.hub import Listener, Pace
@@ -180,6 +181,7 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
     deadline = loop.time() + wait_seconds
     async with Listener(session.pk, session.project_id, LONG_POLL_PACE) as listener:
         forget = link.wake_when_gone(listener.wake)
+        counters.long_polls.inc()
         try:
             while True:
                 # Claimed again after joining: a message committed between the first claim and the
@@ -190,4 +192,5 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
                     return messages
                 await listener.wait(remaining)
         finally:
+            counters.long_polls.dec()
             forget()

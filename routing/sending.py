@@ -31,6 +31,7 @@ a live WebSocket, which is being handed the message now. Neither is the message'
 import json
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from broker_site import counters
 from broker_site.errors import (
     BrokerError,
     Forbidden,
@@ -210,12 +212,26 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
         traffic = crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed
                                       if copy.link])
     traffic.counted()
+    _events_counted([copy for _, copy in copies])
     for index, copy in addressed:
         outcomes[index] = copy.outcome
     for _, copy in copies:
         if copy.broadcast is not None:
             _account(copy)
     return outcomes  # type: ignore[return-value]  # every request has its outcome by now
+
+
+def _events_counted(copies: list[_Copy]) -> None:
+    """A committed round in the metrics: messages accepted (`sent`) and turned away by a full queue, per project."""
+    sent: Counter[str] = Counter()
+    full: Counter[str] = Counter()
+    for copy in copies:
+        if isinstance(copy.outcome, Accepted):
+            sent[copy.project.pk] += 1
+        elif isinstance(copy.outcome, QueueFull):
+            full[copy.project.pk] += 1
+    counters.messages_counted("sent", sent)
+    counters.messages_counted("dead_queue_full", full)
 
 
 def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendRequest:

@@ -9,6 +9,7 @@ admin can replay.
 
 import logging
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from broker_site import counters
 from broker_site.errors import QueueFull, ValidationFailed
 from projects.audit import audit_done
 from projects.auth import Principal
@@ -54,6 +56,10 @@ def messages_claim_many(wants: dict[AgentSession, int], *, auto_ack: bool = Fals
     for message in handed:
         claimed[message.recipient_id].append(message)
     deliveries_counted(handed)
+    handed_by_project = Counter(message.project_id for message in handed)
+    counters.messages_counted("delivered", handed_by_project)
+    if auto_ack:
+        counters.messages_counted("acked", handed_by_project)
     return claimed
 
 
@@ -92,6 +98,7 @@ def messages_ack_many(requests: list[tuple[AgentSession, list[uuid.UUID]]]) -> l
     that is the answer; otherwise a second statement reads what the others are.
     """
     acked = messages_acked([(session.pk, ids) for session, ids in requests], timezone.now())
+    _acks_counted(requests, acked)
     if acked == sum(len(ids) for _, ids in requests):
         return [{"acked": [str(i) for i in ids], "not_acked": [], "unknown": []} for _, ids in requests]
     mine = Q()
@@ -108,6 +115,17 @@ def messages_ack_many(requests: list[tuple[AgentSession, list[uuid.UUID]]]) -> l
     return answers
 
 
+def _acks_counted(requests: list[tuple[AgentSession, list[uuid.UUID]]], acked: int) -> None:
+    """`acked` new acks in the metrics, per project: exact when every id named was acked now or the round is one
+    project's; otherwise (a repeat or a stranger's id among them) shared out in the order of the requests."""
+    left, by_project = acked, Counter()
+    for session, ids in requests:
+        taken = min(len(ids), left)
+        by_project[session.project_id] += taken
+        left -= taken
+    counters.messages_counted("acked", by_project)
+
+
 def message_ids_parsed(values: list[str], field: str = "message_ids") -> list[uuid.UUID]:
     """Message ids as UUIDs, each once, in the order given."""
     try:
@@ -122,6 +140,7 @@ def messages_requeue_unacked(session: AgentSession) -> int:
         state=Message.State.QUEUED, redeliver_at=None)
     if requeued:
         events.message_available(session.pk)
+        transaction.on_commit(lambda: counters.messages_counted("redelivered", {session.project_id: requeued}))
     return requeued
 
 
@@ -138,19 +157,25 @@ def sweep(now=None, batch: int = 1000) -> dict[str, int]:
                    .filter(state__in=PENDING, expires_at__lte=now).values_list("id", flat=True)[:batch])
         counts["expired"] = Message.objects.filter(id__in=due, state__in=PENDING).update(
             state=Message.State.DEAD, dead_reason=Message.DeadReason.EXPIRED, dead_at=now, redeliver_at=None)
+        expired = Counter(Message.objects.filter(id__in=due).values_list("project_id", flat=True)) if due else {}
     with transaction.atomic():
         due = list(Message.objects.select_for_update(skip_locked=True)
                    .filter(state=Message.State.DELIVERED, redeliver_at__lte=now)
                    .values_list("id", flat=True)[:batch])
         delivered = Message.objects.filter(id__in=due, state=Message.State.DELIVERED)
-        counts["dead_max_attempts"] = delivered.filter(attempts__gte=F("project__max_attempts")).update(
+        spent = delivered.filter(attempts__gte=F("project__max_attempts"))
+        dying = Counter(spent.values_list("project_id", flat=True)) if due else {}
+        counts["dead_max_attempts"] = spent.update(
             state=Message.State.DEAD, dead_reason=Message.DeadReason.MAX_ATTEMPTS, dead_at=now, redeliver_at=None)
-        again = list(delivered.values_list("id", "recipient_id"))
-        counts["redelivered"] = Message.objects.filter(id__in=[i for i, _ in again],
+        again = list(delivered.values_list("id", "recipient_id", "project_id"))
+        counts["redelivered"] = Message.objects.filter(id__in=[i for i, _, _ in again],
                                                        state=Message.State.DELIVERED).update(
             state=Message.State.QUEUED, redeliver_at=None)
-        for recipient_id in {r for _, r in again}:
+        for recipient_id in {r for _, r, _ in again}:
             events.message_available(recipient_id)
+    counters.messages_counted("dead_expired", expired)
+    counters.messages_counted("dead_max_attempts", dying)
+    counters.messages_counted("redelivered", Counter(project for _, _, project in again))
     counts["purged"] = _purge_ended(now - timedelta(seconds=settings.BROKER["RETENTION_SECONDS"]), batch)
     if any(counts.values()):
         log.info("sweep", extra=counts)

@@ -22,6 +22,7 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetad
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict
 
+from broker_site import counters
 from broker_site.contracts import Contract, parsed
 from broker_site.errors import Unauthorized
 from broker_site.mcp.auth import caller_of, mcp_session_id_of, session_token_of_request
@@ -152,14 +153,19 @@ async def run_handler(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 async def run_tool(spec: ToolSpec, arguments: dict[str, Any], ctx: Context) -> CallToolResult:
+    caller = None
     try:
         args = parsed(spec.args, arguments, what=f"arguments to {spec.name}")
         request = ctx.request_context.request
-        call = ToolCall(spec.name, caller_of(ctx), mcp_session_id_of(ctx), ClientLink.of(request),
+        caller = caller_of(ctx)
+        call = ToolCall(spec.name, caller, mcp_session_id_of(ctx), ClientLink.of(request),
                         session_token_of_request(request))
         result = await run_handler(spec.handler, call, args)
     except Exception as exc:
-        return tool_error(exc, spec.name)
+        answer = tool_error(exc, spec.name)
+        counters.request_counted("mcp", caller.project.pk if caller else None, answer.structured_content["error"])
+        return answer
+    counters.request_counted("mcp", caller.project.pk, "ok")
     return tool_result(result)
 
 

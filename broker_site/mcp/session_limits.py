@@ -21,6 +21,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.requests import Request
 from starlette.responses import Response
 
+from broker_site import counters
 from broker_site.errors import LimitReached
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import http_error_response
@@ -48,10 +49,12 @@ class SessionLimits:
 
     def opened(self, mcp_session_id: str, key: str, project: str) -> None:
         self.counts.opened(mcp_session_id, key, project)
+        counters.mcp_sessions.set(len(self.counts))
 
     def closed(self, mcp_session_id: str) -> None:
         """Free what the session held; idempotent (the SDK may discard a session twice)."""
         self.counts.closed(mcp_session_id)
+        counters.mcp_sessions.set(len(self.counts))
         bindings.forget(mcp_session_id)
         subscriptions.drop_connection(mcp_session_id)
 

@@ -68,7 +68,7 @@ async def submit_while_first_round_runs(coalescer: Coalescer, rounds: Rounds, re
 
 
 async def test_requests_submitted_while_a_round_runs_go_together_in_the_next_round_in_order(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=100)
+    coalescer = Coalescer("test", rounds, lane, max_batch=100)
     tasks = await submit_while_first_round_runs(coalescer, rounds, ["b", "c", "d", "e"])
     rounds.release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
@@ -76,7 +76,7 @@ async def test_requests_submitted_while_a_round_runs_go_together_in_the_next_rou
 
 
 async def test_a_round_never_exceeds_max_batch_and_the_rest_follow_in_order(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=2)
+    coalescer = Coalescer("test", rounds, lane, max_batch=2)
     tasks = await submit_while_first_round_runs(coalescer, rounds, ["b", "c", "d", "e", "f"])
     rounds.release.set()
     await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
@@ -84,7 +84,7 @@ async def test_a_round_never_exceeds_max_batch_and_the_rest_follow_in_order(lane
 
 
 async def test_each_submitter_gets_the_answer_at_its_own_position(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=100)
+    coalescer = Coalescer("test", rounds, lane, max_batch=100)
     tasks = await submit_while_first_round_runs(coalescer, rounds, ["b", "c", "d"])
     rounds.release.set()
     answers = await asyncio.wait_for(asyncio.gather(*tasks), TIMEOUT)
@@ -93,7 +93,7 @@ async def test_each_submitter_gets_the_answer_at_its_own_position(lane, rounds):
 
 
 async def test_a_failed_round_raises_in_every_submitter_of_that_round_and_later_rounds_still_run(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=100)
+    coalescer = Coalescer("test", rounds, lane, max_batch=100)
     tasks = await submit_while_first_round_runs(coalescer, rounds, ["boom", "bystander"])
     rounds.release.set()
     first, boom, bystander = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), TIMEOUT)
@@ -105,7 +105,7 @@ async def test_a_failed_round_raises_in_every_submitter_of_that_round_and_later_
 
 
 async def test_a_submitter_cancelled_before_its_round_is_not_sent(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=100)
+    coalescer = Coalescer("test", rounds, lane, max_batch=100)
     first, b, gone, d = await submit_while_first_round_runs(coalescer, rounds, ["b", "gone", "d"])
     gone.cancel()  # its connection closed while it waited
     rounds.release.set()
@@ -115,7 +115,7 @@ async def test_a_submitter_cancelled_before_its_round_is_not_sent(lane, rounds):
 
 
 async def test_a_round_whose_submitters_all_left_is_not_run(lane, rounds):
-    coalescer = Coalescer(rounds, lane, max_batch=2)
+    coalescer = Coalescer("test", rounds, lane, max_batch=2)
     first, b, c, d = await submit_while_first_round_runs(coalescer, rounds, ["b", "c", "d"])
     b.cancel()
     c.cancel()
@@ -126,7 +126,7 @@ async def test_a_round_whose_submitters_all_left_is_not_run(lane, rounds):
 
 async def test_an_idle_coalescer_answers_a_lone_request_in_a_round_of_its_own(lane):
     rounds = Rounds()
-    coalescer = Coalescer(rounds, lane, max_batch=100)
+    coalescer = Coalescer("test", rounds, lane, max_batch=100)
     assert await asyncio.wait_for(coalescer.submit("a"), TIMEOUT) == "answer to a"
     assert await asyncio.wait_for(coalescer.submit("b"), TIMEOUT) == "answer to b"
     assert rounds.calls == [["a"], ["b"]]
