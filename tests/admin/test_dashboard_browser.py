@@ -4,7 +4,7 @@ A person logs in, watches the overview count a new agent without reloading, send
 message from the compose form and sees the agent's answer appear. The agent is a real WebSocket
 client. A screenshot of the overview is kept at var/test-artifacts/dashboard-overview.png (or
 under BROKER_TEST_ARTIFACTS). Without Chromium this test is skipped with the command to install
-it, except where BROKER_REQUIRE_BROWSER=1 (as .ci/run sets after installing it): there a
+it, except where BROKER_REQUIRE_TOOLS=1 (as .ci/run sets after installing it): there a
 missing browser fails.
 """
 
@@ -24,8 +24,8 @@ ARTIFACTS = Path(os.environ.get("BROKER_TEST_ARTIFACTS", Path(__file__).resolve(
 WAIT_MS = 15_000
 
 if CHROMIUM is None:
-    if os.environ.get("BROKER_REQUIRE_BROWSER") == "1":
-        raise RuntimeError("BROKER_REQUIRE_BROWSER=1 but Chromium is not installed: apt-get install -y chromium")
+    if os.environ.get("BROKER_REQUIRE_TOOLS") == "1":
+        raise RuntimeError("BROKER_REQUIRE_TOOLS=1 but Chromium is not installed: apt-get install -y chromium")
     pytest.skip("Chromium is not installed (apt-get install -y chromium); .ci/run installs it", allow_module_level=True)
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
