@@ -30,6 +30,8 @@ long_polls = Gauge("broker_long_polls_waiting", "Receives (MCP, REST) waiting fo
 mcp_sessions = Gauge("broker_mcp_sessions", "Open MCP sessions (session-based protocol).", multiprocess_mode="livesum")
 push_fallbacks = Counter("broker_push_fallbacks", "Times the channel layer failed and push fell back to polling "
                          "the database.", ["where"])
+for _where in ("publish", "listen"):  # at zero from the start, so an alert on its increase sees the first one
+    push_fallbacks.labels(_where)
 rounds = Histogram("broker_db_round_size", "Requests answered by one database round.", ["operation"],
                    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
 round_seconds = Histogram("broker_db_round_seconds", "Time one database round took.", ["operation"],
