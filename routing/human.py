@@ -9,6 +9,8 @@ What the agents send back is read the way any session reads its mail: claimed an
 
 from typing import Any
 
+from django.utils import timezone
+
 from projects.audit import audit_done
 from projects.auth import Staff
 from projects.models import Project
@@ -17,7 +19,8 @@ from routing.models import Message
 from routing.sending import message_broadcast, message_send
 from routing.services import messages_claim, messages_requeue_unacked
 from sessions_app.models import AgentSession
-from sessions_app.services import session_of_human
+from sessions_app.selectors import human_session_of
+from sessions_app.services import session_of_human, sessions_seen
 
 HUMAN_INBOX_READ = 100  # replies taken per look at the page; the rest stay queued for the next one
 
@@ -41,5 +44,14 @@ def human_message_send(project: Project, caller: Staff, user_name: str, message:
 
 
 def human_replies_read(project: Project, user_name: str) -> list[Message]:
-    """What agents sent the person since their last look: claimed and acked, so their queue stays short."""
-    return messages_claim(human_session(project, user_name), max_messages=HUMAN_INBOX_READ, auto_ack=True)
+    """What agents sent the person since their last look: claimed and acked, so their queue stays short.
+
+    Looking neither makes nor resumes the person's session (only writing does: peers are told a
+    person joined when one speaks); while it is live, a look keeps it so.
+    """
+    session = human_session_of(project, user_name)
+    if session is None:
+        return []
+    if session.is_live_at(timezone.now()):
+        sessions_seen([session])
+    return messages_claim(session, max_messages=HUMAN_INBOX_READ, auto_ack=True)

@@ -26,6 +26,7 @@ RATE_MINUTES = 10
 TOP_QUEUES = 5
 RECENT_AUDIT = 10
 RECENT_MESSAGES = 50
+SESSIONS_SHOWN = 200
 PAYLOAD_SHOWN = 20_000
 
 
@@ -64,10 +65,12 @@ def _audit_row(event: AuditEvent) -> dict[str, Any]:
 
 
 def project_sessions(project: Project) -> list[dict[str, Any]]:
-    """The project's sessions, newest first, with status, face (a WebSocket holds it, or it polls) and queue depth."""
+    """The project's newest SESSIONS_SHOWN sessions, with status, face (a WebSocket holds it, or it polls) and
+    queue depth."""
     now = timezone.now()
     sessions = (AgentSession.objects.filter(project=project).select_related("project")
-                .annotate(pending=Count("inbox", filter=Q(inbox__state__in=PENDING))).order_by("-connected_at"))
+                .annotate(pending=Count("inbox", filter=Q(inbox__state__in=PENDING)))
+                .order_by("-connected_at")[:SESSIONS_SHOWN])
     return [{"session_id": str(s.pk), "name": s.name, "status": s.status_at(now), "human": s.human,
              "face": "websocket" if s.push_until and s.push_until > now else "polling",
              "pending": s.pending, "last_heartbeat_at": s.last_heartbeat_at.isoformat()} for s in sessions]

@@ -81,6 +81,11 @@ def _in(project: Project, session: AgentSession) -> AgentSession:
     return session
 
 
+def human_session_of(project: Project, user_name: str) -> AgentSession | None:
+    """The session a person at the dashboard speaks as in `project` (sessions_app.services.session_of_human)."""
+    return AgentSession.objects.filter(project=project, human=user_name).select_related("project").first()
+
+
 def session_counts(project: Project) -> dict[str, int]:
     return {status: sessions_of(project, status).count() for status in AgentSession.Status.values}
 

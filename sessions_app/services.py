@@ -34,6 +34,7 @@ from sessions_app.models import (
 )
 from sessions_app.selectors import (
     NoActingSession,
+    human_session_of,
     live_sessions,
     session_by_pk,
     session_by_token,
@@ -168,9 +169,7 @@ def session_of_human(project: Project, user_name: str, *, on_resume: Callable[[A
     """
     if not project.is_active:
         raise Forbidden(f"Project {project.pk} is {project.status}; activate it first.", project_id=project.pk)
-    session = AgentSession.objects.filter(project=project, human=user_name).select_related("project").first()
-    if session is None:
-        session = _human_session_made(project, user_name)
+    session = human_session_of(project, user_name) or _human_session_made(project, user_name)
     if not session.is_live_at(timezone.now()):
         session, _ = _take_back(session, on_resume, replace_live=False)
     sessions_seen([session])
@@ -194,7 +193,7 @@ def _human_session_made(project: Project, user_name: str) -> AgentSession:
                 presence_changed(project.pk, session.pk, session.name, "session_joined")
             return AgentSession.objects.select_related("project").get(pk=session.pk)
         except IntegrityError:  # an agent holds the name, or the same person's other tab made it first
-            made = AgentSession.objects.filter(project=project, human=user_name).select_related("project").first()
+            made = human_session_of(project, user_name)
             if made is not None:
                 return made
     raise Conflict(f"No free session name for {user_name!r} in project {project.pk}.", field="name")

@@ -161,3 +161,9 @@ def test_person_session_comes_back_after_it_timed_out(admin_client, alpha):
     human.refresh_from_db()
     assert human.disconnected_at is None and human.connection_epoch == 2
     assert AgentSession.objects.filter(human="admin").count() == 1
+
+
+def test_looking_at_a_session_page_does_not_make_the_person_a_session(admin_client, alpha):
+    alpha.connect("frontend")
+    assert admin_client.get("/admin/broker/projects/alpha/sessions/frontend/now.json").status_code == 200
+    assert not AgentSession.objects.filter(human="admin").exists()
