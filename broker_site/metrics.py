@@ -45,6 +45,8 @@ class _BrokerState:
         dead = GaugeMetricFamily("broker_dead_letters", "Dead letters held, by reason.", labels=["project", "reason"])
         largest = GaugeMetricFamily("broker_largest_queue", "Pending messages of the project's longest queue.",
                                     labels=["project"])
+        on_websocket = GaugeMetricFamily("broker_sessions_on_websocket", "Live sessions a WebSocket holds (the "
+                                         "others poll: MCP, REST).", labels=["project"])
         for project_id, census in self.census["projects"].items():
             for status, n in census["sessions"].items():
                 sessions.add_metric([project_id, status], n)
@@ -53,7 +55,8 @@ class _BrokerState:
             for reason, n in census["dead_letters"].items():
                 dead.add_metric([project_id, reason], n)
             largest.add_metric([project_id], census["largest_queue"])
-        yield from (sessions, messages, dead, largest)
+            on_websocket.add_metric([project_id], census["websocket"])
+        yield from (sessions, messages, dead, largest, on_websocket)
         yield from self._links()
 
     def _links(self):

@@ -31,12 +31,11 @@ PAYLOAD_SHOWN = 20_000
 
 
 def broker_overview() -> dict[str, Any]:
-    """Every active project's census and WebSocket holders, the busiest queues, messages sent per minute over
-    the last RATE_MINUTES (every copy of a broadcast counts), and the latest audit events."""
+    """Every active project's census (routing.selectors.project_census), the busiest queues, messages sent per
+    minute over the last RATE_MINUTES (every copy of a broadcast counts), and the latest audit events."""
     now = timezone.now()
     projects = list(Project.objects.filter(status=Project.Status.ACTIVE).order_by("pk"))
-    rows = [{"project_id": p.pk, "name": p.name, **project_census(p),
-             "websocket": AgentSession.objects.filter(project=p, push_until__gt=now).count()} for p in projects]
+    rows = [{"project_id": p.pk, "name": p.name, **project_census(p)} for p in projects]
     return {"at": now.isoformat(), "projects": rows, "rate": _sent_per_minute(now), "top_queues": _top_queues(),
             "audit": [_audit_row(e) for e in AuditEvent.objects.all()[:RECENT_AUDIT]]}
 

@@ -185,16 +185,21 @@ def broker_census(caller: Principal) -> dict[str, Any]:
 
 
 def project_census(project: Project) -> dict[str, Any]:
-    """A project as the metrics show it now, in four statements: its sessions by status, its messages by
-    state, its dead letters by reason, and its largest queue (pending messages of one session)."""
+    """A project as the metrics show it now, in four statements: its sessions by status (and how many a
+    WebSocket holds), its messages by state, its dead letters by reason, and its largest queue (pending
+    messages of one session)."""
     now = timezone.now()
-    sessions = AgentSession.objects.filter(project=project).aggregate(**{
-        status: Count("pk", filter=AgentSession.status_q(project, status, now)) for status in AgentSession.Status.values})
+    sessions = AgentSession.objects.filter(project=project).aggregate(
+        websocket=Count("pk", filter=Q(push_until__gt=now)),  # held by a live WebSocket (its push lease)
+        **{status: Count("pk", filter=AgentSession.status_q(project, status, now))
+           for status in AgentSession.Status.values})
+    websocket = sessions.pop("websocket")
     mine = Message.objects.filter(project=project).order_by()
     states = dict(mine.values_list("state").annotate(n=Count("pk")))
     dead = dict(mine.filter(state=Message.State.DEAD).values_list("dead_reason").annotate(n=Count("pk")))
     largest = (mine.filter(state__in=PENDING).values("recipient_id").annotate(n=Count("pk")).order_by("-n")
                .values_list("n", flat=True).first())
-    return {"sessions": sessions, "messages": {state: states.get(state, 0) for state in Message.State.values},
+    return {"sessions": sessions, "websocket": websocket,
+            "messages": {state: states.get(state, 0) for state in Message.State.values},
             "dead_letters": {reason: dead.get(reason, 0) for reason in Message.DeadReason.values},
             "largest_queue": largest or 0}

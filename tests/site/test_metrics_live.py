@@ -49,6 +49,7 @@ async def test_a_push_is_counted_with_its_latency_rounds_and_connections(tmp_pat
 
     assert any(counted.glob("*.db")), "multi-process mode keeps its counts in files"
     assert samples[("broker_websocket_connections", ())] == 2
+    assert samples[("broker_sessions_on_websocket", (("project", "alpha"),))] == 2
     assert samples[("broker_send_to_push_seconds_count", ())] == 1
     assert samples[("broker_message_events_total", (("event", "sent"), ("project", "alpha")))] == 1
     assert samples[("broker_message_events_total", (("event", "delivered"), ("project", "alpha")))] == 1
