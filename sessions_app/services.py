@@ -25,6 +25,7 @@ from projects.keys import digest
 from projects.models import ApiKey, Project
 from routing.events import presence_changed, session_ended, session_replaced
 from sessions_app.capabilities import clean_capabilities
+from sessions_app.kept import kept_sessions, session_changed
 from sessions_app.models import (
     ENDED_BY_OPERATOR,
     PROVISIONED,
@@ -274,16 +275,16 @@ def session_acting(project: Project, *, token: str | None = None, bound_to: uuid
     Every call counts as a heartbeat, written at most every stale_after/4; an explicit
     heartbeat (`heartbeat`) is written at once.
     """
-    if token:
-        session = session_by_token(project, token)
+    if token or (bound_to is None and configured_token):
+        named = token or configured_token
+        session = kept_sessions.read(project.pk, f"token:{digest(named)}", lambda: session_by_token(project, named))
     elif bound_to is not None:
-        session = session_by_pk(project, bound_to)
-    elif configured_token:
-        session = session_by_token(project, configured_token)
+        session = kept_sessions.read(project.pk, f"id:{bound_to}", lambda: session_by_pk(project, bound_to))
     else:
         session = None
     if session is None:
         raise NoActingSession()
+    session.project = project  # the caller's row, read with its key (a kept copy may hold an older one)
     now = timezone.now()
     if not session.is_live_at(now):
         if leaving:
@@ -325,6 +326,7 @@ def sessions_seen(sessions: list[AgentSession], *, now: datetime | None = None, 
             AgentSession.objects.filter(pk__in=ids).update(last_heartbeat_at=now)
         for session in due:
             session.last_heartbeat_at = now
+            kept_sessions.seen(session.pk, now)
 
 
 def session_push_released(session: AgentSession, connection_epoch: int) -> None:
@@ -346,6 +348,7 @@ def session_disconnect(session: AgentSession, *, reason: str = "client",
     if connection_epoch is not None:
         owned = owned.filter(connection_epoch=connection_epoch)
     if owned.update(disconnected_at=now, disconnect_reason=reason[:32], push_until=None):
+        session_changed(session.pk)
         session.disconnected_at, session.disconnect_reason = now, reason[:32]
         _announce_gone(session.project_id, session.pk, session.name, reason)
         log.info("session_disconnected", extra={"project": session.project_id, "session_id": str(session.id),
@@ -384,6 +387,7 @@ def sessions_time_out(now: datetime | None = None, batch: int = 500) -> int:
         if AgentSession.objects.filter(pk=session.pk, disconnected_at__isnull=True,
                                        last_heartbeat_at=session.last_heartbeat_at).update(
                 disconnected_at=now, disconnect_reason="timeout", push_until=None):
+            session_changed(session.pk)
             _announce_gone(session.project_id, session.pk, session.name, "timeout")
             timed_out += 1
     if timed_out:
@@ -420,6 +424,7 @@ def sessions_end_all(project: Project, *, reason: str) -> int:
     AgentSession.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
         disconnected_at=timezone.now(), disconnect_reason=reason[:32], push_until=None)
     for pk, name in leaving:
+        session_changed(pk)
         _announce_gone(project.pk, pk, name, reason)
     return len(leaving)
 

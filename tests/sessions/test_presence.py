@@ -4,11 +4,14 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from sessions_app.kept import session_changed
 from sessions_app.models import AgentSession
 
 
 def age(session, seconds: int) -> None:
+    """The session last heard from `seconds` ago: time passed, so no process still keeps it as it was."""
     AgentSession.objects.filter(pk=session.pk).update(last_heartbeat_at=timezone.now() - timedelta(seconds=seconds))
+    session_changed(session.pk)
 
 
 def statuses(client, status_filter="all"):
