@@ -25,11 +25,12 @@ from pydantic import BaseModel, ConfigDict
 from broker_site import counters
 from broker_site.contracts import Contract, parsed
 from broker_site.errors import Unauthorized
-from broker_site.mcp.auth import caller_of, mcp_session_id_of, session_token_of_request
+from broker_site.mcp.auth import caller_of, caller_of_request, mcp_session_id_of, session_token_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import tool_error, tool_result
 from broker_site.workers import db
 from projects.auth import Caller
+from projects.models import ApiKey
 from routing.lifecycle import session_acting
 from routing.receive import ClientLink
 from sessions_app.models import AgentSession
@@ -100,18 +101,33 @@ class ToolSpec:
     args: type[BaseModel]
     handler: Handler
     read_only: bool = False
+    role: str = ApiKey.Role.AGENT
 
 
 registry: list[ToolSpec] = []
 
 
-def tool(name: str, description: str, args: type[BaseModel], *, read_only: bool = False
-         ) -> Callable[[Handler], Handler]:
+def tool(name: str, description: str, args: type[BaseModel], *, read_only: bool = False,
+         role: str = ApiKey.Role.AGENT) -> Callable[[Handler], Handler]:
+    """Register a tool. `role`: the least a key needs for the tool to be of any use to it; keys below it do not
+    see it in tools/list (tools_for_the_caller). The service still decides every call: listing is not a permission."""
+
     def register(handler: Handler) -> Handler:
-        registry.append(ToolSpec(name, description, args, handler, read_only))
+        registry.append(ToolSpec(name, description, args, handler, read_only, role))
         return handler
 
     return register
+
+
+async def tools_for_the_caller(ctx, call_next):
+    """SDK middleware: tools/list shows each key only the tools its role may call, so an agent's context is not
+    spent on project, key, link and dead-letter administration."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/list" or not isinstance(result, dict):
+        return result
+    caller = caller_of_request(ctx.request)
+    shown = {spec.name for spec in registry if caller.has_role(spec.role)}
+    return {**result, "tools": [t for t in result.get("tools", []) if t.get("name") in shown]}
 
 
 def _compact(schema: Any) -> Any:

@@ -24,7 +24,7 @@ from broker_site.mcp.auth import ApiKeyAuthMiddleware
 from broker_site.mcp.channel import advertise as advertise_channel
 from broker_site.mcp.inbox import register_inbox_resource
 from broker_site.mcp.inbox_watch import register_inbox_push
-from broker_site.mcp.registry import registry, sdk_tool
+from broker_site.mcp.registry import registry, sdk_tool, tools_for_the_caller
 from broker_site.mcp.session_limits import limit_reached_response
 from broker_site.mcp.session_limits import limits as session_limits
 from routing.receive import ClientLink
@@ -40,7 +40,7 @@ INSTRUCTIONS = ("Message broker between agents. Call connect_session first; late
 # any caller. Ours (inbox_watch.py) serves inbox URIs only, to the session acting (its token in the
 # listen's `_meta` or the X-Session-Token header), and is registered below with the subscribe handlers.
 server = MCPServer(name="mcp-broker", instructions=INSTRUCTIONS, tools=[sdk_tool(spec) for spec in registry],
-                   subscriptions=False)
+                   subscriptions=False, middleware=[tools_for_the_caller])
 register_inbox_resource(server)
 # The body limit sits above the largest payload a project may allow, so an oversized payload is
 # refused by the service as a clear tool error rather than by the transport. Host and Origin are

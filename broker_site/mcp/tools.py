@@ -27,6 +27,7 @@ from projects.contracts import (
     ProjectCreateIn,
     ProjectInfoIn,
 )
+from projects.models import ApiKey
 from protocols import selectors as protocol_selectors
 from protocols import services as protocol_services
 from protocols.contracts import DiscoverIn, NegotiateIn, RegisterIn
@@ -40,6 +41,8 @@ from routing.sending import message_broadcast
 from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn
 from sessions_app.linked import sessions_seen
+
+ADMIN, OPERATOR = ApiKey.Role.ADMIN, ApiKey.Role.OPERATOR  # the least role each administration tool is listed for
 
 # Sessions
 
@@ -158,7 +161,8 @@ def get_message_status(call: ToolCall, args: MessageArgs) -> dict[str, Any]:
 
 # Dead letters (project admins)
 
-@tool("list_dead_letters", "Messages that could not be delivered, newest first (admin keys).", NoArgs, read_only=True)
+@tool("list_dead_letters", "Messages that could not be delivered, newest first (admin keys).", NoArgs, read_only=True,
+      role=ADMIN)
 def list_dead_letters(call: ToolCall, args: NoArgs) -> dict[str, Any]:
     return message_selectors.dead_letters_listed(call.project, call.caller)
 
@@ -167,7 +171,8 @@ class ReplayArgs(Contract):
     message_id: str = Field(max_length=40)
 
 
-@tool("replay_dead_letter", "Queue a dead letter again with a fresh attempt count (admin keys).", ReplayArgs)
+@tool("replay_dead_letter", "Queue a dead letter again with a fresh attempt count (admin keys).", ReplayArgs,
+      role=ADMIN)
 def replay_dead_letter(call: ToolCall, args: ReplayArgs) -> dict[str, Any]:
     return message_services.dead_letter_replay(call.project, call.caller, args.message_id).as_dict()
 
@@ -175,7 +180,7 @@ def replay_dead_letter(call: ToolCall, args: ReplayArgs) -> dict[str, Any]:
 # Projects (roles are the services' to check)
 
 @tool("create_project", "Create a project (operator keys). Returns its first admin key, shown once.",
-      ProjectCreateIn)
+      ProjectCreateIn, role=OPERATOR)
 def create_project(call: ToolCall, args: ProjectCreateIn) -> dict[str, Any]:
     created = project_services.project_create(**args.project_fields(), caller=call.caller)
     return project_selectors.project_created(*created, caller=call.caller)
@@ -203,7 +208,8 @@ class RotateKeysArgs(KeyRotateIn):
 
 
 @tool("rotate_project_keys", "Replace keys (admin keys): key_id, else the calling key if in project_id, else "
-      "(operators) all its active keys. New keys shown once; old ones work for the grace period.", RotateKeysArgs)
+      "(operators) all its active keys. New keys shown once; old ones work for the grace period.", RotateKeysArgs,
+      role=ADMIN)
 def rotate_project_keys(call: ToolCall, args: RotateKeysArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
     key = project_selectors.api_key_get(project, args.key_id) if args.key_id else None
@@ -217,7 +223,7 @@ class ProjectArgs(Contract):
 
 
 @tool("deactivate_project", "Deactivate a project (operator keys): its sessions end, its history stays.",
-      ProjectArgs)
+      ProjectArgs, role=OPERATOR)
 def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
     project = lifecycle.project_deactivate(project, caller=call.caller)
@@ -227,21 +233,21 @@ def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
 # Links between projects (admin keys; each side's admin consents)
 
 @tool("request_project_link", "Ask a project (by id) for a link; its admins accept or decline. Then "
-      "project_id/session names its sessions.", LinkRequestIn)
+      "project_id/session names its sessions.", LinkRequestIn, role=ADMIN)
 def request_project_link(call: ToolCall, args: LinkRequestIn) -> dict[str, Any]:
     link = links.link_request(call.project, args.target_project_id, args.terms(), caller=call.caller)
     return project_selectors.link_summary(link, call.project)
 
 
 @tool("accept_project_link", "Accept a link asked of this project; terms given narrow the requested ones.",
-      LinkAcceptIn)
+      LinkAcceptIn, role=ADMIN)
 def accept_project_link(call: ToolCall, args: LinkAcceptIn) -> dict[str, Any]:
     link = links.link_accept(call.project, args.link_id, args.terms(), caller=call.caller)
     return project_selectors.link_summary(link, call.project)
 
 
 @tool("manage_project_link", "Decline a request; suspend, resume or revoke a link (either side alone).",
-      LinkManageIn)
+      LinkManageIn, role=ADMIN)
 def manage_project_link(call: ToolCall, args: LinkManageIn) -> dict[str, Any]:
     link = links.link_manage(links.acting_side(call.caller, args.link_id), args.link_id, args.action,
                              caller=call.caller)
@@ -249,6 +255,6 @@ def manage_project_link(call: ToolCall, args: LinkManageIn) -> dict[str, Any]:
 
 
 @tool("list_project_links", "This project's links and requests, with terms and traffic.", LinkListIn,
-      read_only=True)
+      read_only=True, role=ADMIN)
 def list_project_links(call: ToolCall, args: LinkListIn) -> dict[str, Any]:
     return project_selectors.links_listed(call.project, call.caller, state=args.state, everyone=args.all)

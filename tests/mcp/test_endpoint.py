@@ -3,33 +3,53 @@
 import json
 
 import httpx
+import pytest
 
-EXPECTED_TOOLS = {
+AGENT_TOOLS = {
     "connect_session", "heartbeat", "disconnect_session", "list_sessions", "register_protocol", "discover_protocols",
     "negotiate_capabilities", "send_message", "broadcast_message", "receive_messages", "ack_messages",
-    "get_message_status", "list_dead_letters", "replay_dead_letter", "create_project", "list_projects",
-    "get_project_info", "rotate_project_keys", "deactivate_project", "request_project_link", "accept_project_link",
-    "manage_project_link", "list_project_links",
+    "get_message_status", "list_projects", "get_project_info",
 }
+ADMIN_TOOLS = AGENT_TOOLS | {"list_dead_letters", "replay_dead_letter", "rotate_project_keys", "request_project_link",
+                             "accept_project_link", "manage_project_link", "list_project_links"}
+OPERATOR_TOOLS = ADMIN_TOOLS | {"create_project", "deactivate_project"}
 
 
-async def test_list_tools_shows_every_tool_with_a_strict_schema(live_broker):
-    async with live_broker.client() as client:
-        tools = (await client.list_tools()).tools
-    assert {t.name for t in tools} == EXPECTED_TOOLS
-    for t in tools:
-        assert t.description and len(t.description) < 250, t.name
-        assert t.input_schema["additionalProperties"] is False, t.name
+def _listing(tools) -> str:
+    return json.dumps({"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]},
+                      separators=(",", ":"))
 
 
-async def test_tools_list_size_is_reported(live_broker, capsys):
-    async with live_broker.client() as client:
-        tools = (await client.list_tools()).tools
-    listing = json.dumps({"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]},
-                         separators=(",", ":"))
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_each_role_lists_the_tools_it_may_call_each_with_a_strict_schema(live_broker, mode):
+    for key, expected in ((live_broker.agent_key, AGENT_TOOLS), (live_broker.admin_key, ADMIN_TOOLS),
+                          (live_broker.operator_key, OPERATOR_TOOLS)):
+        async with live_broker.client(key, mode=mode) as client:
+            tools = (await client.list_tools()).tools
+        assert {t.name for t in tools} == expected
+        for t in tools:
+            assert t.description and len(t.description) < 250, t.name
+            assert t.input_schema["additionalProperties"] is False, t.name
+
+
+async def test_a_tool_not_listed_for_a_role_is_still_refused_by_its_service(live_broker):
+    async with live_broker.client(live_broker.agent_key) as client:
+        refused = await client.call_tool("list_dead_letters", {})
+    assert refused.is_error and refused.structured_content["error"] == "forbidden"
+
+
+async def test_tools_list_size_is_reported_per_role(live_broker, capsys):
+    sizes = {}
+    for role, key in (("agent", live_broker.agent_key), ("admin", live_broker.admin_key),
+                      ("operator", live_broker.operator_key)):
+        async with live_broker.client(key) as client:
+            tools = (await client.list_tools()).tools
+        sizes[role] = (len(tools), len(_listing(tools)))
     with capsys.disabled():
-        print(f"\ntools/list: {len(tools)} tools, {len(listing)} characters, ~{len(listing) // 4} tokens")
-    assert len(listing) < 12_000
+        print("\ntools/list: " + ", ".join(f"{role} {n} tools, {chars} characters (~{chars // 4} tokens)"
+                                         for role, (n, chars) in sizes.items()))
+    assert all(chars < 12_000 for _, chars in sizes.values())
+    assert sizes["agent"][1] < sizes["admin"][1] < sizes["operator"][1]
 
 
 def test_bad_key_gets_401_with_the_spec_body_before_any_mcp_handling(live_broker):
