@@ -23,6 +23,7 @@ from routing.sweeper import ensure_sweeper_running
 
 log = logging.getLogger("broker.startup")
 _twisted_trigger_added = False
+_heap_frozen = False
 # Beyond the grace period: closing handshakes, the MCP session manager's own stop, the interpreter's exit.
 STOP_MARGIN_SECONDS = 4
 
@@ -33,12 +34,20 @@ def start_background() -> None:
     ensure_sweeper_running()
     ensure_mcp_running()
     _on_twisted_shutdown()
-    # What is loaded by now (Django, the apps, the libraries: most of the heap, and it lives as long as
-    # the process) leaves the collector's view. Each full collection walked all of it: 150-480 ms
-    # with 1,000 sockets open, every push waiting meanwhile (the p99 at 40 msg/s was 840 ms);
-    # now 40-60 ms. Garbage made later is collected as before.
-    gc.collect()
-    gc.freeze()
+    freeze_heap_once()
+
+
+def freeze_heap_once() -> None:
+    """What is loaded by now (Django, the apps, the libraries: most of the heap, and it lives as long as the
+    process) leaves the collector's view. Each full collection walked all of it: 150-480 ms with 1,000
+    sockets open, every push waiting meanwhile (the p99 at 40 msg/s was 840 ms); now 40-60 ms. Garbage
+    made later is collected as before. Once per process: daphne starts the background before every
+    request, and a full collection per request was 3 % of a busy MCP server's time."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 async def stop_background() -> None:
