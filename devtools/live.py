@@ -167,3 +167,15 @@ class BrokerProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def four_keys(env: dict[str, str], other_project: tuple[str, str]) -> tuple[str, str, str, str]:
+    """The live tests' usual broker, migrated: project alpha (its admin and an agent key), another project
+    (`other_project`: id and name; its admin key) and an operator key (in project ops)."""
+    alpha_admin, alpha_agent, other_admin, _, operator = keys_made(
+        env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+        ["broker_key", "create", "--project", "alpha", "--role", "agent"],
+        ["broker_project", "create", "--id", other_project[0], "--name", other_project[1]],
+        ["broker_project", "create", "--id", "ops", "--name", "Ops"],
+        ["broker_key", "create", "--project", "ops", "--role", "operator"])
+    return alpha_admin, alpha_agent, other_admin, operator

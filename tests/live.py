@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from devtools.live import BrokerProcess, broker_env, keys_made, throwaway_database
+from devtools.live import BrokerProcess, broker_env, four_keys, throwaway_database
 
 
 @dataclass
@@ -78,12 +78,7 @@ def live_broker(tmp_path: Path, **settings: str) -> Iterator[Live]:
 
 def _serve(tmp_path: Path, database_url: str, redis_url: str, settings: dict) -> Iterator[Live]:
     env = broker_env(tmp_path, database_url=database_url, redis_url=redis_url, **settings)
-    alpha_admin, alpha_agent, beta_admin, _, operator = keys_made(
-        env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
-        ["broker_key", "create", "--project", "alpha", "--role", "agent"],
-        ["broker_project", "create", "--id", "team-b", "--name", "Team B"],
-        ["broker_project", "create", "--id", "ops", "--name", "Ops"],
-        ["broker_key", "create", "--project", "ops", "--role", "operator"])
+    alpha_admin, alpha_agent, beta_admin, operator = four_keys(env, ("team-b", "Team B"))
     server = BrokerProcess(env, tmp_path / "daphne.log").start()
     try:
         yield Live(server, database_url, tmp_path, alpha_admin, alpha_agent, beta_admin, operator)

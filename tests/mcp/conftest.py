@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from devtools.live import BrokerProcess, broker_env, daphne_command, keys_made, throwaway_database
+from devtools.live import BrokerProcess, broker_env, daphne_command, four_keys, throwaway_database
 from tests.live import server_sql
 
 ServerCommand = Callable[[int], list[str]]
@@ -80,12 +80,7 @@ def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: 
            settings: dict[str, str]):
     var_dir = tmp_path_factory.mktemp("broker")
     env = broker_env(var_dir, database_url=database_url, redis_url=redis_url, **settings)
-    admin_key, agent_key, other_key, _, operator_key = keys_made(
-        env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
-        ["broker_key", "create", "--project", "alpha", "--role", "agent"],
-        ["broker_project", "create", "--id", "beta", "--name", "Beta"],
-        ["broker_project", "create", "--id", "ops", "--name", "Ops"],
-        ["broker_key", "create", "--project", "ops", "--role", "operator"])
+    admin_key, agent_key, other_key, operator_key = four_keys(env, ("beta", "Beta"))
     process = BrokerProcess(env, var_dir / "server.log", command=server_command)
     yield from _run_until_done(LiveBroker("", admin_key, agent_key, other_key, operator_key, process))
 
