@@ -50,7 +50,7 @@ class KeptSessions:
         named = (project_id, named_by)
         entry = self._entries.get(named)
         if entry is not None and time.monotonic() - entry[0] < self.seconds:
-            return copy.copy(entry[1])
+            return _own_copy(entry[1])
         session = read()
         if session is None:  # nothing to keep: a session that is not there is looked up every time
             return session
@@ -58,7 +58,7 @@ class KeptSessions:
             if len(self._entries) >= self.limit:
                 self._entries.clear()
                 self._names.clear()
-            self._entries[named] = (time.monotonic(), copy.copy(session))
+            self._entries[named] = (time.monotonic(), _own_copy(session))
             self._names.setdefault(session.pk, set()).add(named)
         return session
 
@@ -82,6 +82,14 @@ class KeptSessions:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _own_copy(session: AgentSession) -> AgentSession:
+    """A copy for one call: its capabilities too (JSON it could change in place), so no call changes another's."""
+    mine = copy.copy(session)
+    mine.supported_protocols = copy.deepcopy(session.supported_protocols)
+    mine.supported_features = list(session.supported_features)
+    return mine
 
 
 kept_sessions = KeptSessions()

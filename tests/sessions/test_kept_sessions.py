@@ -90,7 +90,7 @@ def test_each_call_gets_its_own_copy_with_the_callers_project(alpha):
     first.supported_features.append("mutated")  # a call's own business...
     first.name = "renamed"
     second = session_acting(alpha.project, token=token)
-    assert second.name == "agent"  # ...never another call's
+    assert second.name == "agent" and second.supported_features == []  # ...never another call's
     assert second.project is alpha.project
 
 
