@@ -62,6 +62,7 @@ from routing.frames import (
     HeartbeatFrame,
     HelloFrame,
     SendFrame,
+    StatusFrame,
     error_frame,
     frame_check,
     frame_decode,
@@ -75,7 +76,8 @@ from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, P
 from routing.lifecycle import session_connect
 from routing.live import connections, frame_limit_set, sessions_held_renewed
 from routing.sending import message_broadcast
-from sessions_app.services import session_disconnect, session_push_released, sessions_seen
+from sessions_app.selectors import session_activity
+from sessions_app.services import session_disconnect, session_push_released, session_status_set, sessions_seen
 
 log = logging.getLogger("broker.websocket")
 
@@ -326,6 +328,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, HeartbeatFrame):
             await self._call(sessions_seen, [self.session], always=True)
             return {"session_id": str(self.session.pk), "status": "active"}
+        if isinstance(frame, StatusFrame):
+            session = await self._call(session_status_set, self.session, state=frame.state, summary=frame.summary)
+            return {"session_id": str(session.pk), "activity": session_activity(session)}
         if isinstance(frame, SendFrame):
             return (await self._finish(send_in_round(self.session, frame))).as_dict()
         assert isinstance(frame, BroadcastFrame)
@@ -416,7 +421,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
         try:
             if kind == PRESENCE_EVENT and event.get("session_id") != str(self.session.pk):
                 await self.send_json({"type": event["event"], "session_id": event["session_id"],
-                                      "name": event.get("name")})
+                                      "name": event.get("name"),
+                                      **({"activity": event["activity"]} if "activity" in event else {})})
             elif kind == ENDED_EVENT:
                 await self.session_ended(event.get("reason", ""))
             elif kind == REPLACED_EVENT and event.get("connection_epoch", 0) > self.epoch:

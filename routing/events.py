@@ -32,9 +32,12 @@ def message_available(recipient_id: uuid.UUID) -> None:
     publish_on_commit(session_group(recipient_id), {"type": MESSAGE_EVENT, "session_id": str(recipient_id)})
 
 
-def presence_changed(project_id: str, session_id: uuid.UUID, name: str | None, event: str) -> None:
+def presence_changed(project_id: str, session_id: uuid.UUID, name: str | None, event: str,
+                     activity: dict | None = None) -> None:
+    """`event`: session_joined, session_left or session_status (with the session's `activity`)."""
     publish_on_commit(project_group(project_id), {"type": PRESENCE_EVENT, "event": event, "project_id": project_id,
-                                                  "session_id": str(session_id), "name": name})
+                                                  "session_id": str(session_id), "name": name,
+                                                  **({"activity": activity} if activity else {})})
 
 
 def session_ended(session_id: uuid.UUID, reason: str) -> None:

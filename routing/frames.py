@@ -23,7 +23,7 @@ from broker_site.jsonbounds import json_parsed
 from routing.contracts import AckIn, BroadcastIn, SendIn
 from routing.models import Message
 from routing.selectors import message_summary
-from sessions_app.contracts import ConnectIn
+from sessions_app.contracts import ConnectIn, SetStatusIn
 
 RequestId = int | Annotated[str, StringConstraints(max_length=100)] | None
 
@@ -49,6 +49,10 @@ class HeartbeatFrame(Framed):
     type: Literal["heartbeat"]
 
 
+class StatusFrame(SetStatusIn, Framed):
+    type: Literal["set_status"]
+
+
 class SendFrame(SendIn, Framed):
     type: Literal["send"]
 
@@ -57,10 +61,10 @@ class BroadcastFrame(BroadcastIn, Framed):
     type: Literal["broadcast"]
 
 
-ClientFrame = HelloFrame | AckFrame | HeartbeatFrame | SendFrame | BroadcastFrame
+ClientFrame = HelloFrame | AckFrame | HeartbeatFrame | StatusFrame | SendFrame | BroadcastFrame
 # By type, rather than one discriminated union: an error then names the field ("ttl"), not the union's arm.
 FRAMES: dict[str, type[ClientFrame]] = {"hello": HelloFrame, "ack": AckFrame, "heartbeat": HeartbeatFrame,
-                                        "send": SendFrame, "broadcast": BroadcastFrame}
+                                        "set_status": StatusFrame, "send": SendFrame, "broadcast": BroadcastFrame}
 
 
 Raw = str | bytes | None

@@ -20,7 +20,7 @@ from projects.models import AuditEvent, Project
 from routing.models import PENDING, Message
 from routing.selectors import PRIORITY_LABELS, message_summary, project_census
 from sessions_app.models import AgentSession
-from sessions_app.selectors import session_get
+from sessions_app.selectors import session_activity, session_get
 
 RATE_MINUTES = 10
 TOP_QUEUES = 5
@@ -72,7 +72,8 @@ def project_sessions(project: Project) -> list[dict[str, Any]]:
                 .order_by("-connected_at")[:SESSIONS_SHOWN])
     return [{"session_id": str(s.pk), "name": s.name, "status": s.status_at(now), "human": s.human,
              "face": "websocket" if s.push_until and s.push_until > now else "polling",
-             "pending": s.pending, "last_heartbeat_at": s.last_heartbeat_at.isoformat()} for s in sessions]
+             "pending": s.pending, "last_heartbeat_at": s.last_heartbeat_at.isoformat(),
+             "activity": session_activity(s) if s.activity_at else None} for s in sessions]
 
 
 def session_messages(project: Project, session_ref: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from broker_site.rest import (
 )
 from routing.lifecycle import session_connect
 from sessions_app import selectors, services
-from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn
+from sessions_app.contracts import BlockIn, ConnectIn, ListSessionsIn, SetStatusIn
 from sessions_app.linked import sessions_seen
 
 
@@ -59,6 +59,14 @@ class HeartbeatView(Endpoint, route="sessions/me/heartbeat/"):
                          "last_heartbeat_at": session.last_heartbeat_at.isoformat()})
 
 
+class StatusView(Endpoint, route="sessions/me/status/"):
+    @extend_schema(operation_id="session_status_set", responses=OpenApiTypes.OBJECT, request=SetStatusIn,
+                   parameters=[SESSION_TOKEN_HEADER], summary="Say what this session is doing; peers are told")
+    def post(self, request):
+        session = services.session_status_set(acting_session(request), **body(request, SetStatusIn).model_dump())
+        return Response(selectors.session_summary(session, include_capabilities=False))
+
+
 class DisconnectView(Endpoint, route="sessions/me/disconnect/"):
     @extend_schema(operation_id="session_disconnect", responses=OpenApiTypes.OBJECT,
                    request=None, parameters=[SESSION_TOKEN_HEADER], summary="Leave; the queue is kept for a resume")
@@ -89,5 +97,5 @@ class BlockDetailView(Endpoint, route="sessions/me/blocks/<str:ref>/"):
         return Response({"unblocked": str(target.id)})
 
 
-urlpatterns = rest_routes(SessionListView, HeartbeatView, DisconnectView, BlockListView, BlockDetailView,
+urlpatterns = rest_routes(SessionListView, HeartbeatView, StatusView, DisconnectView, BlockListView, BlockDetailView,
                           SessionDetailView)

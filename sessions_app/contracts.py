@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from broker_site.contracts import Contract
+from sessions_app.models import AgentSession
 from sessions_app.selectors import STATUS_FILTERS
 
 StatusFilter = Literal[STATUS_FILTERS]  # type: ignore[valid-type]
@@ -22,6 +23,11 @@ class ListSessionsIn(Contract):
     status_filter: StatusFilter = "live"
     include_capabilities: bool = True
     project_id: str | None = Field(None, max_length=64, description="a linked project's")
+
+
+class SetStatusIn(Contract):
+    summary: str = Field(max_length=200)
+    state: Literal[tuple(AgentSession.Activity.values)] = "working"  # type: ignore[valid-type]
 
 
 class BlockIn(Contract):

@@ -37,6 +37,12 @@ def session_status(disconnected_at: datetime | None, last_heartbeat_at: datetime
 
 
 class AgentSession(models.Model):
+    class Activity(models.TextChoices):
+        WORKING = "working"
+        IDLE = "idle"
+        BLOCKED = "blocked"
+        WAITING = "waiting"
+
     class Status(models.TextChoices):
         ACTIVE = "active"
         STALE = "stale"
@@ -66,6 +72,10 @@ class AgentSession(models.Model):
     # A person at the operators' dashboard, not an agent: the staff user this session speaks for
     # (sessions_app.services.session_for_human). Blank for every agent.
     human = models.CharField(max_length=150, blank=True, default="")
+    # What the agent says it is doing (set_status): shown in list_sessions, presence and the dashboard.
+    activity_state = models.CharField(max_length=16, choices=Activity.choices, blank=True, default="")
+    activity_summary = models.CharField(max_length=200, blank=True, default="")
+    activity_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["connected_at"]

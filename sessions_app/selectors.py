@@ -100,10 +100,17 @@ def session_summary(session: AgentSession, *, include_capabilities: bool = True)
     }
     if session.human:  # a person at the operators' dashboard, not an agent
         data.update(kind="human", human=session.human)
+    if session.activity_at is not None:  # what it said it is doing (set_status)
+        data["activity"] = session_activity(session)
     if include_capabilities:
         data["capabilities"] = {"supported_protocols": session.supported_protocols,
                                 "supported_features": session.supported_features}
     return data
+
+
+def session_activity(session: AgentSession) -> dict[str, Any]:
+    return {"state": session.activity_state, "summary": session.activity_summary,
+            "at": session.activity_at.isoformat() if session.activity_at else None}
 
 
 def blocked_session_ids(session: AgentSession) -> list[str]:

@@ -37,6 +37,7 @@ from sessions_app.selectors import (
     NoActingSession,
     human_session_of,
     live_sessions,
+    session_activity,
     session_by_pk,
     session_by_token,
     session_get,
@@ -433,6 +434,19 @@ def _announce_gone(project_id: str, session_id: uuid.UUID, name: str | None, rea
     """After commit: the session's own connections close (session_ended), its peers hear session_left."""
     session_ended(session_id, reason[:32])
     presence_changed(project_id, session_id, name, "session_left")
+
+
+def session_status_set(session: AgentSession, *, state: str, summary: str) -> AgentSession:
+    """What the session says it is doing (`state`: working, idle, blocked or waiting; a short summary): kept on
+    the session for list_sessions and the dashboard, and told to the project's live sessions (session_status)."""
+    now = timezone.now()
+    AgentSession.objects.filter(pk=session.pk).update(activity_state=state, activity_summary=summary[:200],
+                                                      activity_at=now)
+    session_changed(session.pk)
+    session.activity_state, session.activity_summary, session.activity_at = state, summary[:200], now
+    presence_changed(session.project_id, session.pk, session.name, "session_status",
+                     activity=session_activity(session))
+    return session
 
 
 def session_block(blocker: AgentSession, target_ref: str) -> AgentSession:

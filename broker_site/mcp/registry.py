@@ -131,7 +131,8 @@ async def tools_for_the_caller(ctx, call_next):
 
 
 def _compact(schema: Any) -> Any:
-    """Drop what costs an agent's context and says nothing: titles, `null` arms of optionals, null defaults."""
+    """Drop what costs an agent's context and says nothing: titles, `null` arms of optionals, and defaults that
+    are what leaving the argument out means anyway (null, false, an empty string)."""
     if isinstance(schema, list):
         return [_compact(item) for item in schema]
     if not isinstance(schema, dict):
@@ -140,7 +141,7 @@ def _compact(schema: Any) -> Any:
     for key, value in schema.items():
         if key == "title" and isinstance(value, str):
             continue
-        if key == "default" and value is None:
+        if key == "default" and (value is None or value is False or value == ""):
             continue
         if key == "properties":
             out[key] = {name: _compact(prop) for name, prop in value.items()}

@@ -39,15 +39,16 @@ from routing.contracts import AckIn, BroadcastIn, ReceiveIn, SendIn
 from routing.receive import messages_receive
 from routing.sending import message_broadcast
 from sessions_app import services as session_services
-from sessions_app.contracts import ConnectIn, ListSessionsIn
+from sessions_app.contracts import ConnectIn, ListSessionsIn, SetStatusIn
 from sessions_app.linked import sessions_seen
+from sessions_app.selectors import session_activity
 
 ADMIN, OPERATOR = ApiKey.Role.ADMIN, ApiKey.Role.OPERATOR  # the least role each administration tool is listed for
 
 # Sessions
 
-@tool("connect_session", "Connect as a new session, or resume one (session_id or name, and session_token). "
-      "Later calls here act as it. session_token is shown once.", ConnectIn)
+@tool("connect_session", "Connect a new session, or resume one (session_id or name, and session_token). "
+      "Later calls here act as it; the token is shown once.", ConnectIn)
 def connect_session(call: ToolCall, args: ConnectIn) -> dict[str, Any]:
     connected = lifecycle.session_connect(call.project, actor=call.caller.actor, configured_token=call.header_token,
                                           **args.model_dump())
@@ -65,6 +66,17 @@ def heartbeat(call: ToolCall, args: SessionArgs) -> dict[str, Any]:
     session = call.session(args.session_token, heartbeat=True)
     return {"session_id": str(session.id), "status": session.status,
             "last_heartbeat_at": session.last_heartbeat_at.isoformat()}
+
+
+class SetStatusArgs(SetStatusIn, SessionArgs):
+    pass
+
+
+@tool("set_status", "Tell peers what you are doing; shown in list_sessions.", SetStatusArgs)
+def set_status(call: ToolCall, args: SetStatusArgs) -> dict[str, Any]:
+    session = session_services.session_status_set(call.session(args.session_token), state=args.state,
+                                                   summary=args.summary)
+    return {"session_id": str(session.pk), "activity": session_activity(session)}
 
 
 @tool("disconnect_session", "Leave; peers are told, queued mail is kept for a resume.", SessionArgs)
@@ -111,7 +123,7 @@ class SendArgs(SendIn, SessionArgs):
     pass
 
 
-@tool("send_message", "Send one message; answered once it is stored (queued for the recipient).",
+@tool("send_message", "Send one message; answered once it is stored.",
       SendArgs)
 async def send_message(call: ToolCall, args: SendArgs) -> dict[str, Any]:
     return (await send_in_round(await db(call.session)(args.session_token), args)).as_dict()
@@ -161,7 +173,7 @@ def get_message_status(call: ToolCall, args: MessageArgs) -> dict[str, Any]:
 
 # Dead letters (project admins)
 
-@tool("list_dead_letters", "Messages that could not be delivered, newest first (admin keys).", NoArgs, read_only=True,
+@tool("list_dead_letters", "Messages that could not be delivered, newest first.", NoArgs, read_only=True,
       role=ADMIN)
 def list_dead_letters(call: ToolCall, args: NoArgs) -> dict[str, Any]:
     return message_selectors.dead_letters_listed(call.project, call.caller)
@@ -171,7 +183,7 @@ class ReplayArgs(Contract):
     message_id: str = Field(max_length=40)
 
 
-@tool("replay_dead_letter", "Queue a dead letter again with a fresh attempt count (admin keys).", ReplayArgs,
+@tool("replay_dead_letter", "Queue a dead letter again with a fresh attempt count.", ReplayArgs,
       role=ADMIN)
 def replay_dead_letter(call: ToolCall, args: ReplayArgs) -> dict[str, Any]:
     return message_services.dead_letter_replay(call.project, call.caller, args.message_id).as_dict()
@@ -179,14 +191,14 @@ def replay_dead_letter(call: ToolCall, args: ReplayArgs) -> dict[str, Any]:
 
 # Projects (roles are the services' to check)
 
-@tool("create_project", "Create a project (operator keys). Returns its first admin key, shown once.",
+@tool("create_project", "Create a project (operators). Its first admin key is shown once.",
       ProjectCreateIn, role=OPERATOR)
 def create_project(call: ToolCall, args: ProjectCreateIn) -> dict[str, Any]:
     created = project_services.project_create(**args.project_fields(), caller=call.caller)
     return project_selectors.project_created(*created, caller=call.caller)
 
 
-@tool("list_projects", "Projects this key can see: its own and discoverable ones (operators: all). Never keys.",
+@tool("list_projects", "Projects this key can see: its own and discoverable ones (operators: all); never keys.",
       ListProjectsIn, read_only=True)
 def list_projects(call: ToolCall, args: ListProjectsIn) -> dict[str, Any]:
     return message_selectors.projects_listed(call.caller, args)
@@ -196,7 +208,7 @@ class ProjectInfoArgs(ProjectInfoIn):
     project_id: str = Field(max_length=64)
 
 
-@tool("get_project_info", "One project's details and stats.", ProjectInfoArgs, read_only=True)
+@tool("get_project_info", "A project's details and stats.", ProjectInfoArgs, read_only=True)
 def get_project_info(call: ToolCall, args: ProjectInfoArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id, allow_discoverable=True)
     return message_selectors.project_described(project, call.caller, args)
@@ -207,8 +219,8 @@ class RotateKeysArgs(KeyRotateIn):
     key_id: str | None = Field(None, max_length=32)
 
 
-@tool("rotate_project_keys", "Replace keys (admin keys): key_id, else the calling key if in project_id, else "
-      "(operators) all its active keys. New keys shown once; old ones work for the grace period.", RotateKeysArgs,
+@tool("rotate_project_keys", "Replace keys: key_id, else yours if in project_id, else (operators) all its active "
+      "keys. New keys shown once; old ones last the grace period.", RotateKeysArgs,
       role=ADMIN)
 def rotate_project_keys(call: ToolCall, args: RotateKeysArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
@@ -222,7 +234,7 @@ class ProjectArgs(Contract):
     project_id: str = Field(max_length=64)
 
 
-@tool("deactivate_project", "Deactivate a project (operator keys): its sessions end, its history stays.",
+@tool("deactivate_project", "Deactivate a project (operators): its sessions end, its history stays.",
       ProjectArgs, role=OPERATOR)
 def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
     project = project_selectors.project_for(call.caller, args.project_id)
@@ -232,21 +244,21 @@ def deactivate_project(call: ToolCall, args: ProjectArgs) -> dict[str, Any]:
 
 # Links between projects (admin keys; each side's admin consents)
 
-@tool("request_project_link", "Ask a project (by id) for a link; its admins accept or decline. Then "
+@tool("request_project_link", "Ask a project for a link; its admins accept or decline. Then "
       "project_id/session names its sessions.", LinkRequestIn, role=ADMIN)
 def request_project_link(call: ToolCall, args: LinkRequestIn) -> dict[str, Any]:
     link = links.link_request(call.project, args.target_project_id, args.terms(), caller=call.caller)
     return project_selectors.link_summary(link, call.project)
 
 
-@tool("accept_project_link", "Accept a link asked of this project; terms given narrow the requested ones.",
+@tool("accept_project_link", "Accept a link asked of this project; terms given narrow those requested.",
       LinkAcceptIn, role=ADMIN)
 def accept_project_link(call: ToolCall, args: LinkAcceptIn) -> dict[str, Any]:
     link = links.link_accept(call.project, args.link_id, args.terms(), caller=call.caller)
     return project_selectors.link_summary(link, call.project)
 
 
-@tool("manage_project_link", "Decline a request; suspend, resume or revoke a link (either side alone).",
+@tool("manage_project_link", "Decline a request; suspend, resume or revoke a link (either side).",
       LinkManageIn, role=ADMIN)
 def manage_project_link(call: ToolCall, args: LinkManageIn) -> dict[str, Any]:
     link = links.link_manage(links.acting_side(call.caller, args.link_id), args.link_id, args.action,

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 AGENT_TOOLS = {
-    "connect_session", "heartbeat", "disconnect_session", "list_sessions", "register_protocol", "discover_protocols",
+    "connect_session", "heartbeat", "set_status", "disconnect_session", "list_sessions", "register_protocol",
+    "discover_protocols",
     "negotiate_capabilities", "send_message", "broadcast_message", "receive_messages", "ack_messages",
     "get_message_status", "list_projects", "get_project_info",
 }

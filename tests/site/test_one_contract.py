@@ -54,8 +54,13 @@ def fields(schema: dict, components: dict | None = None) -> dict:
     def bounds(prop: dict) -> dict:
         arms = [resolved(a) for a in prop.get("anyOf", [prop]) if a.get("type") != "null"]
         arms = [a for a in arms if a.get("type") != "null"]
-        return {k: v for arm in arms for k, v in arm.items() if k in keep} | (
-            {"default": prop["default"]} if prop.get("default") is not None else {})
+        found = {k: v for arm in arms for k, v in arm.items() if k in keep} | (
+            {"default": prop["default"]} if "default" in prop else {})
+        # A default that is what leaving the field out means (null, false, "") is not stated by every face
+        # (the MCP schemas drop it to spare the agent's context: broker_site.mcp.registry._compact).
+        if found.get("default", None) is None or found["default"] is False or found["default"] == "":
+            found.pop("default", None)
+        return found
 
     return {name: bounds(prop) for name, prop in schema["properties"].items() if name not in FACE_ONLY}
 
