@@ -79,10 +79,12 @@ def balanced(tmp_path_factory):
         dirs = [tmp_path_factory.mktemp(name) for name in ("one", "two")]
         envs = [broker_env(d, database_url=url, redis_url=stack["redis_url"]) for d in dirs]
         [key] = keys_made(envs[0], ["broker_project", "create", "--id", "alpha", "--name", "Alpha"])
-        brokers = [BrokerProcess(env, d / "daphne.log").start() for env, d in zip(envs, dirs, strict=True)]
-        balancer = Balancer(brokers, dirs[0] / "haproxy.log").start()
-        try:
-            yield balancer, key
+        brokers = [BrokerProcess(env, d / "daphne.log") for env, d in zip(envs, dirs, strict=True)]
+        balancer = Balancer(brokers, dirs[0] / "haproxy.log")
+        try:  # whatever fails to start, nothing started is left running
+            for broker in brokers:
+                broker.start()
+            yield balancer.start(), key
         finally:
             balancer.stop()
             for broker in brokers:
