@@ -17,10 +17,11 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from broker_site.errors import ValidationFailed
+from broker_site.errors import PayloadTooLarge, ValidationFailed
 
 
 def json_too_deep(limit: int | None = None) -> ValidationFailed:
@@ -43,6 +44,17 @@ def json_parsed(raw: str | bytes) -> Any:
     if _may_hold_nul(raw):
         nul_check(value)
     return value
+
+
+def json_body(request) -> Any:
+    """A plain Django view's JSON body (`{}` if empty), as `json_parsed` reads it, its faults in the SPEC shape:
+    too large (payload_too_large), not JSON (validation_error)."""
+    try:
+        return json_parsed(request.body or b"{}")
+    except RequestDataTooBig:
+        raise PayloadTooLarge("The request body is too large.") from None
+    except ValueError:
+        raise ValidationFailed("The request body is not valid JSON.") from None
 
 
 def json_text_check(raw: str | bytes) -> None:

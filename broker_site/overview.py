@@ -21,7 +21,7 @@ from broker_site.contracts import parsed
 from broker_site.dashboard import staff
 from broker_site.errors import BrokerError, NotFound, ValidationFailed
 from broker_site.errors_rest import broker_error_json
-from broker_site.jsonbounds import json_parsed
+from broker_site.jsonbounds import json_body
 from projects.models import Project
 from routing import overview
 from routing.contracts import BroadcastIn, SendIn
@@ -138,7 +138,7 @@ def compose(request, project_id: str):
     if len(request.body) > COMPOSE_BODY_LIMIT:
         raise ValidationFailed(f"A message from the dashboard is at most {COMPOSE_BODY_LIMIT} bytes.",
                                field="payload", limit=COMPOSE_BODY_LIMIT)
-    data = json_parsed(request.body)
+    data = json_body(request)
     if not isinstance(data, dict):
         raise ValidationFailed("Send a JSON object.", field="$")
     if data.get("recipient_id"):

@@ -2,7 +2,6 @@
 
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
@@ -12,9 +11,9 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from broker_site.contracts import parsed
-from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
+from broker_site.errors import BrokerError
 from broker_site.errors_rest import broker_error_json
-from broker_site.jsonbounds import json_parsed
+from broker_site.jsonbounds import json_body
 from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
 from projects.authentication import authenticate_request
 from routing import selectors, services
@@ -84,15 +83,6 @@ class DeadLetterPurgeView(Endpoint, route="dead-letters/purge/"):
         return Response({"purged": services.dead_letters_purge(request.auth.project, request.auth, ids)})
 
 
-def _json_object(request) -> dict:
-    try:
-        return json_parsed(request.body or b"{}")
-    except RequestDataTooBig:
-        raise PayloadTooLarge("The request body is too large.") from None
-    except ValueError:
-        raise ValidationFailed("The request body is not valid JSON.") from None
-
-
 @csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
 async def receive_view(request):
     """POST {max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one.
@@ -108,7 +98,7 @@ async def receive_view(request):
         return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
     try:
         session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
-        options = parsed(ReceiveIn, _json_object(request), what="request body")
+        options = parsed(ReceiveIn, json_body(request), what="request body")
         messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
                                           auto_ack=options.auto_ack, claim=sync_to_async(claim_and_beat),
                                           link=ClientLink.of(request))

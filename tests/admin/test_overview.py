@@ -167,3 +167,9 @@ def test_looking_at_a_session_page_does_not_make_the_person_a_session(admin_clie
     alpha.connect("frontend")
     assert admin_client.get("/admin/broker/projects/alpha/sessions/frontend/now.json").status_code == 200
     assert not AgentSession.objects.filter(human="admin").exists()
+
+
+def test_a_compose_body_that_is_not_json_is_a_validation_error(admin_client, alpha):
+    alpha.connect("frontend")
+    response = admin_client.post("/admin/broker/projects/alpha/send", "{not json", content_type="application/json")
+    assert response.status_code == 400 and response.json()["error"] == "validation_error"
