@@ -16,7 +16,6 @@ import os
 
 from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
-FACES = ("rest", "mcp", "websocket", "dashboard")
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 requests = Counter("broker_requests", "Requests (REST calls, MCP tool calls, WebSocket frames) by outcome: ok or "

@@ -22,7 +22,7 @@ from broker_site.dashboard import staff
 from broker_site.errors import BrokerError, NotFound, ValidationFailed
 from broker_site.errors_rest import broker_error_json
 from broker_site.jsonbounds import json_body
-from projects.models import Project
+from projects.selectors import project_for_staff
 from routing import overview
 from routing.contracts import BroadcastIn, SendIn
 from routing.human import human_message_send, human_replies_read
@@ -45,14 +45,6 @@ def _answer(view: Callable[..., dict]) -> Callable[..., HttpResponse]:
         return response
 
     return answered
-
-
-def _project(project_id: str) -> Project:
-    """Any project: staff see them all, as operators do."""
-    project = Project.objects.filter(pk=project_id).first()
-    if project is None:
-        raise NotFound("No such project.", project_id=project_id[:64])
-    return project
 
 
 def _may_send(request: HttpRequest) -> None:
@@ -91,14 +83,14 @@ def broker_now(request):
 @require_GET
 @_shown
 def project_page(request, project_id: str):
-    project = _project(project_id)
+    project = project_for_staff(project_id)
     return _page(request, "admin/broker/project.html", f"Project {project.pk}", project=project)
 
 
 @require_GET
 @_answer
 def project_now(request, project_id: str):
-    project = _project(project_id)
+    project = project_for_staff(project_id)
     return {"sessions": overview.project_sessions(project),
             "dead_letters": dead_letters_listed(project, staff(request))["dead_letters"]}
 
@@ -106,7 +98,7 @@ def project_now(request, project_id: str):
 @require_GET
 @_shown
 def session_page(request, project_id: str, session_ref: str):
-    project = _project(project_id)
+    project = project_for_staff(project_id)
     session = overview.session_messages(project, session_ref)
     return _page(request, "admin/broker/session.html", f"Session {session['name'] or session['session_id']}",
                  project=project, session=session)
@@ -117,7 +109,7 @@ def session_page(request, project_id: str, session_ref: str):
 def session_now(request, project_id: str, session_ref: str):
     """The session's latest messages; for a person allowed to send, their own new mail is read (acked) first,
     so an agent's answer to them shows as acked: seen on this page."""
-    project = _project(project_id)
+    project = project_for_staff(project_id)
     if request.user.has_perm(SENDS):
         human_replies_read(project, request.user.get_username())
     return overview.session_messages(project, session_ref)
@@ -126,7 +118,7 @@ def session_now(request, project_id: str, session_ref: str):
 @require_GET
 @_answer
 def message_payload(request, project_id: str, message_id: str):
-    return overview.message_payload_shown(_project(project_id), message_id)
+    return overview.message_payload_shown(project_for_staff(project_id), message_id)
 
 
 @require_POST
@@ -134,7 +126,7 @@ def message_payload(request, project_id: str, message_id: str):
 def compose(request, project_id: str):
     """Send as the signed-in person: to `recipient_id` (a session id or name), or to every live session."""
     _may_send(request)
-    project = _project(project_id)
+    project = project_for_staff(project_id)
     if len(request.body) > COMPOSE_BODY_LIMIT:
         raise ValidationFailed(f"A message from the dashboard is at most {COMPOSE_BODY_LIMIT} bytes.",
                                field="payload", limit=COMPOSE_BODY_LIMIT)
@@ -152,7 +144,7 @@ def compose(request, project_id: str):
 @_answer
 def replay(request, project_id: str, message_id: str):
     _may_send(request)
-    accepted = dead_letter_replay(_project(project_id), staff(request), message_id)
+    accepted = dead_letter_replay(project_for_staff(project_id), staff(request), message_id)
     return {"replayed": message_summary(accepted.message, include_payload=False)}
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 from broker_site.errors import NotFound
 from projects.models import AuditEvent, Project
 from routing.models import PENDING, Message
-from routing.selectors import PRIORITY_LABELS, message_summary, project_census
+from routing.selectors import message_summary, project_census
 from sessions_app.models import AgentSession
 from sessions_app.selectors import session_activity, session_get
 
@@ -88,8 +88,7 @@ def session_messages(project: Project, session_ref: str) -> dict[str, Any]:
 def _message_row(message: Message) -> dict[str, Any]:
     return {**message_summary(message, include_payload=False),
             "sender_name": message.sender_human or (message.sender.name if message.sender else None),
-            "recipient_name": message.recipient.name, "priority": PRIORITY_LABELS[message.priority],
-            "dead_reason": message.dead_reason or None}
+            "recipient_name": message.recipient.name, "dead_reason": message.dead_reason or None}
 
 
 def message_payload_shown(project: Project, message_id: str) -> dict[str, Any]:

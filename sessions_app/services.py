@@ -104,10 +104,7 @@ def session_open(project: Project, *, actor: str = "", name: str | None = None,
     if name is not None and AgentSession.objects.filter(project=project, name=name).exists():
         raise Conflict(f"A session named {name!r} exists; resume it with its session_token, or pick another name.",
                        field="name", suggestions=[f"{name}-2", f"{name}-{secrets.token_hex(2)}"])
-    live = live_sessions(project).count()
-    if live >= project.max_sessions:
-        raise LimitReached(f"Project {project.pk} already has {live} live sessions, its limit.",
-                           limit=project.max_sessions, current=live)
+    _room_for_one_more(project)
     token = secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
@@ -119,6 +116,14 @@ def session_open(project: Project, *, actor: str = "", name: str | None = None,
         raise Conflict(f"A session named {name!r} exists.", field="name") from None
     log.info("session_connected", extra={"project": project.pk, "session_id": str(session.id)})
     return Connected(session, token, resumed=False, replaced=False)
+
+
+def _room_for_one_more(project: Project) -> None:
+    """A new live session must fit in the project's max_sessions."""
+    live = live_sessions(project).count()
+    if live >= project.max_sessions:
+        raise LimitReached(f"Project {project.pk} already has {live} live sessions, its limit.",
+                           limit=project.max_sessions, current=live)
 
 
 def _names(session: AgentSession, ref: str | None) -> bool:
@@ -179,10 +184,7 @@ def session_of_human(project: Project, user_name: str, *, on_resume: Callable[[A
 
 
 def _human_session_made(project: Project, user_name: str) -> AgentSession:
-    live = live_sessions(project).count()
-    if live >= project.max_sessions:
-        raise LimitReached(f"Project {project.pk} already has {live} live sessions, its limit.",
-                           limit=project.max_sessions, current=live)
+    _room_for_one_more(project)
     base = "human-" + (re.sub(r"[^A-Za-z0-9._-]", "-", user_name)[:80] or "staff")
     now = timezone.now()
     for name in (base, f"{base}-{secrets.token_hex(3)}"):
