@@ -1,10 +1,14 @@
-"""/metrics of a live broker in prometheus-client's multi-process mode: what its WebSocket face counted."""
+"""/metrics of a live broker: what its WebSocket face counted (in prometheus-client's multi-process mode), and
+its gauges of open MCP sessions and waiting long polls."""
 
 import asyncio
 import json
 
 import httpx
+import httpx2
 import websockets
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.live import live_broker
@@ -59,3 +63,25 @@ async def test_a_push_is_counted_with_its_latency_rounds_and_connections(tmp_pat
     assert samples[("broker_db_round_size_count", (("operation", "claim"),))] >= 1
     # What the database holds, beside what the process did.
     assert samples[("broker_messages", (("project", "alpha"), ("state", "acked")))] == 1
+
+
+async def test_open_mcp_sessions_and_waiting_long_polls_are_gauged(tmp_path):
+    with live_broker(tmp_path) as live:
+        headers = {"Authorization": f"Bearer {live.alpha_agent}"}
+        http = httpx2.AsyncClient(headers=headers, timeout=30)
+        async with http, Client(streamable_http_client(f"{live.url}/mcp", http_client=http), mode="legacy") as mcp:
+            await mcp.call_tool("heartbeat", {})  # the session-based connection is open; no broker session needed
+            async with httpx.AsyncClient(base_url=f"{live.url}/api/v1", headers=headers, timeout=30) as rest:
+                token = (await rest.post("/sessions/", json={"name": "poller"})).json()["session_token"]
+                waiting = asyncio.create_task(rest.post("/messages/receive/", json={"wait_seconds": 10},
+                                                        headers={"X-Session-Token": token}))
+                for _ in range(50):  # until the poll is waiting
+                    samples = await asyncio.to_thread(_scrape, live.url, live.operator)
+                    if samples[("broker_long_polls_waiting", ())] == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                waiting.cancel()
+        assert samples[("broker_long_polls_waiting", ())] == 1
+        assert samples[("broker_mcp_sessions", ())] == 1
+        after = await asyncio.to_thread(_scrape, live.url, live.operator)
+        assert after[("broker_mcp_sessions", ())] == 0  # the client closed its session (DELETE /mcp)

@@ -48,11 +48,13 @@ def broker_on_own_redis(tmp_path):
     redis.start()
     with throwaway_database(stack_from_environment()["database_url"], prefix="broker_ws") as url:
         server, env = serve(tmp_path, url, redis.url, migrate=False)
-        admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
-                                         ["broker_key", "create", "--project", "alpha", "--role", "agent"])
+        admin_key, agent_key, operator_key = keys_made(
+            env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
+            ["broker_key", "create", "--project", "alpha", "--role", "agent"],
+            ["broker_key", "create", "--project", "alpha", "--role", "operator"])
         server.start()
         try:
-            yield LiveBroker(server, admin_key, agent_key, ""), redis
+            yield LiveBroker(server, admin_key, agent_key, ""), redis, operator_key
         finally:
             server.stop()
             redis.stop()
@@ -65,7 +67,7 @@ async def wait_for_log(broker: LiveBroker, text: str, timeout: float = 20) -> No
 
 
 async def test_sends_are_delivered_through_a_redis_outage_and_push_resumes(broker_on_own_redis):
-    broker, redis = broker_on_own_redis
+    broker, redis, operator_key = broker_on_own_redis
     async with broker.connect() as recipient, broker.connect() as sender:
         before = await sender.request({"type": "send", "recipient_id": recipient.session_id, "payload": {"n": 0}})
         assert before["type"] == "result"
@@ -84,6 +86,9 @@ async def test_sends_are_delivered_through_a_redis_outage_and_push_resumes(broke
         # The hub's own notice of the outage (its probe did not come back), not a publisher's: only
         # after it does the hub have an outage to come back from.
         await wait_for_log(broker, '"event": "push_fallback", "sessions"')
+        with broker.rest(operator_key) as rest:  # and counted, for the operators' alert (deploy/alerts.yml)
+            scraped = rest.get("/metrics").text
+        assert 'broker_push_fallbacks_total{where="listen"} 1.0' in scraped, scraped[-3000:]
         # A REST send during the outage is accepted too (the rate limit fails open, logged).
         with broker.rest(session_token=sender.token) as rest:
             response = rest.post("/api/v1/messages/", json={"recipient_id": recipient.session_id, "payload": {"n": 4}})
