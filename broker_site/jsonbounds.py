@@ -13,7 +13,6 @@ a name carrying one would be accepted on SQLite and fail at the database on Post
 So it is refused on every face and every stack alike.
 """
 
-import json
 from typing import Any
 
 from django.conf import settings
@@ -22,6 +21,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from broker_site.errors import PayloadTooLarge, ValidationFailed
+from broker_site.jsoncodec import json_loads
 
 
 def json_too_deep(limit: int | None = None) -> ValidationFailed:
@@ -34,10 +34,11 @@ def json_parsed(raw: str | bytes) -> Any:
     """The JSON value in `raw`, refused with validation_error if it nests deeper than MAX_JSON_DEPTH.
 
     Invalid JSON raises ValueError as json.loads does, for each face to word as it words it; so do
-    NaN and Infinity, which are not JSON (and which PostgreSQL's jsonb would refuse later).
+    NaN and Infinity, which are not JSON (and which PostgreSQL's jsonb would refuse later). Read
+    by orjson where it gives json's answer (broker_site.jsoncodec).
     """
     try:
-        value = json.loads(raw, parse_constant=_not_json)
+        value = json_loads(raw, parse_constant=_not_json)
     except RecursionError:
         raise json_too_deep() from None
     json_depth_check(value, raw)

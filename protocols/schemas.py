@@ -22,7 +22,6 @@ than linear time in the payload, or one agent could stall every other tenant:
   is linear in its length, so it keeps jsonschema's checker.
 """
 
-import json
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from jsonschema_specifications import REGISTRY as METASCHEMAS
 from referencing.exceptions import Unresolvable
 
 from broker_site.errors import ValidationFailed
+from broker_site.jsoncodec import json_size
 
 MAX_MESSAGE_CHARS = 500
 VALIDATOR_CACHE_SIZE = 1024
@@ -365,7 +365,7 @@ def schema_check(schema: Any, *, field: str = "schema") -> None:
                                path="$", constraint="type", expected="object")
     limit = settings.BROKER["MAX_SCHEMA_BYTES"]
     try:
-        size = len(json.dumps(schema, separators=(",", ":")).encode())
+        size = json_size(schema)
     except (TypeError, ValueError):  # only a non-REST caller can hand over something not JSON
         raise ValidationFailed(f"{field} must be plain JSON.", field=field, constraint="json") from None
     if size > limit:

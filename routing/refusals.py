@@ -8,10 +8,10 @@ BROKER_MAX_REFUSED_DEAD_LETTERS of them. Past either bound, nothing is stored an
 is told so.
 """
 
-import json
 
 from django.conf import settings
 
+from broker_site.jsoncodec import json_size
 from projects.models import Project
 from routing.models import Message
 
@@ -28,7 +28,7 @@ class RefusedLetters:
         Race: two rounds refusing at once may both see room for the last one; the cap is then
         passed by a round's worth, never without bound.
         """
-        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        size = json_size(payload)
         if size > settings.BROKER["REFUSED_PAYLOAD_BYTES"]:
             return False
         if project.pk not in self.kept:

@@ -28,7 +28,6 @@ a live WebSocket, which is being handed the message now. Neither is the message'
 `delivered`, which it reaches when a connection or a receive actually takes it.
 """
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -52,6 +51,7 @@ from broker_site.errors import (
     QueueFull,
     ValidationFailed,
 )
+from broker_site.jsoncodec import json_size
 from projects.audit import audit_record
 from projects.models import AuditEvent, Project, ProjectLink
 from protocols.models import Protocol
@@ -260,7 +260,7 @@ def send_check_reads(message: SendIn) -> bool:
 def _payload_size_check(project: Project, payload: dict) -> int:
     """A payload is plain JSON within the project's size limit; returns its size in bytes."""
     try:
-        size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+        size = json_size(payload)
     except (TypeError, ValueError):  # only a caller inside the process can hand over something not JSON
         raise ValidationFailed("payload must be plain JSON.", field="payload") from None
     if size > project.max_payload_bytes:

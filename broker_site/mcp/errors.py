@@ -7,7 +7,6 @@ whose `data` is the shape. Before MCP handling (a bad key, a bad Host, an oversi
 is a plain HTTP JSON response with the REST status.
 """
 
-import json
 import logging
 from typing import Any
 
@@ -15,6 +14,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 
 from broker_site.errors import BrokerError, http_headers
+from broker_site.jsoncodec import json_text
 
 log = logging.getLogger("broker.mcp")
 
@@ -52,4 +52,4 @@ def http_error_response(exc: BrokerError) -> tuple[int, list[tuple[bytes, bytes]
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+    return json_text(data, default=str)

@@ -14,13 +14,13 @@ the header cannot read. A key of the same project acting as another session (or 
 `forbidden`; another project's key gets `not_found`, exactly as for a session that does not exist.
 """
 
-import json
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.uri_template import UriTemplate
 
 from broker_site.errors import Forbidden
+from broker_site.jsoncodec import json_text
 from broker_site.mcp.auth import caller_of_request, mcp_session_id_of_request, session_token_of_request
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.errors import request_error
@@ -80,4 +80,4 @@ def register_inbox_resource(server: MCPServer) -> None:
                                         session_id, session_token_of_request(request))
         except Exception as exc:
             raise request_error(exc, "resources/read") from None
-        return json.dumps(summary, separators=(",", ":"))
+        return json_text(summary)

@@ -34,3 +34,19 @@ def test_rest_bodies_and_queries_holding_nul_are_refused(live_broker):
             assert (refused.status_code, refused.json()["details"]["constraint"]) == (400, "no_nul"), refused.text
         sent = rest.post("/api/v1/messages/", json={"recipient_id": "nul-sender", "payload": {"note": "a\\u0000b"}})
         assert sent.status_code == 201, sent.text  # an escaped backslash is plain text
+
+
+async def test_an_integer_past_64_bits_arrives_exactly_as_sent(live_broker):
+    # The frames' codec (orjson) cannot hold it; it must fall back, not round it to a float or refuse it.
+    payload = {"n": 2**70 + 1, "neg": -(2**64)}
+    async with live_broker.connect() as client:
+        sent = await client.request({"type": "send", "recipient_id": client.session_id, "payload": payload})
+        assert sent["type"] == "result", sent
+        [pushed] = await client.messages(1)
+        assert pushed["payload"] == payload
+    with live_broker.rest() as rest:
+        reader = rest.post("/api/v1/sessions/", json={"name": "big-ints"}).json()
+    with live_broker.rest(session_token=reader["session_token"]) as rest:
+        assert rest.post("/api/v1/messages/", json={"recipient_id": "big-ints", "payload": payload}).status_code == 201
+        [received] = rest.post("/api/v1/messages/receive/", json={"wait_seconds": 0}).json()["messages"]
+        assert received["payload"] == payload
