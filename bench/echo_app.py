@@ -80,7 +80,15 @@ async def healthz(scope, receive, send):
     await send({"type": "http.response.body", "body": b'{"status": "ok"}'})
 
 
+async def lifespan(scope, receive, send):
+    """Answered and ignored (daphne sends no lifespan events; uvicorn and granian do)."""
+    while (await receive())["type"] != "lifespan.shutdown":
+        await send({"type": "lifespan.startup.complete"})
+    await send({"type": "lifespan.shutdown.complete"})
+
+
 application = ProtocolTypeRouter({
     "http": healthz,
+    "lifespan": lifespan,
     "websocket": URLRouter([path("ws/sessions/", EchoConsumer.as_asgi())]),
 })

@@ -33,14 +33,19 @@ sys.path.insert(0, str(ROOT))  # run as a script from the checkout: make the pro
 
 from bench.proc_stats import cpu_seconds, process_group, py_spy, rss_mb  # noqa: E402
 from bench.report import git_revision, latency_summary, machine  # noqa: E402
-from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+from devtools.live import (  # noqa: E402
+    BROKER_APP,
+    LOAD_CEILINGS,
+    SERVERS,
+    BrokerProcess,
+    broker_env,
+    manage,
+    new_key,
+    server_command,
+    throwaway_database,
+)
 
-SERVERS = {
-    "daphne": lambda app: lambda port: [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
-    "uvicorn": lambda app: lambda port: [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1",
-                                         "--port", str(port), "--lifespan", "on", "--log-level", "warning"],
-}
-BROKER_APP, BARE_APP = "broker_site.asgi:application", "bench.mcp_bare:application"
+BARE_APP = "bench.mcp_bare:application"
 TARGETS = {"ratio_to_ceiling_at_n_clients": 0.5, "send_message_p50_ms_one_client": 5}
 
 
@@ -57,7 +62,7 @@ def broker_server(server: str, database_url: str | None, redis_url: str | None):
         manage(env, "broker_project", "configure", "--id", "bench", "--set", "rate_limit_per_minute=1000000",
                "--set", "max_sessions=10000", "--set", "max_queue_size=1000000")
         process = BrokerProcess(env, var_dir.parent / f"broker-bench-{var_dir.name}.log",
-                                command=SERVERS[server](BROKER_APP)).start()
+                                command=server_command(server, BROKER_APP)).start()
         try:
             yield f"{process.http_url}/mcp", key, process
         finally:
@@ -68,7 +73,7 @@ def broker_server(server: str, database_url: str | None, redis_url: str | None):
 def bare_server(server: str):
     with tempfile.TemporaryDirectory() as var_dir:
         env = broker_env(var_dir)
-        process = BrokerProcess(env, Path(var_dir) / "bare.log", command=SERVERS[server](BARE_APP)).start()
+        process = BrokerProcess(env, Path(var_dir) / "bare.log", command=server_command(server, BARE_APP)).start()
         try:
             yield f"{process.http_url}/mcp", "no-key", process
         finally:
@@ -156,7 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--servers", default="daphne,uvicorn", help="comma-separated: daphne, uvicorn")
+    parser.add_argument("--servers", default="daphne,uvicorn", help=f"comma-separated: {', '.join(SERVERS)}")
     parser.add_argument("--protocols", default="legacy,auto", help="comma-separated: legacy, auto")
     parser.add_argument("--database-url", help="PostgreSQL server to bench on (a throwaway database is made)")
     parser.add_argument("--redis-url")

@@ -64,7 +64,7 @@ from bench.proc_stats import CpuWatch, RssPeak, process_group, py_spy, rss_mb, w
 from bench.report import git_revision, latency_summary, percentile  # noqa: E402
 from bench.report import machine as report_machine  # noqa: E402
 from bench.ws_clients import ClientPool  # noqa: E402
-from devtools.live import LOAD_CEILINGS, BrokerProcess, broker_env, manage, new_key, throwaway_database  # noqa: E402
+from devtools.live import LOAD_CEILINGS, SERVERS, BrokerProcess, broker_env, manage, new_key, server_command, throwaway_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -117,9 +117,7 @@ class Stack:
         return "postgresql+redis" if self.database_url else "sqlite+in-memory"
 
 
-def echo_command(port: int) -> list[str]:
-    """daphne serving bench/echo_app.py instead of the broker."""
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.echo_app:application"]
+ECHO_APP = "bench.echo_app:application"
 
 
 @contextmanager
@@ -132,13 +130,13 @@ def running(server: BrokerProcess):
 
 
 @contextmanager
-def broker_server(stack: Stack, work_dir: Path, logs: Path):
-    """The broker on `stack`, migrated, with a project whose limits the load cannot reach; yields (server, key)."""
+def broker_server(stack: Stack, server_name: str, work_dir: Path, logs: Path):
+    """The broker under `server_name` on `stack`, migrated, with a project no load can fill; yields (server, key)."""
     with ExitStack() as resources:
         database_url = ""
         if stack.database_url:
             database_url = resources.enter_context(throwaway_database(stack.database_url, prefix="broker_bench"))
-        var_dir = work_dir / f"var-{stack.name}"
+        var_dir = work_dir / f"var-{stack.name}-{server_name}"
         var_dir.mkdir()
         env = broker_env(var_dir, database_url=database_url, redis_url=stack.redis_url, **LOAD_CEILINGS)
         manage(env, "migrate", "--noinput", "-v", "0")
@@ -147,16 +145,17 @@ def broker_server(stack: Stack, work_dir: Path, logs: Path):
         manage(env, "shell", "-c", "from projects.models import Project; from projects.services import project_update; "
                f"project_update(Project.objects.get(pk='{project_id}'), {{'rate_limit_per_minute': 1_000_000, "
                "'max_sessions': 10_000, 'max_queue_size': 1_000_000})")
-        server = resources.enter_context(running(BrokerProcess(env, logs / f"broker-{stack.name}.log")))
+        server = resources.enter_context(running(BrokerProcess(env, logs / f"broker-{stack.name}-{server_name}.log",
+                                                               command=server_command(server_name))))
         yield server, key
 
 
 @contextmanager
-def echo_server(redis_url: str, redis_layer: str, work_dir: Path, logs: Path):
+def echo_server(redis_url: str, redis_layer: str, server_name: str, work_dir: Path, logs: Path):
     env = broker_env(work_dir, redis_url=redis_url, DJANGO_SETTINGS_MODULE="bench.echo_settings",
                      BENCH_ECHO_REDIS_LAYER=redis_layer)
-    log = logs / f"echo-{'redis' if redis_url else 'in-memory'}.log"
-    with running(BrokerProcess(env, log, command=echo_command)) as server:
+    log = logs / f"echo-{'redis' if redis_url else 'in-memory'}-{server_name}.log"
+    with running(BrokerProcess(env, log, command=server_command(server_name, ECHO_APP))) as server:
         yield server, "no-key-needed"
 
 
@@ -452,6 +451,8 @@ def parse_options(argv: list[str] | None = None):
                         help="seconds for all sessions to connect; the ones still trying then count as failures")
     parser.add_argument("--presence", action="store_true",
                         help="sessions ask for session_joined/left frames (N sessions joining then cost N^2 frames)")
+    parser.add_argument("--servers", type=lambda text: [s for s in text.split(",") if s], default=list(SERVERS),
+                        help=f"comma-separated ASGI servers to run the broker and the echo on: {', '.join(SERVERS)}")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare Channels echo")
     parser.add_argument("--echo-redis-layer", choices=["core", "pubsub"], default="pubsub",
                         help="the echo's Redis layer: pubsub (RedisPubSubChannelLayer, the broker's) or core (RedisChannelLayer)")
@@ -465,24 +466,31 @@ def parse_options(argv: list[str] | None = None):
 
 
 def bench_stacks(stacks: list[Stack], options, work: Path, logs: Path) -> dict:
+    """Each stack under each server, keyed "<stack>/<server>"."""
     results = {}
     for stack in stacks:
-        say(f"stack {stack.name} ({stack.description})")
-        profile = options.profile_dir / f"{stack.name}.txt" if options.profile_dir else None
-        with broker_server(stack, work, logs) as (server, key):
-            results[stack.name] = {"stack": stack.description, **measure(server, key, options, profile)}
-        results[stack.name]["targets"] = targets_met(results[stack.name])
+        for server_name in options.servers:
+            name = f"{stack.name}/{server_name}"
+            say(f"stack {stack.name} ({stack.description}) under {server_name}")
+            profile = options.profile_dir / f"{stack.name}-{server_name}.txt" if options.profile_dir else None
+            with broker_server(stack, server_name, work, logs) as (server, key):
+                results[name] = {"stack": stack.description, "server": server_name,
+                                 **measure(server, key, options, profile)}
+            results[name]["targets"] = targets_met(results[name])
     return results
 
 
 def bench_ceilings(stacks: list[Stack], options, work: Path, logs: Path) -> dict:
-    """The echo once per channel layer the stacks used, keyed "in-memory" or "redis"."""
+    """The echo once per channel layer the stacks used and server, keyed "<in-memory|redis>/<server>"."""
     ceilings = {}
     for stack in stacks:
-        if stack.layer not in ceilings:
-            say(f"ceiling: bare Channels echo on the {stack.layer} layer")
-            with echo_server(stack.redis_url, options.echo_redis_layer, work, logs) as (server, key):
-                ceilings[stack.layer] = {"layer": echo_layer_name(stack, options), **measure(server, key, options)}
+        for server_name in options.servers:
+            name = f"{stack.layer}/{server_name}"
+            if name not in ceilings:
+                say(f"ceiling: bare Channels echo on the {stack.layer} layer under {server_name}")
+                with echo_server(stack.redis_url, options.echo_redis_layer, server_name, work, logs) as (server, key):
+                    ceilings[name] = {"layer": echo_layer_name(stack, options), "server": server_name,
+                                      **measure(server, key, options)}
     return ceilings
 
 
@@ -500,8 +508,11 @@ def main() -> None:
         results = bench_stacks(stacks, options, Path(work), logs)
         ceilings = {} if options.no_ceiling else bench_ceilings(stacks, options, Path(work), logs)
     for stack in stacks:
-        if stack.layer in ceilings:
-            results[stack.name]["ratio_to_ceiling"] = ratio_to_ceiling(results[stack.name], ceilings[stack.layer])
+        for server_name in options.servers:
+            ceiling = ceilings.get(f"{stack.layer}/{server_name}")
+            if ceiling:
+                results[f"{stack.name}/{server_name}"]["ratio_to_ceiling"] = ratio_to_ceiling(
+                    results[f"{stack.name}/{server_name}"], ceiling)
     document = {
         "benchmark": "websocket_sessions",
         "machine": machine,

@@ -119,20 +119,42 @@ def keys_made(env: dict[str, str], *commands: list[str], migrate: bool = True) -
     return [SHOWN_ONCE.search(out).group(1) for out in outputs[1 if migrate else 0:]]
 
 
-def daphne_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "broker_site.asgi:application"]
+BROKER_APP = "broker_site.asgi:application"
+# The ASGI servers the broker is run and measured on, each as it is run in production (README, "Running it"):
+# daphne (the default run), uvicorn with uvloop, httptools and the websockets library's sans-I/O protocol, and granian.
+SERVERS: dict[str, Callable[[str, int], list[str]]] = {
+    "daphne": lambda app, port: [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+    "uvicorn": lambda app, port: [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+                                  "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+                                  "--lifespan", "on", "--no-access-log"],
+    "granian": lambda app, port: [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                                  "--port", str(port), "--loop", "uvloop", app],
+}
+
+
+def server_command(server: str, app: str = BROKER_APP) -> Callable[[int], list[str]]:
+    """The command that serves `app` under `server` on a given port."""
+    return lambda port: SERVERS[server](app, port)
+
+
+def live_server_command() -> Callable[[int], list[str]]:
+    """The server live tests run their brokers on: BROKER_LIVE_SERVER (daphne, uvicorn or granian), daphne unless set."""
+    name = os.environ.get("BROKER_LIVE_SERVER") or "daphne"
+    if name not in SERVERS:
+        raise RuntimeError(f"BROKER_LIVE_SERVER={name!r}: not one of {', '.join(SERVERS)}")
+    return server_command(name)
 
 
 class BrokerProcess:
-    """One server process serving the broker (daphne, as the README runs it, unless `command` says
-    otherwise); restartable on the same port."""
+    """One server process serving the broker (on the live tests' server, live_server_command, unless
+    `command` says otherwise); restartable on the same port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None,
-                 command: Callable[[int], list[str]] = daphne_command) -> None:
+                 command: Callable[[int], list[str]] | None = None) -> None:
         self.env = env
         self.log_path = log_path
         self.port = port or free_port()
-        self.command = command
+        self.command = command or live_server_command()
         self.process: subprocess.Popen | None = None
 
     @property

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, settings
 
 from devtools.fuzz_target import FuzzTarget, seed
 from devtools.fuzzing import Canary, server_error
-from devtools.live import daphne_command
 from tests.mcp.conftest import serve_live_broker
 
 FUZZ_EXAMPLES = int(os.environ.get("BROKER_FUZZ_EXAMPLES", "0") or 0)
@@ -34,7 +33,7 @@ def fuzz_settings(default_examples: int) -> settings:
 def fuzz_broker(tmp_path_factory) -> Iterator[FuzzTarget]:
     """The MCP tests' live server (with its log checked for tracebacks when it stops), seeded, one for
     all the fuzz modules (a server start is a good part of their time); the canary runs throughout."""
-    for live in serve_live_broker(tmp_path_factory, daphne_command):
+    for live in serve_live_broker(tmp_path_factory):
         keys = {"agent": live.agent_key, "admin": live.admin_key, "operator": live.operator_key,
                 "beta": live.other_project_key}
         target = seed(FuzzTarget(live.process.http_url, live.process.ws_url, keys, live=live))

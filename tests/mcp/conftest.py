@@ -18,7 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from devtools.live import BrokerProcess, broker_env, daphne_command, four_keys, throwaway_database
+from devtools.live import BrokerProcess, broker_env, four_keys, throwaway_database
 from tests.live import server_sql
 
 ServerCommand = Callable[[int], list[str]]
@@ -62,12 +62,12 @@ class LiveBroker:
 
 @pytest.fixture(scope="module")
 def live_broker(tmp_path_factory) -> LiveBroker:
-    yield from serve_live_broker(tmp_path_factory, daphne_command)
+    yield from serve_live_broker(tmp_path_factory)
 
 
-def serve_live_broker(tmp_path_factory, server_command: ServerCommand, **settings: str):
-    """Generator for a module fixture: a broker under `server_command(port)` on the run's stack,
-    with the given environment `settings` besides."""
+def serve_live_broker(tmp_path_factory, server_command: ServerCommand | None = None, **settings: str):
+    """Generator for a module fixture: a broker under `server_command(port)` (the live tests' server,
+    devtools.live.live_server_command, unless given) on the run's stack, with the environment `settings` besides."""
     database_url = os.environ.get("DATABASE_URL", "")
     if database_url.startswith(("postgres://", "postgresql://")):
         with throwaway_database(database_url) as url:
@@ -76,7 +76,7 @@ def serve_live_broker(tmp_path_factory, server_command: ServerCommand, **setting
         yield from _serve(tmp_path_factory, "", "", server_command, settings)
 
 
-def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: ServerCommand,
+def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: ServerCommand | None,
            settings: dict[str, str]):
     var_dir = tmp_path_factory.mktemp("broker")
     env = broker_env(var_dir, database_url=database_url, redis_url=redis_url, **settings)
@@ -86,7 +86,7 @@ def _serve(tmp_path_factory, database_url: str, redis_url: str, server_command: 
 
 
 @contextmanager
-def another_process(broker: LiveBroker, server_command: ServerCommand = daphne_command) -> Iterator[LiveBroker]:
+def another_process(broker: LiveBroker, server_command: ServerCommand | None = None) -> Iterator[LiveBroker]:
     """A second server process beside `broker`, on the same database (and Redis, if any): the same keys work there."""
     process = BrokerProcess(broker.env, broker.process.log_path.with_name("another-server.log"),
                             command=server_command)

@@ -11,7 +11,6 @@ import pytest
 from mcp.client.subscriptions import ResourceUpdated
 from mcp.shared.exceptions import MCPError
 
-from devtools.live import daphne_command
 from tests.mcp.conftest import another_process, serve_live_broker
 from tests.mcp.helpers import ChannelClient, ChannelEvents, InboxUpdates, call, with_listen_token
 
@@ -25,7 +24,7 @@ LISTENS_PER_KEY = 2
 def live_broker(tmp_path_factory):
     # A small per-key cap, so a test can see a closed listen give its place back. (Legacy sessions have the
     # same cap: tests here hold at most two legacy connections per key at a time.)
-    yield from serve_live_broker(tmp_path_factory, daphne_command,
+    yield from serve_live_broker(tmp_path_factory,
                                  BROKER_MCP_SESSIONS_PER_KEY=str(LISTENS_PER_KEY))
 
 

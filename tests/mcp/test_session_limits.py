@@ -11,7 +11,6 @@ import pytest
 from broker_site.errors import LimitReached
 from broker_site.mcp.binding import bindings
 from broker_site.mcp.session_limits import SessionLimits
-from devtools.live import daphne_command
 from tests.mcp.conftest import serve_live_broker
 from tests.mcp.helpers import call
 
@@ -20,7 +19,7 @@ PER_KEY, PER_PROJECT, IDLE = 3, 4, 10
 
 @pytest.fixture(scope="module")
 def capped_broker(tmp_path_factory):
-    yield from serve_live_broker(tmp_path_factory, daphne_command, BROKER_MCP_SESSIONS_PER_KEY=str(PER_KEY),
+    yield from serve_live_broker(tmp_path_factory, BROKER_MCP_SESSIONS_PER_KEY=str(PER_KEY),
                                  BROKER_MCP_SESSIONS_PER_PROJECT=str(PER_PROJECT),
                                  BROKER_MCP_SESSION_IDLE_SECONDS=str(IDLE))
 

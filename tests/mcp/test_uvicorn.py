@@ -1,22 +1,17 @@
 """The /mcp endpoint under uvicorn, which (unlike daphne) sends ASGI lifespan events."""
 
 import signal
-import sys
 
 import pytest
 
+from devtools.live import server_command
 from tests.mcp.conftest import serve_live_broker
 from tests.mcp.helpers import InboxUpdates, call
 
 
-def uvicorn_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", "broker_site.asgi:application", "--host", "127.0.0.1",
-            "--port", str(port), "--lifespan", "on"]
-
-
 @pytest.fixture(scope="module")
 def uvicorn_broker(tmp_path_factory):
-    yield from serve_live_broker(tmp_path_factory, uvicorn_command)
+    yield from serve_live_broker(tmp_path_factory, server_command("uvicorn"))
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe
