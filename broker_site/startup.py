@@ -1,14 +1,17 @@
 """What a server process runs beside its requests, started and stopped here and nowhere else.
 
 Called by the ASGI wiring (broker_site.asgi): `start_background` from the lifespan startup
-(uvicorn) and before every request (daphne sends no lifespan events; each step is idempotent),
-`stop_background` from the lifespan shutdown, and, under daphne, from Twisted's own shutdown.
+(uvicorn, granian) and before every request (daphne sends no lifespan events; each step is
+idempotent), `stop_background` before the server closes its sockets (under daphne, from
+Twisted's own shutdown; under uvicorn, from its SIGTERM handler, which is handed the signal once
+the stop is done), and again, doing nothing more, from the lifespan shutdown.
 """
 
 import asyncio
 import gc
 import logging
 import os
+import signal
 import sys
 import threading
 
@@ -19,10 +22,13 @@ from broker_site.mcp.inbox_push import subscriptions
 from broker_site.mcp.server import ensure_mcp_running, stop_mcp
 from routing.hub import hub
 from routing.live import connections
+from routing.receive import waiting
 from routing.sweeper import ensure_sweeper_running
 
 log = logging.getLogger("broker.startup")
 _twisted_trigger_added = False
+_signals_hooked = False
+_stopping: asyncio.Task | None = None
 _heap_frozen = False
 # Beyond the grace period: closing handshakes, the MCP session manager's own stop, the interpreter's exit.
 STOP_MARGIN_SECONDS = 4
@@ -34,6 +40,7 @@ def start_background() -> None:
     ensure_sweeper_running()
     ensure_mcp_running()
     _on_twisted_shutdown()
+    _stop_before_the_server_does()
     freeze_heap_once()
 
 
@@ -51,16 +58,28 @@ def freeze_heap_once() -> None:
 
 
 async def stop_background() -> None:
-    """Say goodbye to every WebSocket, end the MCP inbox subscriptions, stop the MCP session manager.
+    """Answer the waiting receives (long polls, MCP), say goodbye to every WebSocket, end the MCP inbox
+    subscriptions, stop the MCP session manager.
 
-    Each step runs even if the one before failed.
+    Each step runs even if the one before failed. Once per process: a second call waits for the first.
     """
-    for step in (connections.shut_down_all, subscriptions.close_all, stop_mcp):
+    global _stopping
+    if _stopping is None:
+        _stopping = asyncio.ensure_future(_stop_steps())
+    await asyncio.shield(_stopping)
+
+
+async def _stop_steps() -> None:
+    for step in (_receives_answered, connections.shut_down_all, subscriptions.close_all, stop_mcp):
         try:
             await step()
         except Exception:
             log.exception("shutdown step failed", extra={"step": step.__qualname__})
     counters.process_gone()
+
+
+async def _receives_answered() -> None:
+    waiting.answer_all()
 
 
 def _exit_when_overdue(seconds: float) -> None:
@@ -98,6 +117,9 @@ def _on_twisted_shutdown() -> None:
         return
     from twisted.internet import defer, reactor  # the reactor daphne installed; never install one here
 
+    if not reactor.running:  # imported (daphne is an installed app), but another server is serving
+        return
+
     def stop() -> defer.Deferred:
         # Whatever hangs (this stop, or a thread the exit waits for), the process ends in time.
         _exit_when_overdue(settings.BROKER["SHUTDOWN_GRACE_SECONDS"] + STOP_MARGIN_SECONDS)
@@ -105,3 +127,40 @@ def _on_twisted_shutdown() -> None:
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     _twisted_trigger_added = True
+
+
+def _stop_before_the_server_does() -> None:
+    """Under uvicorn (a server that stops from a Python signal handler): run the stop before the server's own.
+
+    On SIGTERM uvicorn closes every WebSocket itself (1012) and waits for open requests (an MCP
+    stream, a long poll) before it sends the lifespan shutdown: the goodbyes (server_shutdown, 4503)
+    would never be said and the streams would hold the stop up. So the server's handler is wrapped:
+    the signal starts the stop, and the server gets the signal once the stop is done (a second
+    SIGINT, Ctrl-C twice, goes to the server at once). Only uvicorn's handler is wrapped: daphne's
+    stop is Twisted's (see above), and granian stops its own I/O on the signal, so frames in hand
+    could not finish there (it stops as its own shutdown says: 1012, nothing lost).
+    """
+    global _signals_hooked
+    if _signals_hooked or _twisted_trigger_added or threading.current_thread() is not threading.main_thread():
+        return
+    _signals_hooked = True
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        server_handler = signal.getsignal(signum)
+        if type(getattr(server_handler, "__self__", None)).__module__.startswith("uvicorn."):
+            signal.signal(signum, _stop_then(loop, server_handler))
+
+
+def _stop_then(loop: asyncio.AbstractEventLoop, server_handler):
+    def on_signal(signum, frame) -> None:
+        if _stopping is not None:  # asked again: the server's own way (uvicorn: a second Ctrl-C forces the exit)
+            server_handler(signum, frame)
+            return
+        _exit_when_overdue(settings.BROKER["SHUTDOWN_GRACE_SECONDS"] + STOP_MARGIN_SECONDS)
+
+        def start() -> None:
+            stop = asyncio.ensure_future(stop_background())
+            stop.add_done_callback(lambda _: server_handler(signum, frame))
+
+        loop.call_soon_threadsafe(start)
+    return on_signal

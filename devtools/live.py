@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -132,17 +133,33 @@ SERVERS: dict[str, Callable[[str, int], list[str]]] = {
 }
 
 
-def server_command(server: str, app: str = BROKER_APP) -> Callable[[int], list[str]]:
+@dataclass(frozen=True)
+class ServerCommand:
     """The command that serves `app` under `server` on a given port."""
-    return lambda port: SERVERS[server](app, port)
+
+    server: str
+    app: str = BROKER_APP
+
+    def __call__(self, port: int) -> list[str]:
+        return SERVERS[self.server](self.app, port)
+
+    @property
+    def sigterm_exit_code(self) -> int:
+        """How the server ends after a clean stop on SIGTERM: uvicorn re-raises the signal it caught, once its
+        shutdown is complete (so the process ends by it); the others exit with 0."""
+        return -signal.SIGTERM if self.server == "uvicorn" else 0
 
 
-def live_server_command() -> Callable[[int], list[str]]:
+def server_command(server: str, app: str = BROKER_APP) -> ServerCommand:
+    return ServerCommand(server, app)
+
+
+def live_server_command() -> ServerCommand:
     """The server live tests run their brokers on: BROKER_LIVE_SERVER (daphne, uvicorn or granian), daphne unless set."""
     name = os.environ.get("BROKER_LIVE_SERVER") or "daphne"
     if name not in SERVERS:
         raise RuntimeError(f"BROKER_LIVE_SERVER={name!r}: not one of {', '.join(SERVERS)}")
-    return server_command(name)
+    return ServerCommand(name)
 
 
 class BrokerProcess:
@@ -150,7 +167,7 @@ class BrokerProcess:
     `command` says otherwise); restartable on the same port."""
 
     def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None,
-                 command: Callable[[int], list[str]] | None = None) -> None:
+                 command: ServerCommand | None = None) -> None:
         self.env = env
         self.log_path = log_path
         self.port = port or free_port()

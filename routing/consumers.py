@@ -31,7 +31,6 @@ hand finishes and is answered, later frames are refused, then `server_shutdown` 
 """
 
 import asyncio
-import json
 import logging
 import uuid
 from typing import Any
@@ -51,6 +50,7 @@ from broker_site.errors import (
     ShuttingDown,
     Unauthorized,
 )
+from broker_site.jsoncodec import json_text
 from broker_site.workers import db
 from projects.auth import Caller, authenticate, credentials_from_headers
 from projects.ratelimit import FrameBudget, KeyBudget, key_budget, rate_limit_check
@@ -80,6 +80,10 @@ from sessions_app.selectors import session_activity
 from sessions_app.services import session_disconnect, session_push_released, session_status_set, sessions_seen
 
 log = logging.getLogger("broker.websocket")
+# What each server raises for a frame sent on a closed socket: daphne autobahn's Disconnected, uvicorn's
+# ClientDisconnected (an OSError, as ASGI 2.4 asks), granian's RuntimeError "ASGI flow error: Transport closed"
+# (emmett-framework/granian#922).
+SOCKET_CLOSED = (Disconnected, OSError, RuntimeError)
 
 HELLO_TIMEOUT_SECONDS = 10
 WINDOW = 100  # messages pushed and not yet acked on one connection before the pump waits for acks
@@ -97,6 +101,7 @@ LEAVING_CODES = (1000, 1001)
 # Not 1012 (service restart): daphne's autobahn lets a server close only with 1000 or 3000-4999,
 # and drops the connection without a close frame on any other code.
 CLOSE_SERVICE_RESTART = 4503
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_HELLO_TIMEOUT = 4408
 CLOSE_REPLACED = 4409
@@ -142,6 +147,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         self.budget = FrameBudget(FRAMES_PER_SECOND_BEFORE_HELLO, FRAMES_PER_SECOND_BEFORE_HELLO)
         self.key_budget: KeyBudget | None = None  # after hello: the key's, shared with its other sockets
         self.refusals = 0
+        self.frame_limit = TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"]  # set in connect and hello
         self.tasks: list[asyncio.Task] = []
         self.background: set[asyncio.Task] = set()  # event handlers that send frames
         self._goodbye: asyncio.Future | None = None
@@ -205,7 +211,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         self.header_key, self.header_project = credentials_from_headers(headers)
         # Until hello the transport refuses, unread, a frame well over the hello limit (routing.live).
-        frame_limit_set(self.base_send, TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"])
+        self._frame_limit_set(TRANSPORT_SLACK * settings.BROKER["WS_HELLO_MAX_BYTES"])
         await self.accept()
         connections.add(self)
         self.tasks.append(asyncio.create_task(self._expect_hello()))
@@ -213,6 +219,12 @@ class SessionConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.close_code = code
         self.closed.set()
+
+    def _frame_limit_set(self, limit: int) -> None:
+        """Frames over `limit` close the socket with 1009: refused unread by daphne's transport, and by this
+        consumer under servers whose limit is one for all connections (uvicorn, granian), once they read it."""
+        self.frame_limit = limit
+        frame_limit_set(self.base_send, limit)
 
     async def _expect_hello(self) -> None:
         await asyncio.sleep(HELLO_TIMEOUT_SECONDS)
@@ -270,6 +282,9 @@ class SessionConsumer(AsyncWebsocketConsumer):
         try:
             if self.stopping:
                 raise ShuttingDown("The server is shutting down; this frame was not taken. Reconnect and send it again.")
+            if raw is not None and len(raw) > self.frame_limit:
+                await self.close(code=CLOSE_MESSAGE_TOO_BIG)
+                return
             # Size and budget first: refusing a frame must cost less than reading it.
             frame_size_check(raw, hello_said=self.session is not None)
             await self._count_frame()
@@ -343,7 +358,7 @@ class SessionConsumer(AsyncWebsocketConsumer):
         caller, connected = await self._call(_open_session, hello.key or self.header_key, client[0] or "", hello)
         self.session, self.epoch = connected.session, connected.session.connection_epoch
         self.caller, self.key_budget = caller, key_budget(caller)
-        frame_limit_set(self.base_send, settings.BROKER["MAX_REQUEST_BYTES"])
+        self._frame_limit_set(settings.BROKER["MAX_REQUEST_BYTES"])
         welcome = {"type": "welcome", "request_id": hello.request_id, **connected.as_dict(),
                    "delivery": {"ack_timeout": caller.project.ack_timeout, "window": WINDOW,
                                 "heartbeat": "not needed while this connection is open"}}
@@ -435,8 +450,8 @@ class SessionConsumer(AsyncWebsocketConsumer):
 
     async def send_json(self, data: dict[str, Any]) -> None:
         try:
-            await self.send(text_data=json.dumps(data, separators=(",", ":")))
-        except Disconnected:
-            # daphne's socket closed under us (a shutdown, a client gone mid-frame): nobody is left to read it.
+            await self.send(text_data=json_text(data))
+        except SOCKET_CLOSED:
+            # The socket closed under us (a shutdown, a client gone mid-frame): nobody is left to read it.
             # A pushed message stays delivered-unacked, and comes again on resume or after ack_timeout.
             log.info("frame not sent: the socket is closed", extra={"frame_type": data.get("type")})

@@ -156,8 +156,8 @@ def frame_limit_set(send: Any, limit: int) -> None:
     changed when the connection says hello. A larger frame is refused at its header, unread, and
     autobahn closes the connection with 1009 (message too big): a close frame, not a drop, so the
     client knows why (its rest is read and thrown away until the close handshake ends). Under other
-    servers this does nothing (uvicorn's --ws-max-size is 16 MiB by default); the consumer
-    checks its own limits before it reads a frame anyway.
+    servers this does nothing (uvicorn's --ws-max-size is 16 MiB by default): there the consumer
+    closes with 1009 itself once the server has read the frame (SessionConsumer._frame_limit_set).
     """
     protocol = send.args[0] if isinstance(send, functools.partial) and send.args else None
     if not isinstance(protocol, WebSocketServerProtocol):

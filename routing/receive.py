@@ -39,6 +39,24 @@ from sessions_app.models import AgentSession
 from sessions_app.services import sessions_seen
 
 LONG_POLL_PACE = Pace(recheck=5.0, poll=0.5)
+
+
+class _Waiting:
+    """The receives waiting in this process (their wake-ups), so that a stop can answer them all at once."""
+
+    def __init__(self) -> None:
+        self.wakes: set[Callable[[], None]] = set()
+        self.stopping = False
+
+    def answer_all(self) -> None:
+        """At shutdown: every waiting receive answers now with what it has (nothing) rather than hold the stop up
+        for its wait; the client asks again, of the server that comes back. Later receives do not wait."""
+        self.stopping = True
+        for wake in list(self.wakes):
+            wake()
+
+
+waiting = _Waiting()
 LINK_SCOPE_KEY = "broker_client_link"
 Claimer = Callable[[AgentSession, int, bool], Awaitable[list["Message"]]]
 
@@ -175,12 +193,13 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
     link = link or ClientLink()
     messages = await _claim_for(link, claim, session, max_messages, auto_ack)
     wait_seconds = min(max(wait_seconds, 0), settings.BROKER["MAX_WAIT_SECONDS"])
-    if messages or wait_seconds <= 0:
+    if messages or wait_seconds <= 0 or waiting.stopping:
         return messages
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     async with Listener(session.pk, session.project_id, LONG_POLL_PACE) as listener:
         forget = link.wake_when_gone(listener.wake)
+        waiting.wakes.add(listener.wake)
         counters.long_polls.inc()
         try:
             while True:
@@ -188,9 +207,10 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
                 # join sent its event before we listened, so only the database knows of it.
                 messages = await _claim_for(link, claim, session, max_messages, auto_ack)
                 remaining = deadline - loop.time()
-                if messages or remaining <= 0 or link.gone.is_set():
+                if messages or remaining <= 0 or link.gone.is_set() or waiting.stopping:
                     return messages
                 await listener.wait(remaining)
         finally:
             counters.long_polls.dec()
+            waiting.wakes.discard(listener.wake)
             forget()

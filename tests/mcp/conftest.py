@@ -9,7 +9,7 @@ as a newcomer would make them.
 """
 
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, replace
 
@@ -18,10 +18,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from devtools.live import BrokerProcess, broker_env, four_keys, throwaway_database
+from devtools.live import BrokerProcess, ServerCommand, broker_env, four_keys, throwaway_database
 from tests.live import server_sql
-
-ServerCommand = Callable[[int], list[str]]
 
 
 @dataclass

@@ -109,7 +109,7 @@ async def test_every_accepted_message_is_delivered_exactly_once_after_a_restart(
         await asyncio.wait_for(asyncio.gather(*loads, collector), timeout=30)
     assert len(accepted) > LOAD_GOING
     if stop_signal == signal.SIGTERM:
-        assert exit_code == 0
+        assert exit_code == broker.server.command.sigterm_exit_code
         assert len(shutdown_seen) == SENDERS  # every connection was told
         assert shutdown_seen[0]["grace_seconds"] > 0
 
@@ -165,5 +165,5 @@ async def test_sigterm_tells_each_socket_closes_it_with_4503_and_refuses_new_one
                 pass
         if isinstance(refused.value, websockets.InvalidStatus):
             assert refused.value.response.status_code == 403
-    assert await stopping == 0
+    assert await stopping == broker.server.command.sigterm_exit_code
     silent.close()
