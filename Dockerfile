@@ -1,4 +1,4 @@
-# The broker as one image: daphne serving the ASGI app. Configure it with environment
+# The broker as one image: uvicorn serving the ASGI app, as README "Running it in production" runs it. Configure it with environment
 # variables (.env.example); SECRET_KEY is required, DATABASE_URL and REDIS_URL for production.
 FROM python:3.11-slim
 
@@ -10,4 +10,4 @@ COPY . .
 RUN useradd --create-home broker && mkdir -p /data && chown broker /data
 USER broker
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py broker_bootstrap && exec daphne -b 0.0.0.0 -p 8000 broker_site.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py broker_bootstrap && exec uvicorn broker_site.asgi:application --host 0.0.0.0 --port 8000 --loop uvloop --http httptools --ws websockets-sansio --lifespan on --no-access-log"]

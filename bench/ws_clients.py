@@ -88,9 +88,11 @@ class Session:
 
     request_numbers = itertools.count(1)
 
-    def __init__(self, ws, session_id: str, tally: Tally, broadcasts: BroadcastWatch, max_in_flight: int) -> None:
+    def __init__(self, ws, session_id: str, tally: Tally, broadcasts: BroadcastWatch, max_in_flight: int,
+                 token: str | None = None) -> None:
         self.ws = ws
         self.session_id = session_id
+        self.token = token  # to resume the session after a restart (the echo has none)
         self.tally = tally
         self.broadcasts = broadcasts
         self.max_in_flight = max_in_flight
@@ -185,19 +187,25 @@ class Session:
         return sent_at
 
 
-async def open_session(url: str, key: str, name: str, tally: Tally, broadcasts: BroadcastWatch, options: dict) -> Session:
-    """Connect, say hello, wait for welcome; the session then reads its frames in the background.
+async def open_session(url: str, key: str, name: str, tally: Tally, broadcasts: BroadcastWatch, options: dict,
+                       resume: Session | None = None) -> Session:
+    """Connect, say hello (resuming `resume`'s session if given), wait for welcome; the session then reads its
+    frames in the background.
 
     `presence` in the hello says whether this session wants session_joined/left frames (the echo ignores it).
     """
     ws = await websockets.connect(url, additional_headers={"Authorization": f"Bearer {key}"}, compression=None,
                                   ping_interval=None, open_timeout=HELLO_TIMEOUT_S, close_timeout=2, max_size=None)
-    await ws.send(json.dumps({"type": "hello", "name": name, "presence": options["presence"], "request_id": 1}))
+    hello = {"type": "hello", "name": name, "presence": options["presence"], "request_id": 1}
+    if resume is not None:
+        hello.update(session_id=resume.session_id, session_token=resume.token)
+    await ws.send(json.dumps(hello))
     async with asyncio.timeout(HELLO_TIMEOUT_S):
         while True:
             frame = json.loads(await ws.recv())
             if frame.get("type") == "welcome":
-                return Session(ws, str(frame["session_id"]), tally, broadcasts, options["max_in_flight"])
+                return Session(ws, str(frame["session_id"]), tally, broadcasts, options["max_in_flight"],
+                               frame.get("session_token") or (resume.token if resume else None))
             if frame.get("type") == "error":
                 await ws.close()
                 raise RuntimeError(f"hello refused: {frame.get('error')}: {frame.get('message')}")
@@ -253,6 +261,28 @@ class Worker:
         self.sessions = [a.result() for a in attempts if not a.cancelled() and a.result() is not None]
         return {"session_ids": [s.session_id for s in self.sessions], "seconds": time.perf_counter() - started,
                 "failures": dict(failures), "frames": dict(self.tally.frames)}
+
+    async def reconnect(self, concurrency: int) -> dict:
+        """Resume every session at once (at most `concurrency` handshakes at a time) after a restart."""
+        gate = asyncio.Semaphore(concurrency)
+        failures: Counter = Counter()
+        old = self.sessions
+        for session in old:
+            session.reader.cancel()
+
+        async def one(name: str, session: Session) -> Session | None:
+            async with gate:
+                try:
+                    return await open_session(self.url, self.key, name, self.tally, self.broadcasts, self.options,
+                                              resume=session)
+                except Exception as exc:
+                    failures[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+                    return None
+
+        started = time.perf_counter()
+        back = await asyncio.gather(*(one(name, s) for name, s in zip(self.names, old, strict=False)))
+        self.sessions = [s for s in back if s is not None]
+        return {"welcomed": len(self.sessions), "seconds": time.perf_counter() - started, "failures": dict(failures)}
 
     async def load(self, peers: list[str], rate: float, seconds: float, start_at: float) -> dict:
         """Send to random peers at `rate` sends/s (spread round-robin over this worker's sessions)."""

@@ -7,8 +7,11 @@
 
 For each stack (`default`: SQLite + in-memory layer; `postgres`: PostgreSQL + Redis, on a
 throwaway database made with devtools.live.throwaway_database; `both`, the default, runs the
-second only when PostgreSQL and Redis answer) it starts the broker under daphne, makes a
-project whose limits the load cannot reach, and then:
+second only when PostgreSQL and Redis answer) and each ASGI server (--servers: daphne, uvicorn,
+granian, as devtools.live.SERVERS runs them; with --processes N the postgres stack also as N
+worker processes on one port under the servers that have workers, sessions spread over them by
+the kernel, so a random peer is on another process most of the time) it starts the broker,
+makes a project whose limits the load cannot reach, and then:
 
 1. opens --sessions WebSocket sessions (--connect-concurrency handshakes at once, spread over
    --client-processes worker processes, see bench/ws_clients.py; the ones not connected after
@@ -21,20 +24,23 @@ project whose limits the load cannot reach, and then:
 3. drains (at most --drain-seconds) and checks that every accepted send (a result with status
    pushing or queued) was pushed to its recipient: accepted ids against unique received ids
    (after a drain cut short by its limit, the missing ones may be late rather than lost);
+   then offers half the deliveries/s the load reached for --half-capacity-seconds: the latency
+   of one push below saturation, not of a backlog;
 4. broadcasts from one session to all the others --broadcasts times: send -> last push
    (a round not complete within BROADCAST_TIMEOUT_S has no time).
 
 Measured: deliveries/s in the load window (pushes received, first copy of each id),
 send -> push latency p50/p95/p99 (the sender's time.time() travels in the payload and every
 process reads the same clock), send -> result latency, errors and timeouts (sends never
-answered), server RSS (VmRSS summed over daphne's process group) idle, peak and at the end,
+answered), server RSS (VmRSS summed over the server's process group) idle, peak and at the end,
 and the CPU of the server, each client process, PostgreSQL, Redis and the whole machine
 during the load, from which it names the side that saturated ("other" is whatever else ran
 on the machine: on a shared box every figure suffers).
 
 Then the same load on bench/echo_app.py, once per channel layer the stacks used (Redis for
-postgres, in-memory for default): daphne, Channels and the layer with no database and no
-broker code. The broker's deliveries/s is given as a ratio of the echo's; when the echo
+postgres, in-memory for default) and server: the server, Channels and the layer with no
+database and no broker code (one process: the ratio of N broker processes to it says how far
+past one process's ceiling they go). The broker's deliveries/s is given as a ratio of the echo's; when the echo
 itself could not carry the offered load, the ratio says so. --echo-redis-layer core runs
 the echo on channels-redis's core layer instead of the pub/sub layer the broker uses.
 
@@ -48,6 +54,7 @@ ws-bench-logs-* directory under the temp dir, named in the output.
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -70,7 +77,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = {"sessions_held": 1000, "deliveries_per_s": 2000, "delivery_p99_ms": 50, "broadcast_1000_last_push_ms": 250,
            "rss_mb": 300, "cpu_ms_per_delivery_at_40": 3, "push_p50_ms_at_2": 5, "push_p99_ms_at_2": 20,
-           "idle_server_percent": 3}
+           "idle_server_percent": 3, "reconnect_storm_s": 5}
 DRAIN_STALL_S = 6  # longer than the broker's 5 s re-check of a queue
 BROADCAST_TIMEOUT_S = 5
 SETTLE_MAX_S = 10
@@ -118,6 +125,7 @@ class Stack:
 
 
 ECHO_APP = "bench.echo_app:application"
+ECHO_KEY = "no-key-needed"  # the echo has no keys and no sessions to resume
 
 
 @contextmanager
@@ -130,13 +138,14 @@ def running(server: BrokerProcess):
 
 
 @contextmanager
-def broker_server(stack: Stack, server_name: str, work_dir: Path, logs: Path):
-    """The broker under `server_name` on `stack`, migrated, with a project no load can fill; yields (server, key)."""
+def broker_server(stack: Stack, server_name: str, work_dir: Path, logs: Path, processes: int = 1):
+    """The broker under `server_name` on `stack` (as `processes` worker processes on one port), migrated, with a
+    project no load can fill; yields (server, key)."""
     with ExitStack() as resources:
         database_url = ""
         if stack.database_url:
             database_url = resources.enter_context(throwaway_database(stack.database_url, prefix="broker_bench"))
-        var_dir = work_dir / f"var-{stack.name}-{server_name}"
+        var_dir = work_dir / f"var-{stack.name}-{server_name}-{processes}"
         var_dir.mkdir()
         env = broker_env(var_dir, database_url=database_url, redis_url=stack.redis_url, **LOAD_CEILINGS)
         manage(env, "migrate", "--noinput", "-v", "0")
@@ -145,8 +154,9 @@ def broker_server(stack: Stack, server_name: str, work_dir: Path, logs: Path):
         manage(env, "shell", "-c", "from projects.models import Project; from projects.services import project_update; "
                f"project_update(Project.objects.get(pk='{project_id}'), {{'rate_limit_per_minute': 1_000_000, "
                "'max_sessions': 10_000, 'max_queue_size': 1_000_000})")
-        server = resources.enter_context(running(BrokerProcess(env, logs / f"broker-{stack.name}-{server_name}.log",
-                                                               command=server_command(server_name))))
+        log = logs / f"broker-{stack.name}-{server_name}-{processes}.log"
+        server = resources.enter_context(running(BrokerProcess(env, log, command=server_command(
+            server_name, workers=processes))))
         yield server, key
 
 
@@ -156,7 +166,7 @@ def echo_server(redis_url: str, redis_layer: str, server_name: str, work_dir: Pa
                      BENCH_ECHO_REDIS_LAYER=redis_layer)
     log = logs / f"echo-{'redis' if redis_url else 'in-memory'}-{server_name}.log"
     with running(BrokerProcess(env, log, command=server_command(server_name, ECHO_APP))) as server:
-        yield server, "no-key-needed"
+        yield server, ECHO_KEY
 
 
 # -- the phases of one measurement
@@ -293,6 +303,23 @@ def broadcast_phase(pool: ClientPool, rounds: int) -> dict:
     return figures
 
 
+def reconnect_storm(pool: ClientPool, server: BrokerProcess, sessions: int) -> dict:
+    """Restart the server (SIGTERM, start) and have every session resume at once: time until all are welcomed."""
+    server.stop(signal.SIGTERM)
+    stopped = time.perf_counter()
+    server.start()
+    started = time.perf_counter()
+    replies = pool.ask_all("reconnect", [{"concurrency": sessions}] * len(pool.pids()))
+    welcomed = sum(r["welcomed"] for r in replies)
+    failures = Counter()
+    for reply in replies:
+        failures.update(reply["failures"])
+    figures = {"sessions": sessions, "welcomed": welcomed, "restart_s": round(started - stopped, 2),
+               "all_welcomed_s": round(time.perf_counter() - started, 2), "failures": dict(failures)}
+    say(f"reconnect storm: {welcomed}/{sessions} resumed {figures['all_welcomed_s']} s after the restart")
+    return figures
+
+
 def measure(server: BrokerProcess, key: str, options, profile: Path | None = None) -> dict:
     """Connect, load, drain, broadcast against one running server."""
     run = uuid.uuid4().hex[:6]  # names (and the echo's groups) never meet a previous run's
@@ -312,14 +339,20 @@ def measure(server: BrokerProcess, key: str, options, profile: Path | None = Non
                                                            rate, options.low_seconds))
         load = load_phase(pool, peers, server, options, profile, options.rate, options.seconds)
         load["frames_received_during_load_and_drain"] = dict(load.pop("frames_received"))
+        half = None
+        if options.half_capacity_seconds and load["deliveries_per_s"]:
+            # The latency of one push, not of a backlog: half of what the server just carried.
+            half = below_saturation(load_phase(pool, peers, server, options, suffixed(profile, "half"),
+                                               load["deliveries_per_s"] / 2, options.half_capacity_seconds))
         broadcast = broadcast_phase(pool, options.broadcasts) if options.broadcasts else None
         sessions["open_at_end"] = sum(s["open"] for s in pool.ask_all("status"))
+        storm = reconnect_storm(pool, server, len(peers)) if options.reconnect_storm and key != ECHO_KEY else None
         server_figures = {"rss_mb_idle": sessions.pop("server_rss_mb_idle"),
                           "rss_mb_peak_load": load.pop("server_rss_mb_peak_load"),
                           "rss_mb_end_of_load": load.pop("server_rss_mb_end_of_load"),
                           "rss_mb_end": rss_mb(process_group(server.process.pid)), "log": str(server.log_path)}
-    return {"sessions": sessions, "idle": idle, "below_saturation": low, "load": load, "broadcast": broadcast,
-            "server": server_figures}
+    return {"sessions": sessions, "idle": idle, "below_saturation": low, "load": load,
+            "half_capacity": half, "broadcast": broadcast, "reconnect_storm": storm, "server": server_figures}
 
 
 def suffixed(profile: Path | None, phase: str) -> Path | None:
@@ -382,10 +415,33 @@ def targets_met(result: dict) -> dict:
         "broadcast_to_1000": {"target": "<= 250 ms send -> last push (judged on the slowest round)",
                               "measured": {"recipients": broadcast.get("recipients"), "max_ms": broadcast.get("max_ms")},
                               "met": broadcast_met(broadcast)},
-        "server_rss": {"target": "<= 300 MB with 1000 sessions", "measured_mb": peak_rss,
-                       "met": held >= TARGETS["sessions_held"] and peak_rss <= TARGETS["rss_mb"]},
+        "server_rss": {"target": "<= 300 MB per process with 1000 sessions", "measured_mb": peak_rss,
+                       "processes": result.get("processes", 1),
+                       "met": held >= TARGETS["sessions_held"]
+                       and peak_rss / result.get("processes", 1) <= TARGETS["rss_mb"]},
+        **half_capacity_met(result["half_capacity"]),
+        **storm_met(result["reconnect_storm"]),
         **cost_targets_met(result, held),
     }
+
+
+def storm_met(storm: dict | None) -> dict:
+    if not storm:
+        return {}
+    return {"reconnect_storm": {"target": "<= 5 s from the restart until every session is welcomed again",
+                                "measured_s": storm["all_welcomed_s"], "welcomed": storm["welcomed"],
+                                "met": storm["welcomed"] == storm["sessions"]
+                                and storm["all_welcomed_s"] <= TARGETS["reconnect_storm_s"]}}
+
+
+def half_capacity_met(half: dict | None) -> dict:
+    if not half:
+        return {}
+    p99 = half["push_latency"].get("p99_ms")
+    return {"p99_at_half_capacity": {"target": "send -> push p99 <= 50 ms at half the deliveries/s reached",
+                                     "measured": {"offered_per_s": half["offered"]["per_s"], "p99_ms": p99},
+                                     "met": p99 is not None and p99 <= TARGETS["delivery_p99_ms"]
+                                     and half["delivery_check"]["all_delivered"]}}
 
 
 def cost_targets_met(result: dict, held: int) -> dict:
@@ -441,6 +497,10 @@ def parse_options(argv: list[str] | None = None):
     parser.add_argument("--low-seconds", type=float, default=20, help="how long each low-rate load lasts")
     parser.add_argument("--idle-seconds", type=float, default=10,
                         help="server CPU measured this long with every session connected and nothing sent (0: not)")
+    parser.add_argument("--half-capacity-seconds", type=float, default=10,
+                        help="after the load, offer half the deliveries/s it reached for this long (0: not)")
+    parser.add_argument("--reconnect-storm", action=argparse.BooleanOptionalAction, default=True,
+                        help="at the end, restart the broker and have every session resume at once")
     parser.add_argument("--drain-seconds", type=float, default=15,
                         help="after the load, how long to wait for every accepted message to be pushed")
     parser.add_argument("--broadcasts", type=int, default=3, help="broadcast rounds after the load (0: none)")
@@ -453,6 +513,9 @@ def parse_options(argv: list[str] | None = None):
                         help="sessions ask for session_joined/left frames (N sessions joining then cost N^2 frames)")
     parser.add_argument("--servers", type=lambda text: [s for s in text.split(",") if s], default=list(SERVERS),
                         help=f"comma-separated ASGI servers to run the broker and the echo on: {', '.join(SERVERS)}")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="also run the postgres stack as this many worker processes on one port (uvicorn, granian), "
+                             "spreading the sessions over them: random peers are on another process most of the time")
     parser.add_argument("--no-ceiling", action="store_true", help="skip the bare Channels echo")
     parser.add_argument("--echo-redis-layer", choices=["core", "pubsub"], default="pubsub",
                         help="the echo's Redis layer: pubsub (RedisPubSubChannelLayer, the broker's) or core (RedisChannelLayer)")
@@ -466,17 +529,22 @@ def parse_options(argv: list[str] | None = None):
 
 
 def bench_stacks(stacks: list[Stack], options, work: Path, logs: Path) -> dict:
-    """Each stack under each server, keyed "<stack>/<server>"."""
+    """Each stack under each server, keyed "<stack>/<server>"; with --processes, also the postgres stack as that
+    many worker processes of each server that has them, keyed "<stack>/<server>/<n> processes"."""
     results = {}
     for stack in stacks:
         for server_name in options.servers:
-            name = f"{stack.name}/{server_name}"
-            say(f"stack {stack.name} ({stack.description}) under {server_name}")
-            profile = options.profile_dir / f"{stack.name}-{server_name}.txt" if options.profile_dir else None
-            with broker_server(stack, server_name, work, logs) as (server, key):
-                results[name] = {"stack": stack.description, "server": server_name,
-                                 **measure(server, key, options, profile)}
-            results[name]["targets"] = targets_met(results[name])
+            counts = [1] + ([options.processes] if options.processes > 1 and stack.redis_url
+                            and server_name != "daphne" else [])
+            for processes in counts:
+                name = f"{stack.name}/{server_name}" + (f"/{processes} processes" if processes > 1 else "")
+                say(f"stack {stack.name} ({stack.description}) under {server_name}, {processes} process(es)")
+                profile = (options.profile_dir / f"{stack.name}-{server_name}-{processes}.txt"
+                           if options.profile_dir else None)
+                with broker_server(stack, server_name, work, logs, processes) as (server, key):
+                    results[name] = {"stack": stack.description, "server": server_name, "processes": processes,
+                                     **measure(server, key, options, profile)}
+                results[name]["targets"] = targets_met(results[name])
     return results
 
 
@@ -510,9 +578,9 @@ def main() -> None:
     for stack in stacks:
         for server_name in options.servers:
             ceiling = ceilings.get(f"{stack.layer}/{server_name}")
-            if ceiling:
-                results[f"{stack.name}/{server_name}"]["ratio_to_ceiling"] = ratio_to_ceiling(
-                    results[f"{stack.name}/{server_name}"], ceiling)
+            for name, result in results.items():
+                if ceiling and name.startswith(f"{stack.name}/{server_name}"):
+                    result["ratio_to_ceiling"] = ratio_to_ceiling(result, ceiling)
     document = {
         "benchmark": "websocket_sessions",
         "machine": machine,

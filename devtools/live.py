@@ -139,9 +139,14 @@ class ServerCommand:
 
     server: str
     app: str = BROKER_APP
+    workers: int = 1  # processes on the one port (uvicorn's and granian's --workers; daphne has none)
 
     def __call__(self, port: int) -> list[str]:
-        return SERVERS[self.server](self.app, port)
+        if self.workers == 1:
+            return SERVERS[self.server](self.app, port)
+        if self.server == "daphne":
+            raise ValueError("daphne runs one process per port; start several on several ports")
+        return [*SERVERS[self.server](self.app, port), "--workers", str(self.workers)]
 
     @property
     def sigterm_exit_code(self) -> int:
@@ -150,8 +155,8 @@ class ServerCommand:
         return -signal.SIGTERM if self.server == "uvicorn" else 0
 
 
-def server_command(server: str, app: str = BROKER_APP) -> ServerCommand:
-    return ServerCommand(server, app)
+def server_command(server: str, app: str = BROKER_APP, workers: int = 1) -> ServerCommand:
+    return ServerCommand(server, app, workers)
 
 
 def live_server_command() -> ServerCommand:

@@ -1,4 +1,5 @@
-"""A live broker of a test's own (daphne, as the README runs it) with its keys, on the run's stack.
+"""A live broker of a test's own (on the live tests' server: daphne unless BROKER_LIVE_SERVER says) with its
+keys, on the run's stack.
 
 For tests that need the server started with settings of their own (small limits, short
 retentions). `sql` reads the server's database directly, to measure what it stored, and

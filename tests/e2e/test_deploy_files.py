@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtools.live import ROOT
+from devtools.live import BROKER_APP, ROOT, SERVERS
 from routing.contracts import SendIn
 from routing.sending import message_send
 from tests.site.test_metrics import scraped
@@ -112,3 +112,12 @@ def test_nothing_in_deploy_is_unexplained():
     described = (ROOT / "README.md").read_text()
     for path in Path(ROOT / "deploy").iterdir():
         assert f"deploy/{path.name}" in described, path.name
+
+
+def test_the_image_and_the_brokers_run_the_server_command_the_benchmarks_measure():
+    # README "Running it in production": uvicorn as devtools.live.SERVERS runs it, on 0.0.0.0:8000.
+    measured = SERVERS["uvicorn"](BROKER_APP, 8000)[2:]  # without "python -m"
+    production = [("0.0.0.0" if part == "127.0.0.1" else part) for part in measured]
+    for name in BROKERS:
+        assert SERVICES[name]["command"] == production, name
+    assert f"exec {' '.join(production)}" in (ROOT / "Dockerfile").read_text()

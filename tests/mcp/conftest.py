@@ -1,4 +1,4 @@
-"""A live broker under daphne (or another ASGI server), once per test module, driven over HTTP by
+"""A live broker under daphne (or BROKER_LIVE_SERVER's server, or a test's own), once per test module, driven over HTTP by
 the official MCP client.
 
 On the default run the server uses the embedded default in a temporary directory (its own

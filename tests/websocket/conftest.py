@@ -1,4 +1,4 @@
-"""A live broker under daphne per test module, driven by a real WebSocket client (websockets).
+"""A live broker (daphne, or BROKER_LIVE_SERVER's server) per test module, driven by a real WebSocket client (websockets).
 
 Like the MCP tests: the embedded default on the default run; on the PostgreSQL + Redis run
 the server gets a throwaway PostgreSQL database of its own and the real Redis.
