@@ -1,10 +1,10 @@
 """Per-key request rate limit: one fixed one-minute window per key, shared by every face and process.
 
-A REST request and a WebSocket `hello` each count one in the key's window in the shared cache
-(Redis when REDIS_URL is set, so the window holds across processes; else the process's local
-memory). WebSocket frames and MCP calls count in the same window, but a cache round trip for
-each would cost most of their throughput, so each process keeps one `KeyBudget` per key for all
-that key's sockets and MCP calls, which reserves from the shared window in chunks. A process
+A REST request counts one in the key's window in the shared cache (Redis when REDIS_URL is set,
+so the window holds across processes; else the process's local memory). WebSocket frames (the
+`hello` too) and MCP calls count in the same window, but a cache round trip for each would cost
+most of their throughput, so each process keeps one `KeyBudget` per key for all that key's
+sockets and MCP calls, which reserves from the shared window in chunks. A process
 may so hold up to a chunk (about a second of the key's rate) it does not use; other processes
 and faces see the window that much fuller until the minute ends.
 
