@@ -39,6 +39,8 @@ from sessions_app.models import AgentSession
 from sessions_app.services import sessions_seen
 
 LONG_POLL_PACE = Pace(recheck=5.0, poll=0.5)
+LINK_SCOPE_KEY = "broker_client_link"
+Claimer = Callable[[AgentSession, int, bool], Awaitable[list["Message"]]]
 
 
 class _Waiting:
@@ -57,8 +59,6 @@ class _Waiting:
 
 
 waiting = _Waiting()
-LINK_SCOPE_KEY = "broker_client_link"
-Claimer = Callable[[AgentSession, int, bool], Awaitable[list["Message"]]]
 
 
 class ClientLink:

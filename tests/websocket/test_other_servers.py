@@ -12,32 +12,13 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from devtools.live import LOAD_CEILINGS, BrokerProcess, keys_made, server_command, throwaway_database
-from tests.websocket.conftest import LiveBroker, serve, stack_from_environment
-from tests.websocket.test_shutdown import LOAD_GOING, SENDERS, collect, stream_sends
+from devtools.live import server_command
+from tests.websocket.test_shutdown import LOAD_GOING, SENDERS, collect, restartable, resumed_and_drained, stream_sends
 
 
 @pytest.fixture(params=["uvicorn", "granian"])
 def broker_under(request, tmp_path):
-    database_url, redis_url = stack_from_environment().values()
-    if database_url.startswith(("postgres://", "postgresql://")):
-        with throwaway_database(database_url, prefix="broker_ws") as url:
-            yield from _broker(tmp_path, url, redis_url, request.param)
-    else:
-        yield from _broker(tmp_path, "", "", request.param)
-
-
-def _broker(tmp_path, database_url: str, redis_url: str, server_name: str):
-    _, env = serve(tmp_path, database_url, redis_url, migrate=False, **LOAD_CEILINGS)
-    admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
-                                     ["broker_key", "create", "--project", "alpha", "--role", "agent"])
-    server = BrokerProcess(env, tmp_path / f"{server_name}.log", command=server_command(server_name)).start()
-    broker = LiveBroker(server, admin_key, agent_key, "")
-    broker.configure(max_queue_size=100_000, rate_limit_per_minute=600_000)
-    try:
-        yield broker
-    finally:
-        server.stop(signal.SIGKILL)
+    yield from restartable(tmp_path, server_command(request.param))
 
 
 async def test_a_stop_mid_load_loses_nothing_and_logs_no_error(broker_under):
@@ -59,11 +40,5 @@ async def test_a_stop_mid_load_loses_nothing_and_logs_no_error(broker_under):
     for trouble in ("Traceback", '"level": "error"', "[ERROR]", "ERROR:"):
         assert trouble not in log, log[-5000:]
 
-    broker.server.start()
-    async with broker.connect(session_id=recipient_id, session_token=token) as back:
-        async with asyncio.timeout(60):
-            while not accepted <= {m["message_id"] for m in received}:
-                message = (await back.next("message"))["message"]
-                received.append(message)
-                await back.ack([message])
+    await resumed_and_drained(broker, recipient_id, token, accepted, received)
     assert accepted <= {m["message_id"] for m in received}

@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 import pytest
 import websockets
 
-from devtools.live import LOAD_CEILINGS, keys_made, throwaway_database
+from devtools.live import LOAD_CEILINGS, ServerCommand, keys_made, throwaway_database
 from tests.websocket.conftest import LiveBroker, WsClient, serve, stack_from_environment
 
 SENDERS = 3
@@ -26,16 +26,24 @@ LOAD_GOING = 50  # accepted sends before the stop
 
 @pytest.fixture
 def restartable_broker(tmp_path):
+    yield from restartable(tmp_path)
+
+
+def restartable(tmp_path, command: ServerCommand | None = None):
+    """Generator for a fixture: a broker (under `command`, the live tests' server unless given) on the run's
+    stack, its log free of tracebacks at the end."""
     database_url, redis_url = stack_from_environment().values()
     if database_url.startswith(("postgres://", "postgresql://")):
         with throwaway_database(database_url, prefix="broker_ws") as url:
-            yield from _broker(tmp_path, url, redis_url)
+            yield from _broker(tmp_path, url, redis_url, command)
     else:
-        yield from _broker(tmp_path, "", "")
+        yield from _broker(tmp_path, "", "", command)
 
 
-def _broker(tmp_path, database_url: str, redis_url: str):
+def _broker(tmp_path, database_url: str, redis_url: str, command: ServerCommand | None):
     server, env = serve(tmp_path, database_url, redis_url, migrate=False, **LOAD_CEILINGS)
+    if command is not None:
+        server.command = command
     admin_key, agent_key = keys_made(env, ["broker_project", "create", "--id", "alpha", "--name", "Alpha"],
                                      ["broker_key", "create", "--project", "alpha", "--role", "agent"])
     server.start()
@@ -113,6 +121,17 @@ async def test_every_accepted_message_is_delivered_exactly_once_after_a_restart(
         assert len(shutdown_seen) == SENDERS  # every connection was told
         assert shutdown_seen[0]["grace_seconds"] > 0
 
+    await resumed_and_drained(broker, recipient_id, token, accepted, received)
+
+    unique = {m["message_id"]: m for m in received}
+    assert accepted <= unique.keys()
+    # Anything beyond the accepted ones was a send in flight at the stop: persisted, never answered.
+    assert all(m["payload"]["sender"] in range(SENDERS) for m in unique.values())
+    assert len(unique) - len(accepted) <= SENDERS * 100
+
+
+async def resumed_and_drained(broker: LiveBroker, recipient_id: str, token: str, accepted: set, received: list) -> None:
+    """Start the server again, resume the recipient and read (acking) until every accepted message has come."""
     broker.server.start()
     async with broker.connect(session_id=recipient_id, session_token=token) as back:
         async with asyncio.timeout(60):
@@ -120,12 +139,6 @@ async def test_every_accepted_message_is_delivered_exactly_once_after_a_restart(
                 message = (await back.next("message"))["message"]
                 received.append(message)
                 await back.ack([message])
-
-    unique = {m["message_id"]: m for m in received}
-    assert accepted <= unique.keys()
-    # Anything beyond the accepted ones was a send in flight at the stop: persisted, never answered.
-    assert all(m["payload"]["sender"] in range(SENDERS) for m in unique.values())
-    assert len(unique) - len(accepted) <= SENDERS * 100
 
 
 async def open_silent_session(port: int, key: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
