@@ -121,3 +121,17 @@ def test_the_image_and_the_brokers_run_the_server_command_the_benchmarks_measure
     for name in BROKERS:
         assert SERVICES[name]["command"] == production, name
     assert f"exec {' '.join(production)}" in (ROOT / "Dockerfile").read_text()
+
+
+def test_what_the_production_command_loads_is_a_runtime_requirement():
+    # The image installs requirements.txt alone: uvicorn's loop, parser and WebSocket protocol must be there.
+    # (websockets was a dev requirement once, and the image's uvicorn could not start.)
+    pinned = {line.split("==")[0].lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    command = SERVERS["uvicorn"](BROKER_APP, 8000)
+    chosen = {command[i]: command[i + 1] for i in range(len(command) - 1) if command[i].startswith("--")}
+    needs = {"--loop": {"uvloop": "uvloop"}, "--http": {"httptools": "httptools"},
+             "--ws": {"websockets-sansio": "websockets", "websockets": "websockets", "wsproto": "wsproto"}}
+    for option, packages in needs.items():
+        assert packages[chosen[option]] in pinned, (option, chosen[option])
+    assert "uvicorn" in pinned
