@@ -38,10 +38,10 @@ from devtools.live import (  # noqa: E402
     LOAD_CEILINGS,
     SERVERS,
     BrokerProcess,
+    ServerCommand,
     broker_env,
     manage,
     new_key,
-    server_command,
     throwaway_database,
 )
 
@@ -62,7 +62,7 @@ def broker_server(server: str, database_url: str | None, redis_url: str | None):
         manage(env, "broker_project", "configure", "--id", "bench", "--set", "rate_limit_per_minute=1000000",
                "--set", "max_sessions=10000", "--set", "max_queue_size=1000000")
         process = BrokerProcess(env, var_dir.parent / f"broker-bench-{var_dir.name}.log",
-                                command=server_command(server, BROKER_APP)).start()
+                                command=ServerCommand(server, BROKER_APP)).start()
         try:
             yield f"{process.http_url}/mcp", key, process
         finally:
@@ -73,7 +73,7 @@ def broker_server(server: str, database_url: str | None, redis_url: str | None):
 def bare_server(server: str):
     with tempfile.TemporaryDirectory() as var_dir:
         env = broker_env(var_dir)
-        process = BrokerProcess(env, Path(var_dir) / "bare.log", command=server_command(server, BARE_APP)).start()
+        process = BrokerProcess(env, Path(var_dir) / "bare.log", command=ServerCommand(server, BARE_APP)).start()
         try:
             yield f"{process.http_url}/mcp", "no-key", process
         finally:

@@ -71,7 +71,7 @@ from bench.proc_stats import CpuWatch, RssPeak, process_group, py_spy, rss_mb, w
 from bench.report import git_revision, latency_summary, percentile  # noqa: E402
 from bench.report import machine as report_machine  # noqa: E402
 from bench.ws_clients import ClientPool  # noqa: E402
-from devtools.live import LOAD_CEILINGS, SERVERS, BrokerProcess, broker_env, manage, new_key, server_command, throwaway_database  # noqa: E402
+from devtools.live import LOAD_CEILINGS, SERVERS, BrokerProcess, ServerCommand, broker_env, manage, new_key, throwaway_database  # noqa: E402
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/test"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -155,7 +155,7 @@ def broker_server(stack: Stack, server_name: str, work_dir: Path, logs: Path, pr
                f"project_update(Project.objects.get(pk='{project_id}'), {{'rate_limit_per_minute': 1_000_000, "
                "'max_sessions': 10_000, 'max_queue_size': 1_000_000})")
         log = logs / f"broker-{stack.name}-{server_name}-{processes}.log"
-        server = resources.enter_context(running(BrokerProcess(env, log, command=server_command(
+        server = resources.enter_context(running(BrokerProcess(env, log, command=ServerCommand(
             server_name, workers=processes))))
         yield server, key
 
@@ -165,7 +165,7 @@ def echo_server(redis_url: str, redis_layer: str, server_name: str, work_dir: Pa
     env = broker_env(work_dir, redis_url=redis_url, DJANGO_SETTINGS_MODULE="bench.echo_settings",
                      BENCH_ECHO_REDIS_LAYER=redis_layer)
     log = logs / f"echo-{'redis' if redis_url else 'in-memory'}-{server_name}.log"
-    with running(BrokerProcess(env, log, command=server_command(server_name, ECHO_APP))) as server:
+    with running(BrokerProcess(env, log, command=ServerCommand(server_name, ECHO_APP))) as server:
         yield server, ECHO_KEY
 
 

@@ -121,7 +121,7 @@ def keys_made(env: dict[str, str], *commands: list[str], migrate: bool = True) -
 
 
 BROKER_APP = "broker_site.asgi:application"
-# The ASGI servers the broker is run and measured on, each as it is run in production (README, "Running it"):
+# The ASGI servers the broker is run and measured on, each as it is run in production (README, "Running it in production"):
 # daphne (the default run), uvicorn with uvloop, httptools and the websockets library's sans-I/O protocol, and granian.
 SERVERS: dict[str, Callable[[str, int], list[str]]] = {
     "daphne": lambda app, port: [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
@@ -153,10 +153,6 @@ class ServerCommand:
         """How the server ends after a clean stop on SIGTERM: uvicorn re-raises the signal it caught, once its
         shutdown is complete (so the process ends by it); the others exit with 0."""
         return -signal.SIGTERM if self.server == "uvicorn" else 0
-
-
-def server_command(server: str, app: str = BROKER_APP, workers: int = 1) -> ServerCommand:
-    return ServerCommand(server, app, workers)
 
 
 def live_server_command() -> ServerCommand:

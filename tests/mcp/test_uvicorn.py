@@ -4,14 +4,14 @@ import signal
 
 import pytest
 
-from devtools.live import server_command
+from devtools.live import ServerCommand
 from tests.mcp.conftest import serve_live_broker
 from tests.mcp.helpers import InboxUpdates, call
 
 
 @pytest.fixture(scope="module")
 def uvicorn_broker(tmp_path_factory):
-    yield from serve_live_broker(tmp_path_factory, server_command("uvicorn"))
+    yield from serve_live_broker(tmp_path_factory, ServerCommand("uvicorn"))
 
 
 @pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # resources/subscribe

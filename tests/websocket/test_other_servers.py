@@ -12,13 +12,13 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from devtools.live import server_command
+from devtools.live import ServerCommand
 from tests.websocket.test_shutdown import LOAD_GOING, SENDERS, collect, restartable, resumed_and_drained, stream_sends
 
 
 @pytest.fixture(params=["uvicorn", "granian"])
 def broker_under(request, tmp_path):
-    yield from restartable(tmp_path, server_command(request.param))
+    yield from restartable(tmp_path, ServerCommand(request.param))
 
 
 async def test_a_stop_mid_load_loses_nothing_and_logs_no_error(broker_under):
