@@ -93,6 +93,7 @@ class Session:
         self.ws = ws
         self.session_id = session_id
         self.token = token  # to resume the session after a restart (the echo has none)
+        self.name = ""  # the name it said hello with
         self.tally = tally
         self.broadcasts = broadcasts
         self.max_in_flight = max_in_flight
@@ -239,50 +240,46 @@ class Worker:
             self.pipe.send(reply)
 
     async def connect(self) -> dict:
-        gate = asyncio.Semaphore(self.options["connect_concurrency"])
+        started = time.perf_counter()
+        self.sessions, failures = await self._opened([(name, None) for name in self.names],
+                                                     self.options["connect_concurrency"])
+        return {"session_ids": [s.session_id for s in self.sessions], "seconds": time.perf_counter() - started,
+                "failures": dict(failures), "frames": dict(self.tally.frames)}
+
+    async def reconnect(self, concurrency: int) -> dict:
+        """Resume every session at once (at most `concurrency` handshakes at a time) after a restart."""
+        for session in self.sessions:
+            session.reader.cancel()
+        started = time.perf_counter()
+        self.sessions, failures = await self._opened([(s.name, s) for s in self.sessions], concurrency)
+        return {"welcomed": len(self.sessions), "seconds": time.perf_counter() - started, "failures": dict(failures)}
+
+    async def _opened(self, wanted: list[tuple[str, Session | None]], concurrency: int
+                      ) -> tuple[list[Session], Counter]:
+        """Open a session per (name, session to resume or None), `concurrency` handshakes at a time, within the
+        connect deadline; the ones opened, and why the others were not."""
+        gate = asyncio.Semaphore(concurrency)
         failures: Counter = Counter()
 
-        async def one(name: str) -> Session | None:
+        async def one(name: str, resume: Session | None) -> Session | None:
             async with gate:
                 try:
-                    return await open_session(self.url, self.key, name, self.tally, self.broadcasts, self.options)
+                    session = await open_session(self.url, self.key, name, self.tally, self.broadcasts, self.options,
+                                                 resume=resume)
+                    session.name = name
+                    return session
                 except Exception as exc:
                     failures[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
                     return None
 
-        started = time.perf_counter()
-        attempts = [asyncio.create_task(one(name)) for name in self.names]
+        attempts = [asyncio.create_task(one(name, resume)) for name, resume in wanted]
         _, late = await asyncio.wait(attempts, timeout=self.options["connect_deadline"])
         for attempt in late:
             attempt.cancel()
         if late:
             failures[f"not connected within the {self.options['connect_deadline']} s deadline"] += len(late)
             await asyncio.wait(late)
-        self.sessions = [a.result() for a in attempts if not a.cancelled() and a.result() is not None]
-        return {"session_ids": [s.session_id for s in self.sessions], "seconds": time.perf_counter() - started,
-                "failures": dict(failures), "frames": dict(self.tally.frames)}
-
-    async def reconnect(self, concurrency: int) -> dict:
-        """Resume every session at once (at most `concurrency` handshakes at a time) after a restart."""
-        gate = asyncio.Semaphore(concurrency)
-        failures: Counter = Counter()
-        old = self.sessions
-        for session in old:
-            session.reader.cancel()
-
-        async def one(name: str, session: Session) -> Session | None:
-            async with gate:
-                try:
-                    return await open_session(self.url, self.key, name, self.tally, self.broadcasts, self.options,
-                                              resume=session)
-                except Exception as exc:
-                    failures[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
-                    return None
-
-        started = time.perf_counter()
-        back = await asyncio.gather(*(one(name, s) for name, s in zip(self.names, old, strict=False)))
-        self.sessions = [s for s in back if s is not None]
-        return {"welcomed": len(self.sessions), "seconds": time.perf_counter() - started, "failures": dict(failures)}
+        return [a.result() for a in attempts if not a.cancelled() and a.result() is not None], failures
 
     async def load(self, peers: list[str], rate: float, seconds: float, start_at: float) -> dict:
         """Send to random peers at `rate` sends/s (spread round-robin over this worker's sessions)."""

@@ -14,9 +14,10 @@ step fails with a KeyError as soon as one connection has no application (an idle
 connection, or the HTTP side of a WebSocket upgrade), and then nothing waits for anyone.
 So the start-up (broker_site.startup) registers its own "before shutdown" trigger with
 Twisted, and Twisted waits for it before it closes any socket: every connection finishes
-its in-flight frame, sends `server_shutdown`, and closes with 4503. Under uvicorn the
-lifespan shutdown calls the same `shut_down_all`; uvicorn has already closed WebSockets
-with 1012 (service restart) by then, and nothing is lost either way, since everything accepted is in the database.
+its in-flight frame, sends `server_shutdown`, and closes with 4503. Under uvicorn the same
+stop runs from its SIGTERM handler, before uvicorn closes anything (broker_site.startup); granian
+closes WebSockets itself with 1012 (service restart). Nothing is lost either way, since
+everything accepted is in the database.
 """
 
 import asyncio
