@@ -1,8 +1,8 @@
 """A stop answers the receives that are waiting (REST long polls, MCP receive_messages) with what they have,
 instead of holding the stop up for their wait (uvicorn waits for every open request before it stops: 30 s
 here, before routing.receive.waiting). daphne cancels every request itself as its stop begins, so there the
-poll is cut off without an answer. Either way the client asks again, of the server that comes back, and
-nothing was claimed for it meanwhile."""
+poll may be cut off without an answer (it races the broker's answer). Either way the client asks again, of
+the server that comes back, and nothing was claimed for it meanwhile."""
 
 import asyncio
 import signal
@@ -35,9 +35,8 @@ async def test_a_waiting_long_poll_is_answered_empty_at_sigterm_and_its_mail_sta
         answered = await waiting
         assert exit_code == live.server.command.sigterm_exit_code
         assert time.monotonic() - started < GRACE + 5
-        if live.server.command.server == "daphne":
-            assert answered is None
-        else:
+        # daphne cancels requests as its stop begins, racing the broker's answer: cut off, or answered empty.
+        if live.server.command.server != "daphne" or answered is not None:
             assert answered is not None and answered.status_code == 200, answered
             assert answered.json()["messages"] == [], answered.text
 
