@@ -5,6 +5,7 @@ DRF stays for the views, authentication and the OpenAPI schema (drf-spectacular 
 contracts' own JSON Schema for request bodies).
 """
 
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from django.urls import path
@@ -40,12 +41,14 @@ def query(request, contract: type[C], **values: Any) -> C:
     return parsed(contract, {**given, **values}, what="query", strict=False)
 
 
-def query_parameters(contract: type[BaseModel]) -> list[OpenApiParameter]:
-    """`contract`'s fields as OpenAPI query parameters, for extend_schema."""
+def query_parameters(contract: type[BaseModel], exclude: Collection[str] = ()) -> list[OpenApiParameter]:
+    """`contract`'s fields as OpenAPI query parameters, for extend_schema; `exclude`: those in the path."""
     kinds = {"integer": int, "number": float, "boolean": bool}
     properties = contract.model_json_schema()["properties"]
     parameters = []
     for name, schema in properties.items():
+        if name in exclude:
+            continue
         arm = next((a for a in schema.get("anyOf", [schema]) if a.get("type") != "null"), schema)
         parameters.append(OpenApiParameter(name, kinds.get(arm.get("type"), str), enum=arm.get("enum"),
                                            description=schema.get("description", "")))

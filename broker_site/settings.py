@@ -211,7 +211,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "routing.openapi.add_receive_endpoint"],
+                             "routing.openapi.add_long_poll_endpoints"],
 }
 
 # Limits that keep one client from hurting the others.

@@ -1,6 +1,9 @@
 """REST face for messages and dead letters. Session calls prove the session with X-Session-Token."""
 
 
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 from asgiref.sync import sync_to_async
 from django.http import JsonResponse
 from django.urls import path
@@ -10,16 +13,19 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from broker_site.contracts import parsed
+from broker_site.contracts import Contract, parsed
 from broker_site.errors import BrokerError
 from broker_site.errors_rest import broker_error_json
 from broker_site.jsonbounds import json_body
-from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, rest_routes
+from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, query, query_parameters, rest_routes
 from projects.authentication import authenticate_request
-from routing import selectors, services
-from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, SendIn
+from routing import replies, selectors, services
+from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, RequestReplyIn, SendIn, ThreadIn
 from routing.receive import ClientLink, claim_and_beat, messages_receive
 from routing.sending import message_broadcast, message_send
+from sessions_app.models import AgentSession
+
+C = TypeVar("C", bound=Contract)
 
 
 class SendView(Endpoint, route="messages/"):
@@ -53,6 +59,14 @@ class ReceiptView(Endpoint, route="messages/<str:message_id>/"):
         return Response(selectors.message_receipt(selectors.message_for_party(acting_session(request), message_id)))
 
 
+class ThreadView(Endpoint, route="threads/<str:thread_id>/"):
+    @extend_schema(operation_id="thread_get", responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER, *query_parameters(ThreadIn, exclude={"thread_id"})],
+                   summary="A thread's messages this session sent or received, oldest first, a page at a time")
+    def get(self, request, thread_id: str):
+        return Response(selectors.thread_read(acting_session(request), query(request, ThreadIn, thread_id=thread_id)))
+
+
 class DeadLetterListView(Endpoint, route="dead-letters/"):
     @extend_schema(operation_id="dead_letters_list", responses=OpenApiTypes.OBJECT, summary="Dead letters (admins)")
     def get(self, request):
@@ -83,31 +97,51 @@ class DeadLetterPurgeView(Endpoint, route="dead-letters/purge/"):
         return Response({"purged": services.dead_letters_purge(request.auth.project, request.auth, ids)})
 
 
-@csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
-async def receive_view(request):
-    """POST {max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one.
+def session_long_poll(contract: type[C]):
+    """A plain async Django view, not DRF, for a call that may wait (up to 60 s): POST `contract`, acting as
+    the X-Session-Token's session; the handler's answer as JSON, a broker error in the SPEC shape.
 
-    A plain async view, not DRF: a long poll must not hold one of Django's sync threads while it
-    waits. Its database work runs where Django runs a view's (sync_to_async), as every REST
-    call's does. A client that goes away (Django cancels the view; the request's ClientLink,
-    put in its scope by the router, hears the disconnect too) is claimed nothing, and what was
-    claimed for an answer that never went out is put back (routing.receive). Its OpenAPI entry
-    is added by routing.openapi, from the same contract.
+    Not DRF, as a long poll must not hold one of Django's sync threads while it waits. Its
+    database work runs where Django runs a view's (sync_to_async), as every REST call's does. A
+    client that goes away (Django cancels the view; the request's ClientLink, put in its scope by
+    the router, hears the disconnect too) is claimed nothing, and what was claimed for an answer
+    that never went out is put back (routing.receive). Its OpenAPI entry is routing.openapi's,
+    from the same contract.
     """
-    if request.method != "POST":
-        return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
-    try:
-        session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
-        options = parsed(ReceiveIn, json_body(request), what="request body")
-        messages = await messages_receive(session, max_messages=options.max, wait_seconds=options.wait_seconds,
-                                          auto_ack=options.auto_ack, claim=sync_to_async(claim_and_beat),
-                                          link=ClientLink.of(request))
-    except BrokerError as exc:
-        return broker_error_json(exc)
-    return JsonResponse(selectors.messages_received(messages))
+    def wrap(handler: Callable[[Any, AgentSession, C], Awaitable[dict[str, Any]]]):
+        @csrf_exempt  # key-authenticated, no cookies: nothing for CSRF to protect
+        async def view(request):
+            if request.method != "POST":
+                return JsonResponse({"error": "method_not_allowed", "message": "Use POST.", "details": {}}, status=405)
+            try:
+                session = await sync_to_async(lambda: acting_session(request, authenticate_request(request)))()
+                answer = await handler(request, session, parsed(contract, json_body(request), what="request body"))
+            except BrokerError as exc:
+                return broker_error_json(exc)
+            return JsonResponse(answer)
+
+        return view
+
+    return wrap
+
+
+@session_long_poll(ReceiveIn)
+async def receive_view(request, session: AgentSession, options: ReceiveIn) -> dict[str, Any]:
+    """{max, wait_seconds, auto_ack}: the session's next messages, waiting up to wait_seconds for one."""
+    return selectors.messages_received(await messages_receive(
+        session, max_messages=options.max, wait_seconds=options.wait_seconds, auto_ack=options.auto_ack,
+        claim=sync_to_async(claim_and_beat), link=ClientLink.of(request)))
+
+
+@session_long_poll(RequestReplyIn)
+async def request_reply_view(request, session: AgentSession, asked: RequestReplyIn) -> dict[str, Any]:
+    """A send's body and timeout_seconds: sent, then the reply (acked) or a timeout (routing.replies)."""
+    return await replies.request_reply(session, asked, send=sync_to_async(message_send),
+                                       take=sync_to_async(services.reply_taken), link=ClientLink.of(request))
 
 
 urlpatterns = [*rest_routes(SendView, BroadcastView),
                path("messages/receive/", receive_view),
-               *rest_routes(AckView, ReceiptView, DeadLetterListView, DeadLetterPurgeView, DeadLetterDetailView,
+               path("messages/request-reply/", request_reply_view),
+               *rest_routes(AckView, ThreadView, ReceiptView, DeadLetterListView, DeadLetterPurgeView, DeadLetterDetailView,
                             DeadLetterReplayView)]

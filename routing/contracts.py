@@ -3,9 +3,10 @@
 The same models are the MCP tools' arguments, the WebSocket frames' fields and the REST bodies.
 """
 
+import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, Strict, StringConstraints
 
 from broker_site.contracts import Contract
 from routing.models import Message
@@ -14,6 +15,7 @@ Priority = Literal[tuple(Message.Priority.labels)]  # type: ignore[valid-type]
 MAX_TTL = 30 * 86_400
 MAX_IDS = 1000
 MessageId = Annotated[str, StringConstraints(max_length=40)]
+Uuid = Annotated[uuid.UUID, Strict(False)]  # text on the wire
 Feature = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -27,11 +29,16 @@ class MessageIn(Contract):
     ttl: int | None = Field(None, ge=1, le=MAX_TTL, description="seconds")
     correlation_id: str = Field("", max_length=128)
     reply_to: str = Field("", max_length=100)
+    thread_id: Uuid | None = Field(None, description="default: reply_to's thread, else a new one")
 
 
 class SendIn(MessageIn):
     recipient_id: str = Field(min_length=1, max_length=200, description="session id or name; linked: project_id/name")
     target_project_id: str | None = Field(None, max_length=64)
+
+
+class RequestReplyIn(SendIn):
+    timeout_seconds: float = Field(30, ge=0.1, le=60, description="wait this long for the reply")
 
 
 class BroadcastIn(MessageIn):
@@ -43,6 +50,12 @@ class ReceiveIn(Contract):
     max: int = Field(10, ge=1, le=100)
     wait_seconds: float = Field(0, ge=0, le=60, description="wait this long for mail if none is queued")
     auto_ack: bool = False
+
+
+class ThreadIn(Contract):
+    thread_id: Uuid
+    after: Uuid | None = Field(None, description="a message_id: the page after it")
+    limit: int = Field(50, ge=1, le=100)
 
 
 class AckIn(Contract):

@@ -50,6 +50,11 @@ class Message(models.Model):
     sender_project = models.CharField(max_length=64, blank=True, default="", help_text="set across a link only")
     # Sent by a person from the dashboard: their user name, kept with the message (its session may go).
     sender_human = models.CharField(max_length=150, blank=True, default="")
+    # The sending session's name when it sent: what the recipient is told of who wrote (provenance), with no join.
+    sender_name = models.CharField(max_length=100, blank=True, default="")
+    # The conversation it belongs to: a reply's is its parent's; a message that answers nothing starts one (its own
+    # id; a broadcast's: its broadcast_id, which every copy shares). Null only on messages older than threads.
+    thread_id = models.UUIDField(null=True, blank=True)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     dead_reason = models.CharField(max_length=16, choices=DeadReason.choices, blank=True, default="")
@@ -73,6 +78,8 @@ class Message(models.Model):
             models.Index(fields=["expires_at"], name="message_expiry_due",
                          condition=Q(state__in=["queued", "delivered"], expires_at__isnull=False)),
             models.Index(fields=["project", "state", "-dead_at"], name="message_dead_letters"),
+            # get_thread: a thread's messages in order.
+            models.Index(fields=["thread_id", "created_at"], name="message_thread"),
             # A link's end (a project deleted) sets link to NULL on its messages: found here, not by a scan of all.
             models.Index(fields=["link"], name="message_across_link", condition=Q(link__isnull=False)),
         ]

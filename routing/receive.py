@@ -158,7 +158,7 @@ def claim_and_beat(session: AgentSession, max_messages: int, auto_ack: bool) -> 
     return messages_claim(session, max_messages=max_messages, auto_ack=auto_ack)
 
 
-async def _claim_for(link: ClientLink, claim: Callable[..., Awaitable[list[Message]]], session: AgentSession,
+async def claim_for(link: ClientLink, claim: Callable[..., Awaitable[list[Message]]], session: AgentSession,
                      max_messages: int, auto_ack: bool) -> list[Message]:
     """Claim, unless the client has gone; put back what was claimed if it went (or we were cancelled) meanwhile."""
     if link.gone.is_set():
@@ -191,10 +191,22 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
     one only cancellation counts.
     """
     link = link or ClientLink()
-    messages = await _claim_for(link, claim, session, max_messages, auto_ack)
+    return await mail_awaited(session, wait_seconds, link,
+                              lambda: claim_for(link, claim, session, max_messages, auto_ack))
+
+
+async def mail_awaited(session: AgentSession, wait_seconds: float, link: ClientLink,
+                       look: Callable[[], Awaitable[list[Message]]]) -> list[Message]:
+    """What `look()` finds now, or on a later wake-up of the session's mail, until it finds something,
+    `wait_seconds` pass, the client goes or the server stops (then whatever the last look found: nothing).
+
+    `look` claims (a receive's next messages, request_reply's reply) through `claim_for`'s rule, so a
+    client that went is claimed nothing.
+    """
+    found = await look()
     wait_seconds = min(max(wait_seconds, 0), settings.BROKER["MAX_WAIT_SECONDS"])
-    if messages or wait_seconds <= 0 or waiting.stopping:
-        return messages
+    if found or wait_seconds <= 0 or waiting.stopping:
+        return found
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     async with Listener(session.pk, session.project_id, LONG_POLL_PACE) as listener:
@@ -203,12 +215,12 @@ async def messages_receive(session: AgentSession, *, max_messages: int, wait_sec
         counters.long_polls.inc()
         try:
             while True:
-                # Claimed again after joining: a message committed between the first claim and the
+                # Looked again after joining: a message committed between the first look and the
                 # join sent its event before we listened, so only the database knows of it.
-                messages = await _claim_for(link, claim, session, max_messages, auto_ack)
+                found = await look()
                 remaining = deadline - loop.time()
-                if messages or remaining <= 0 or link.gone.is_set() or waiting.stopping:
-                    return messages
+                if found or remaining <= 0 or link.gone.is_set() or waiting.stopping:
+                    return found
                 await listener.wait(remaining)
         finally:
             counters.long_polls.dec()

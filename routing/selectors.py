@@ -5,7 +5,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, TextField
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast, Substr
 from django.utils import timezone
 
@@ -15,6 +15,7 @@ from projects.contracts import ListProjectsIn, ProjectInfoIn
 from projects.models import ApiKey, Project
 from projects.selectors import links_live_for_operators, links_traffic, project_summary, projects_visible
 from protocols.models import Protocol
+from routing.contracts import ThreadIn
 from routing.models import PENDING, Message
 from sessions_app.models import AgentSession
 from sessions_app.selectors import session_counts
@@ -30,7 +31,13 @@ def _iso(moment) -> str | None:
 def message_summary(message: Message, *, include_payload: bool = True) -> dict[str, Any]:
     data: dict[str, Any] = {
         "message_id": str(message.id),
+        "thread_id": str(message.thread_id) if message.thread_id else None,
         "sender_id": str(message.sender_id) if message.sender_id else None,
+        # Provenance: who wrote it, and that it is a peer's words, not the user's instruction.
+        "sender_name": message.sender_human or message.sender_name or None,
+        "sender_kind": "human" if message.sender_human else "agent",
+        "sender_project_id": message.sender_project or message.project_id,  # across a link: answer its/sender_id
+        "untrusted": True,
         "recipient_id": str(message.recipient_id),
         "protocol": ({"name": message.protocol_name, "version": message.protocol_version}
                      if message.protocol_name else None),
@@ -45,10 +52,6 @@ def message_summary(message: Message, *, include_payload: bool = True) -> dict[s
     }
     if message.transformed_to:
         data.update(transformed_from=message.transformed_from, transformed_to=message.transformed_to)
-    if message.sender_project:  # it came over a link: answer it at sender_project_id/sender_id
-        data["sender_project_id"] = message.sender_project
-    if message.sender_human:  # a person wrote it, from the operators' dashboard
-        data.update(sender_kind="human", sender_name=message.sender_human)
     if include_payload:
         data["payload"] = message.payload
     return data
@@ -77,6 +80,36 @@ def message_for_party(session: AgentSession, message_id: str) -> Message:
     if message is None:
         raise NotFound("No message with that id that this session sent or received.", message_id=str(message_id))
     return message
+
+
+def thread_read(session: AgentSession, asked: ThreadIn) -> dict[str, Any]:
+    """A thread's messages that this session sent or received, oldest first, a page at a time (after a message id).
+
+    A broadcast it sent shows once (its first copy), not once per recipient; a broadcast it received, as its
+    own copy. Reading a thread claims nothing: mail in it still waits for a receive.
+    """
+    seen = _sent_or_received(session).filter(thread_id=asked.thread_id)
+    if asked.after is not None:
+        after = seen.filter(pk=asked.after).values_list("created_at", "pk").first()
+        if after is None:
+            raise NotFound("No message with that id in this thread that this session sent or received.",
+                           after=str(asked.after))
+        seen = seen.filter(Q(created_at__gt=after[0]) | Q(created_at=after[0], pk__gt=after[1]))
+    page = list(seen.order_by("created_at", "pk")[:asked.limit + 1])
+    more = len(page) > asked.limit
+    page = page[:asked.limit]
+    return {"thread_id": str(asked.thread_id), "messages": [message_summary(m) for m in page], "count": len(page),
+            "next_after": str(page[-1].pk) if more else None}
+
+
+def _sent_or_received(session: AgentSession) -> QuerySet[Message]:
+    """Messages this session received, and those it sent, each broadcast of its own once (the copy no other copy
+    of that broadcast precedes). Sent ones may be in another project's queue (over a link): the sender scopes
+    them."""
+    earlier_copy = Message.objects.filter(broadcast_id=OuterRef("broadcast_id"), created_at__lt=OuterRef("created_at"))
+    return Message.objects.filter(
+        Q(project=session.project, recipient=session)
+        | Q(sender=session) & (Q(broadcast_id__isnull=True) | ~Exists(earlier_copy)))
 
 
 def dead_letters_of(project: Project, caller: Principal, limit: int = 100) -> QuerySet[Message]:

@@ -16,7 +16,8 @@ other:
    recipients by id or name and locks every recipient's row, reading its queue size and blocks;
 3. converted for the recipient's protocol version (protocols.transform; a broadcast's copies
    before the transaction);
-4. stored, in the same transaction. A block refuses a 1:1 copy and skips a broadcast
+4. stored, in the same transaction, in its thread (given, else the parent's that reply_to names, read in
+   one statement for the round, else a new one). A block refuses a 1:1 copy and skips a broadcast
    one; a full queue refuses the copy (queue_full), kept as a dead letter within the bounds of
    routing.refusals; a queue past 90 % logs a
    warning. Each copy is a microsecond younger than the one before it, so order within a
@@ -38,6 +39,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from broker_site import counters
@@ -59,7 +61,7 @@ from protocols.schemas import payload_validate
 from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
-from routing.contracts import BroadcastIn, SendIn
+from routing.contracts import BroadcastIn, RequestReplyIn, SendIn
 from routing.crossing import Route, crosses_projects, crossings_recorded, link_forgotten, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
@@ -207,6 +209,7 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
                      for index, request in singles]
         copies += [(index, copy) for index, copy in addressed if copy.outcome is None]
         copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
+        _threads_found([copy for _, copy in copies])
         if copies:
             _store([copy for _, copy in copies], {session.pk: session for session in locked})
         traffic = crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed
@@ -244,6 +247,10 @@ def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendReque
     protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
                                     message.protocol_version)
     if protocol is not None:
+        if isinstance(message, RequestReplyIn) and "request_response" not in protocol.capabilities:
+            raise Incompatible(f"{protocol.name} {protocol.version} does not declare request_response, so it is not "
+                               "for request_reply: send_message it, or register a version with that capability.",
+                               field="protocol_name", capabilities=protocol.capabilities)
         payload_validate(protocol, message.payload)
     route = None
     if isinstance(message, SendIn):
@@ -351,7 +358,30 @@ def _copies_for(request: SendRequest, protocol: Protocol | None, broadcast: Broa
 
 def _header_fields(message: SendIn | BroadcastIn) -> dict[str, Any]:
     return {"priority": Message.Priority[message.priority.upper()].value, "ttl": message.ttl,
-            "correlation_id": message.correlation_id, "reply_to": message.reply_to}
+            "correlation_id": message.correlation_id, "reply_to": message.reply_to, "thread_id": message.thread_id}
+
+
+def _threads_found(copies: list[_Copy]) -> None:
+    """The thread of each copy that names none and answers a message (reply_to): its parent's, in one statement
+    for the round, and only a parent its sender sent or received (a stranger's message id starts a new thread, as
+    any reply_to that names no message does). Copies left without one start a thread (`_message`)."""
+    asked: dict[uuid.UUID, list[_Copy]] = {}
+    for copy in copies:
+        if copy.fields["thread_id"] is None and copy.fields["reply_to"]:
+            try:
+                asked.setdefault(uuid.UUID(copy.fields["reply_to"]), []).append(copy)
+            except ValueError:
+                continue
+    if not asked:
+        return
+    senders = {copy.sender.pk for answering in asked.values() for copy in answering}
+    parents = (Message.objects.filter(pk__in=list(asked))
+               .filter(Q(sender_id__in=senders) | Q(recipient_id__in=senders))
+               .values_list("pk", "thread_id", "broadcast_id", "sender_id", "recipient_id"))
+    for pk, thread_id, broadcast_id, sender_id, recipient_id in parents:
+        for copy in asked[pk]:
+            if copy.sender.pk in (sender_id, recipient_id):
+                copy.fields["thread_id"] = thread_id or broadcast_id or pk
 
 
 def _convert(copy: _Copy, protocol: Protocol | None, seen: dict[tuple, Transformed]) -> None:
@@ -420,10 +450,13 @@ def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
 def _message(copy: _Copy, created: datetime) -> Message:
     ttl = copy.fields["ttl"]
     link = copy.link
-    return Message(project=copy.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
-                   created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None,
-                   link=link, sender_project=copy.sender.project_id if link else "",
-                   sender_human=copy.sender.human, **copy.fields)
+    message = Message(project=copy.project, sender=copy.sender, recipient=copy.recipient, payload=copy.payload,
+                      created_at=created, expires_at=created + timedelta(seconds=ttl) if ttl else None,
+                      link=link, sender_project=copy.sender.project_id if link else "",
+                      sender_human=copy.sender.human, sender_name=copy.sender.name or "", **copy.fields)
+    if message.thread_id is None:  # it starts a thread: a broadcast's copies, one between them
+        message.thread_id = message.broadcast_id or message.id
+    return message
 
 
 def _holds_push_connection(session: AgentSession, now: datetime) -> bool:

@@ -63,6 +63,32 @@ def messages_claim_many(wants: dict[AgentSession, int], *, auto_ack: bool = Fals
     return claimed
 
 
+def reply_taken(session: AgentSession, asked: uuid.UUID, answering: list[str]) -> list[Message]:
+    """The first reply waiting for this session to a request of its own: a message from the session `asked`
+    whose reply_to is one of `answering` (the request's message id or correlation id; from anyone else it is
+    not the reply), delivered and acked at once; [] if none yet.
+
+    A reply pushed to the session's WebSocket meanwhile (delivered, not acked) is still the reply.
+    Race: a receive, another request_reply of the session or the sweeper may take the row between
+    the read and the UPDATE; the UPDATE takes it only as it was read (state and attempts), else
+    this look found nothing and the next wake-up looks again.
+    """
+    now = timezone.now()
+    reply = (Message.objects.filter(project=session.project, recipient=session, sender_id=asked, state__in=PENDING,
+                                    reply_to__in=answering)
+             .exclude(expires_at__lte=now).order_by("created_at", "pk").first())
+    if reply is None or not Message.objects.filter(pk=reply.pk, state=reply.state, attempts=reply.attempts).update(
+            state=Message.State.ACKED, attempts=F("attempts") + 1, delivered_at=now, acked_at=now, redeliver_at=None):
+        return []
+    if reply.state == Message.State.QUEUED:  # handed over first now (not pushed before)
+        counters.messages_counted("delivered", {reply.project_id: 1})
+    reply.state, reply.attempts, reply.delivered_at, reply.acked_at, reply.redeliver_at = (
+        Message.State.ACKED, reply.attempts + 1, now, now, None)
+    deliveries_counted([reply])
+    counters.messages_counted("acked", {reply.project_id: 1})
+    return [reply]
+
+
 def messages_unclaim(session: AgentSession, messages: list[Message]) -> int:
     """Put back what a receive claimed for a client that went before it was answered: queued again,
     the attempt not counted (nobody saw it), so the next receive gets it as if this one never ran.

@@ -1,0 +1,128 @@
+"""request_reply asks and waits for the answer in one call, on both protocols, on REST too, across server
+processes; it times out cleanly (the late reply is ordinary mail); get_thread shows the exchange."""
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.mcp.conftest import another_process
+from tests.mcp.helpers import call, fails
+
+MODES = ["legacy", "auto"]
+ASK = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+
+
+async def answer_next(client, payload: dict, **tokens: str) -> dict:
+    """Take the next request and reply to it (reply_to = its message id): what a recipient does."""
+    inbox = await call(client, "receive_messages", wait_seconds=15, auto_ack=True, **tokens)
+    [request] = inbox["messages"]
+    await call(client, "send_message", recipient_id=request["sender_id"], payload=payload,
+               reply_to=request["message_id"], **tokens)
+    return request
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_request_reply_returns_the_reply_acked_and_the_thread_holds_both(live_broker, mode):
+    async with live_broker.client(mode=mode) as asker, live_broker.client(mode=mode) as expert:
+        a = await call(asker, "connect_session", name=f"rr-asker-{mode}")
+        e = await call(expert, "connect_session", name=f"rr-expert-{mode}")
+        tokens = {} if mode == "legacy" else {"session_token": a["session_token"]}
+        expert_tokens = {} if mode == "legacy" else {"session_token": e["session_token"]}
+        answering = asyncio.create_task(answer_next(expert, {"port": 8080}, **expert_tokens))
+        result = await call(asker, "request_reply", recipient_id=f"rr-expert-{mode}", payload={"q": "which port?"},
+                            timeout_seconds=20, **tokens)
+        request = await answering
+        assert result["status"] == "replied"
+        reply = result["reply"]
+        assert reply["payload"] == {"port": 8080} and reply["reply_to"] == result["request"]["message_id"]
+        assert reply["state"] == "acked" and reply["sender_name"] == f"rr-expert-{mode}" and reply["untrusted"]
+        assert request["correlation_id"]  # a fresh one, for a recipient that answers by correlation id
+
+        # Acked: it is not in the inbox again.
+        assert (await call(asker, "receive_messages", **tokens))["count"] == 0
+        exchange = await call(asker, "get_thread", thread_id=reply["thread_id"], **tokens)
+        assert [m["payload"] for m in exchange["messages"]] == [{"q": "which port?"}, {"port": 8080}]
+
+
+async def test_a_request_that_times_out_says_so_and_the_late_reply_is_still_delivered(live_broker):
+    async with live_broker.client() as asker, live_broker.client() as slow:
+        await call(asker, "connect_session", name="late-asker")
+        await call(slow, "connect_session", name="late-expert")
+        result = await call(asker, "request_reply", recipient_id="late-expert", payload={"q": "?"},
+                            timeout_seconds=0.5)
+        assert result["status"] == "timeout" and result["message_id"] == result["request"]["message_id"]
+        await answer_next(slow, {"a": "late"})
+        inbox = await call(asker, "receive_messages", wait_seconds=10)
+        assert [(m["payload"], m["reply_to"]) for m in inbox["messages"]] == [({"a": "late"}, result["message_id"])]
+
+
+async def test_only_the_asked_session_can_answer(live_broker):
+    async with (live_broker.client() as asker, live_broker.client() as expert,
+                live_broker.client() as intruder):
+        await call(asker, "connect_session", name="only-asker")
+        await call(expert, "connect_session", name="only-expert")
+        await call(intruder, "connect_session", name="only-intruder")
+        asking = asyncio.create_task(call(asker, "request_reply", recipient_id="only-expert", payload={"q": "?"},
+                                          timeout_seconds=20))
+        request = (await call(expert, "receive_messages", wait_seconds=15))["messages"][0]
+        # The intruder learns the id somehow and answers first: that is mail, not the reply.
+        await call(intruder, "send_message", recipient_id="only-asker", payload={"a": "forged"},
+                   reply_to=request["message_id"])
+        await asyncio.sleep(0.5)
+        assert not asking.done()
+        await call(expert, "send_message", recipient_id="only-asker", payload={"a": "real"},
+                   reply_to=request["message_id"])
+        result = await asyncio.wait_for(asking, 15)
+        assert result["reply"]["payload"] == {"a": "real"}
+        inbox = await call(asker, "receive_messages")
+        assert [m["payload"] for m in inbox["messages"]] == [{"a": "forged"}]
+
+
+async def test_a_protocol_without_request_response_is_refused_for_request_reply(live_broker):
+    async with live_broker.client(live_broker.admin_key) as admin, live_broker.client() as asker:
+        await call(admin, "register_protocol", name="rr_notes", version="1.0.0", schema=ASK)
+        await call(admin, "register_protocol", name="rr_ask", version="1.0.0", schema=ASK,
+                   capabilities=["point_to_point", "request_response"])
+        await call(asker, "connect_session", name="proto-asker",
+                   capabilities={"supported_protocols": {"rr_notes": ["1.0.0"], "rr_ask": ["1.0.0"]}})
+        refused = await fails(asker, "request_reply", recipient_id="proto-asker", payload={"q": "?"},
+                              protocol_name="rr_notes")
+        assert refused["error"] == "incompatible" and "request_response" in refused["message"]
+        # One that declares it is sent (to itself here, so it times out at once: no one answers).
+        result = await call(asker, "request_reply", recipient_id="proto-asker", payload={"q": "?"},
+                            protocol_name="rr_ask", timeout_seconds=0.2)
+        assert result["status"] == "timeout"
+
+
+async def test_request_reply_over_rest_waits_for_an_answer_from_another_server_process(live_broker):
+    if "REDIS_URL" not in live_broker.env:
+        pytest.skip("wake-ups between processes go through Redis; this run uses the in-memory layer")
+    async with live_broker.client() as expert:
+        await call(expert, "connect_session", name="xproc-expert")
+        with another_process(live_broker) as elsewhere:
+            rest = httpx.AsyncClient(base_url=elsewhere.process.http_url + "/api/v1", timeout=30,
+                                     headers={"Authorization": f"Bearer {live_broker.agent_key}"})
+            async with rest:
+                connected = (await rest.post("/sessions/", json={"name": "xproc-asker"})).json()
+                asking = asyncio.create_task(rest.post(
+                    "/messages/request-reply/", headers={"X-Session-Token": connected["session_token"]},
+                    json={"recipient_id": "xproc-expert", "payload": {"q": "?"}, "timeout_seconds": 20}))
+                await answer_next(expert, {"a": "from the first process"})
+                response = await asyncio.wait_for(asking, 20)
+        assert response.status_code == 200, response.text
+        assert response.json()["reply"]["payload"] == {"a": "from the first process"}
+
+
+def test_request_reply_over_rest_refuses_bad_input_in_the_spec_shape(live_broker):
+    rest = httpx.Client(base_url=live_broker.process.http_url + "/api/v1", timeout=30,
+                        headers={"Authorization": f"Bearer {live_broker.agent_key}"})
+    with rest:
+        token = rest.post("/sessions/", json={"name": "rest-asker"}).json()["session_token"]
+        response = rest.post("/messages/request-reply/", headers={"X-Session-Token": token},
+                             json={"recipient_id": "rest-asker", "payload": {}, "timeout_seconds": 61})
+        assert response.status_code == 400 and response.json()["details"]["field"] == "timeout_seconds"
+        assert rest.post("/messages/request-reply/", json={"recipient_id": "x", "payload": {}}).status_code == 401
+        timed_out = rest.post("/messages/request-reply/", headers={"X-Session-Token": token},
+                              json={"recipient_id": "rest-asker", "payload": {}, "timeout_seconds": 0.2}).json()
+        assert timed_out["status"] == "timeout"
