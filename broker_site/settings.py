@@ -119,6 +119,7 @@ INSTALLED_APPS = [
     "protocols",
     "sessions_app",
     "routing",
+    "leases",
 ]
 
 MIDDLEWARE = [
@@ -258,6 +259,9 @@ BROKER = {
     # have waiting, and the terms a request gets when it names none.
     "LINK_REQUEST_TTL_SECONDS": env_int("BROKER_LINK_REQUEST_TTL_SECONDS", 7 * 86_400, minimum=60),
     "MAX_PENDING_LINKS": env_int("BROKER_MAX_PENDING_LINKS", 20, minimum=1),
+    # File leases (leases.services) one project may hold at once, and sessions waiting for paths to free.
+    "MAX_LEASES_PER_PROJECT": env_int("BROKER_MAX_LEASES_PER_PROJECT", 1000, minimum=10),
+    "MAX_LEASE_WAITERS_PER_PROJECT": env_int("BROKER_MAX_LEASE_WAITERS_PER_PROJECT", 1000, minimum=10),
     "LINK_RATE_PER_MINUTE": env_int("BROKER_LINK_RATE_PER_MINUTE", 600, minimum=1),
     "LINK_MAX_MESSAGE_BYTES": env_int("BROKER_LINK_MAX_MESSAGE_BYTES", 256 * 1024, minimum=1024),
     # Broker-wide ceilings of the per-project quotas (projects.quotas): no project goes above them.

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("protocols.api")),
     path("", include("sessions_app.api")),
     path("", include("routing.api")),
+    path("", include("leases.api")),
 ]
 
 urlpatterns = [

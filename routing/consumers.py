@@ -52,6 +52,7 @@ from broker_site.errors import (
 )
 from broker_site.jsoncodec import json_text
 from broker_site.workers import db
+from leases.services import files_lease, files_release
 from projects.auth import Caller, authenticate, credentials_from_headers
 from projects.ratelimit import FrameBudget, KeyBudget, key_budget
 from routing.batching import Claim, ack_in_round, claims, send_in_round
@@ -61,6 +62,8 @@ from routing.frames import (
     ClientFrame,
     HeartbeatFrame,
     HelloFrame,
+    LeaseFrame,
+    ReleaseFrame,
     SendFrame,
     StatusFrame,
     error_frame,
@@ -348,6 +351,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, StatusFrame):
             session = await self._call(session_status_set, self.session, state=frame.state, summary=frame.summary)
             return {"session_id": str(session.pk), "activity": session_activity(session)}
+        if isinstance(frame, LeaseFrame):
+            return await self._call(files_lease, self.session, frame)
+        if isinstance(frame, ReleaseFrame):
+            return await self._call(files_release, self.session, frame)
         if isinstance(frame, SendFrame):
             return (await self._finish(send_in_round(self.session, frame))).as_dict()
         assert isinstance(frame, BroadcastFrame)

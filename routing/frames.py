@@ -20,6 +20,7 @@ from pydantic import Field, StringConstraints
 from broker_site.contracts import Contract, parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.jsonbounds import json_parsed
+from leases.contracts import LeaseIn, ReleaseIn
 from routing.contracts import AckIn, BroadcastIn, SendIn
 from routing.models import Message
 from routing.selectors import message_summary
@@ -53,6 +54,14 @@ class StatusFrame(SetStatusIn, Framed):
     type: Literal["set_status"]
 
 
+class LeaseFrame(LeaseIn, Framed):
+    type: Literal["lease_files"]
+
+
+class ReleaseFrame(ReleaseIn, Framed):
+    type: Literal["release_files"]
+
+
 class SendFrame(SendIn, Framed):
     type: Literal["send"]
 
@@ -61,10 +70,12 @@ class BroadcastFrame(BroadcastIn, Framed):
     type: Literal["broadcast"]
 
 
-ClientFrame = HelloFrame | AckFrame | HeartbeatFrame | StatusFrame | SendFrame | BroadcastFrame
+ClientFrame = (HelloFrame | AckFrame | HeartbeatFrame | StatusFrame | LeaseFrame | ReleaseFrame | SendFrame
+               | BroadcastFrame)
 # By type, rather than one discriminated union: an error then names the field ("ttl"), not the union's arm.
 FRAMES: dict[str, type[ClientFrame]] = {"hello": HelloFrame, "ack": AckFrame, "heartbeat": HeartbeatFrame,
-                                        "set_status": StatusFrame, "send": SendFrame, "broadcast": BroadcastFrame}
+                                        "set_status": StatusFrame, "lease_files": LeaseFrame,
+                                        "release_files": ReleaseFrame, "send": SendFrame, "broadcast": BroadcastFrame}
 
 
 Raw = str | bytes | None

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from broker_site.workers import db
+from leases.services import leases_ended
 from projects.audit import audit_purge
 from projects.links import links_expire, traffic_flushed
 from routing.services import sweep
@@ -27,6 +28,7 @@ def sweep_pass() -> dict[str, int]:
     now = timezone.now()
     counts = sweep(now)
     counts["sessions_timed_out"] = sessions_time_out(now)
+    counts["leases_ended"] = leases_ended(now)  # after the time-outs: their sessions' leases end with them
     counts["sessions_purged"] = sessions_purge(now - timedelta(seconds=settings.BROKER["SESSION_RETENTION_SECONDS"]))
     counts["links_expired"] = links_expire(now)
     traffic_flushed()

@@ -14,6 +14,9 @@ from broker_site.contracts import Contract
 from broker_site.mcp.inbox import inbox_uri
 from broker_site.mcp.registry import NoArgs, SessionArgs, ToolCall, tool
 from broker_site.workers import db, urgent_lane
+from leases import selectors as lease_selectors
+from leases import services as lease_services
+from leases.contracts import LeaseIn, LeaseListIn, ReleaseIn
 from projects import links
 from projects import selectors as project_selectors
 from projects import services as project_services
@@ -191,6 +194,32 @@ class ThreadArgs(ThreadIn, SessionArgs):
       ThreadArgs, read_only=True)
 def get_thread(call: ToolCall, args: ThreadArgs) -> dict[str, Any]:
     return message_selectors.thread_read(call.session(args.session_token), args)
+
+
+# File leases (advisory)
+
+class LeaseArgs(LeaseIn, SessionArgs):
+    pass
+
+
+@tool("lease_files", "Claim paths/globs so peers leave them alone: granted whole, or the holders in the way "
+      "(you get lease_freed mail when they free). Again to renew.", LeaseArgs)
+def lease_files(call: ToolCall, args: LeaseArgs) -> dict[str, Any]:
+    return lease_services.files_lease(call.session(args.session_token), args)
+
+
+class ReleaseArgs(ReleaseIn, SessionArgs):
+    pass
+
+
+@tool("release_files", "Release your file leases.", ReleaseArgs)
+def release_files(call: ToolCall, args: ReleaseArgs) -> dict[str, Any]:
+    return lease_services.files_release(call.session(args.session_token), args)
+
+
+@tool("list_leases", "File leases held now, and by whom.", LeaseListIn, read_only=True)
+def list_leases(call: ToolCall, args: LeaseListIn) -> dict[str, Any]:
+    return lease_selectors.leases_listed(call.project, args)
 
 
 # Dead letters (project admins)
