@@ -10,13 +10,18 @@ Strict: JSON has real numbers and booleans, so "5" is not an integer here on any
 fields are refused, so a typo is an error rather than silently ignored.
 """
 
-from typing import Any, TypeVar
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Strict, ValidationError
 
 from broker_site.errors import ValidationFailed
 
 C = TypeVar("C", bound=BaseModel)
+# Types that are text on the wire: strict contracts still take them from JSON strings.
+Moment = Annotated[datetime, Strict(False)]  # ISO 8601
+Uuid = Annotated[uuid.UUID, Strict(False)]
 # Pydantic's words where they would name our classes or say less than they could.
 PLAIN = {"extra_forbidden": "unknown field", "model_type": "must be a JSON object",
          "model_attributes_type": "must be a JSON object", "dict_type": "must be a JSON object"}

@@ -4,18 +4,16 @@ Types and bounds only; the rules (the id pattern, the settings' ranges, who may 
 the services' and the model's, so they hold for every caller.
 """
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, StringConstraints
+from pydantic import Field, StringConstraints
 
-from broker_site.contracts import Contract
+from broker_site.contracts import Contract, Moment
 from projects.models import ApiKey, Project, ProjectLink
 
 Registration = Literal[tuple(Project.Registration.values)]  # type: ignore[valid-type]
 Visibility = Literal[tuple(Project.LinkVisibility.values)]  # type: ignore[valid-type]
 Role = Literal[tuple(ApiKey.Role.values)]  # type: ignore[valid-type]
-Moment = Annotated[datetime, Strict(False)]  # ISO 8601 text on the wire
 
 
 class ProjectConfigIn(Contract):

@@ -20,8 +20,9 @@ from broker_site.jsonbounds import json_body
 from broker_site.rest import SESSION_TOKEN_HEADER, Endpoint, acting_session, body, query, query_parameters, rest_routes
 from projects.authentication import authenticate_request
 from routing import replies, selectors, services
-from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, RequestReplyIn, SendIn, ThreadIn
+from routing.contracts import AckIn, BroadcastIn, PurgeIn, ReceiveIn, RequestReplyIn, SearchIn, SendIn, ThreadIn
 from routing.receive import ClientLink, claim_and_beat, messages_receive
+from routing.search import messages_searched
 from routing.sending import message_broadcast, message_send
 from sessions_app.models import AgentSession
 
@@ -65,6 +66,14 @@ class ThreadView(Endpoint, route="threads/<str:thread_id>/"):
                    summary="A thread's messages this session sent or received, oldest first, a page at a time")
     def get(self, request, thread_id: str):
         return Response(selectors.thread_read(acting_session(request), query(request, ThreadIn, thread_id=thread_id)))
+
+
+class SearchView(Endpoint, route="messages/search/"):
+    @extend_schema(operation_id="messages_search", responses=OpenApiTypes.OBJECT,
+                   parameters=[SESSION_TOKEN_HEADER, *query_parameters(SearchIn)],
+                   summary="Full-text search of the messages this session sent or received, ranked, with snippets")
+    def get(self, request):
+        return Response(messages_searched(acting_session(request), query(request, SearchIn)))
 
 
 class DeadLetterListView(Endpoint, route="dead-letters/"):
@@ -143,5 +152,5 @@ async def request_reply_view(request, session: AgentSession, asked: RequestReply
 urlpatterns = [*rest_routes(SendView, BroadcastView),
                path("messages/receive/", receive_view),
                path("messages/request-reply/", request_reply_view),
-               *rest_routes(AckView, ThreadView, ReceiptView, DeadLetterListView, DeadLetterPurgeView, DeadLetterDetailView,
-                            DeadLetterReplayView)]
+               *rest_routes(AckView, ThreadView, SearchView, ReceiptView, DeadLetterListView, DeadLetterPurgeView,
+                            DeadLetterDetailView, DeadLetterReplayView)]

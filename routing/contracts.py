@@ -3,19 +3,17 @@
 The same models are the MCP tools' arguments, the WebSocket frames' fields and the REST bodies.
 """
 
-import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Strict, StringConstraints
+from pydantic import Field, StringConstraints
 
-from broker_site.contracts import Contract
+from broker_site.contracts import Contract, Moment, Uuid
 from routing.models import Message
 
 Priority = Literal[tuple(Message.Priority.labels)]  # type: ignore[valid-type]
 MAX_TTL = 30 * 86_400
 MAX_IDS = 1000
 MessageId = Annotated[str, StringConstraints(max_length=40)]
-Uuid = Annotated[uuid.UUID, Strict(False)]  # text on the wire
 Feature = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -56,6 +54,16 @@ class ThreadIn(Contract):
     thread_id: Uuid
     after: Uuid | None = Field(None, description="a message_id: the page after it")
     limit: int = Field(50, ge=1, le=100)
+
+
+class SearchIn(Contract):
+    query: str = Field(min_length=1, max_length=200, description="words, all of which must appear")
+    thread_id: Uuid | None = None
+    sender: str | None = Field(None, max_length=100, description="session id or name")
+    protocol: str | None = Field(None, max_length=100)
+    since: Moment | None = None
+    limit: int = Field(20, ge=1, le=50)
+    offset: int = Field(0, ge=0, le=1000)
 
 
 class AckIn(Contract):

@@ -88,7 +88,7 @@ def thread_read(session: AgentSession, asked: ThreadIn) -> dict[str, Any]:
     A broadcast it sent shows once (its first copy), not once per recipient; a broadcast it received, as its
     own copy. Reading a thread claims nothing: mail in it still waits for a receive.
     """
-    seen = _sent_or_received(session).filter(thread_id=asked.thread_id)
+    seen = sent_or_received(session).filter(thread_id=asked.thread_id)
     if asked.after is not None:
         after = seen.filter(pk=asked.after).values_list("created_at", "pk").first()
         if after is None:
@@ -102,7 +102,7 @@ def thread_read(session: AgentSession, asked: ThreadIn) -> dict[str, Any]:
             "next_after": str(page[-1].pk) if more else None}
 
 
-def _sent_or_received(session: AgentSession) -> QuerySet[Message]:
+def sent_or_received(session: AgentSession) -> QuerySet[Message]:
     """Messages this session received, and those it sent, each broadcast of its own once (the copy no other copy
     of that broadcast precedes). Sent ones may be in another project's queue (over a link): the sender scopes
     them."""

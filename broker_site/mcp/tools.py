@@ -38,8 +38,9 @@ from routing import lifecycle, replies
 from routing import selectors as message_selectors
 from routing import services as message_services
 from routing.batching import ack_in_round, send_in_round
-from routing.contracts import AckIn, BroadcastIn, ReceiveIn, RequestReplyIn, SendIn, ThreadIn
+from routing.contracts import AckIn, BroadcastIn, ReceiveIn, RequestReplyIn, SearchIn, SendIn, ThreadIn
 from routing.receive import messages_receive
+from routing.search import messages_searched
 from routing.sending import message_broadcast
 from sessions_app import services as session_services
 from sessions_app.contracts import ConnectIn, ListSessionsIn, SetStatusIn
@@ -194,6 +195,16 @@ class ThreadArgs(ThreadIn, SessionArgs):
       ThreadArgs, read_only=True)
 def get_thread(call: ToolCall, args: ThreadArgs) -> dict[str, Any]:
     return message_selectors.thread_read(call.session(args.session_token), args)
+
+
+class SearchArgs(SearchIn, SessionArgs):
+    pass
+
+
+@tool("search_messages", "Full-text search of messages you sent or received, best first, with snippets.",
+      SearchArgs, read_only=True)
+def search_messages(call: ToolCall, args: SearchArgs) -> dict[str, Any]:
+    return messages_searched(call.session(args.session_token), args)
 
 
 # File leases (advisory)

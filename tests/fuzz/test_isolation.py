@@ -183,6 +183,10 @@ class World:
         refs = [r for r in owner.owned if r.count("-") == 4 or "-rest-" in r or "-ws-" in r or "-mcp-" in r]
         return self.rng.choice(sorted(refs))
 
+    def payload(self) -> dict:
+        """Every tenant writes the same words, so a search that leaked would find another project's message."""
+        return {"n": self.rng.randint(0, 1000), "text": f"fuzz word{self.rng.randint(0, 3)}"}
+
     def any_message_ids(self, tenant: Tenant) -> list[str]:
         pool = [m for t in self.tenants for m in t.message_ids[-30:]] or ["00000000-0000-0000-0000-000000000000"]
         return self.rng.sample(pool, min(len(pool), self.rng.randint(1, 3)))
@@ -206,7 +210,7 @@ class World:
     async def rest_step(self, tenant: Tenant, role: str) -> None:
         session = self.rng.choice([s for s in tenant.sessions if s["role"] == role])
         acting = {"X-Session-Token": session["token"]}
-        payload = {"n": self.rng.randint(0, 1000)}
+        payload = self.payload()
         choices: list[tuple[str, str, dict | None, dict]] = [
             ("GET", "/api/v1/sessions/?status_filter=all", None, {}),
             ("GET", f"/api/v1/sessions/{self.any_session_ref(tenant)}/", None, {}),
@@ -220,7 +224,10 @@ class World:
             ("GET", f"/api/v1/protocols/{self.any_protocol(tenant)}/adapters/", None, {}),
             ("GET", "/api/v1/dead-letters/", None, {}),
             ("GET", f"/api/v1/dead-letters/{self.any_message_ids(tenant)[0]}/", None, {}),
-            ("GET", f"/api/v1/threads/{self.any_message_ids(tenant)[0]}/", None, {}),
+            ("GET", f"/api/v1/threads/{self.any_message_ids(tenant)[0]}/", None, acting),
+            ("GET", "/api/v1/messages/search/?query=fuzz", None, acting),
+            ("POST", "/api/v1/leases/", {"paths": ["src/*.py"], "ttl_seconds": 5}, acting),
+            ("GET", "/api/v1/leases/", None, {}),
             ("POST", "/api/v1/negotiate/", {"session_id": session["session_id"],
                                             "target_session_id": self.any_session_ref(tenant)}, {}),
             ("POST", "/api/v1/negotiate/matrix/", {}, {}),
@@ -239,7 +246,7 @@ class World:
         self.learn(tenant, response.json() if response.text.startswith("{") else None, request_text)
 
     async def mcp_step(self, tenant: Tenant, role: str) -> None:
-        payload = {"n": self.rng.randint(0, 1000)}
+        payload = self.payload()
         choices = [
             ("list_sessions", {"status_filter": "all"}),
             ("send_message", {"recipient_id": self.any_session_ref(tenant), "payload": payload}),
@@ -248,6 +255,9 @@ class World:
             ("ack_messages", {"message_ids": self.any_message_ids(tenant)}),
             ("get_message_status", {"message_id": self.any_message_ids(tenant)[0]}),
             ("get_thread", {"thread_id": self.any_message_ids(tenant)[0]}),
+            ("search_messages", {"query": "fuzz word"}),
+            ("lease_files", {"paths": ["src/main.py"], "ttl_seconds": 5}),
+            ("list_leases", {}),
             ("request_reply", {"recipient_id": self.any_session_ref(tenant), "payload": payload,
                                "timeout_seconds": 0.1}),
             ("discover_protocols", {"include_shared": True}),
@@ -267,7 +277,7 @@ class World:
         self.learn(tenant, result.structured_content, request_text)
 
     async def ws_step(self, tenant: Tenant, role: str) -> None:
-        payload = {"n": self.rng.randint(0, 1000)}
+        payload = self.payload()
         frame = self.rng.choice([
             {"type": "send", "recipient_id": self.any_session_ref(tenant), "payload": payload},
             {"type": "broadcast", "payload": payload},

@@ -10,7 +10,7 @@ AGENT_TOOLS = {
     "discover_protocols",
     "negotiate_capabilities", "send_message", "broadcast_message", "receive_messages", "ack_messages",
     "get_message_status", "get_thread", "request_reply", "lease_files", "release_files", "list_leases",
-    "list_projects", "get_project_info",
+    "search_messages", "list_projects", "get_project_info",
 }
 ADMIN_TOOLS = AGENT_TOOLS | {"list_dead_letters", "replay_dead_letter", "rotate_project_keys", "request_project_link",
                              "accept_project_link", "manage_project_link", "list_project_links"}
