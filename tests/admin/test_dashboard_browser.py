@@ -72,13 +72,17 @@ def test_person_watches_an_agent_arrive_writes_to_it_and_reads_its_answer(tmp_pa
                 assert question["sender_kind"] == "human" and question["sender_name"] == "overseer"
                 agent.send(json.dumps({"type": "ack", "message_ids": [question["message_id"]]}))
                 agent.send(json.dumps({"type": "send", "request_id": "answer", "recipient_id": question["sender_id"],
-                                       "payload": {"text": "the login page"}}))
+                                       "payload": {"text": "the login page"},
+                                       "reply_to": question["message_id"]}))
                 answer = _frame(agent, "result")
                 assert answer["request_id"] == "answer", answer
 
                 reply_row = page.locator(f"tr[data-message-id='{answer['result']['message_id']}']")
                 expect(reply_row).to_contain_text("frontend", timeout=WAIT_MS)
                 expect(reply_row).to_contain_text("acked", timeout=WAIT_MS)  # the page read it
+                # The answer is in the question's thread, and the page says which.
+                expect(reply_row.locator(f"td[title='{question['thread_id']}']")).to_have_text(
+                    question["thread_id"][:8], timeout=WAIT_MS)
                 reply_row.locator("button").click()
                 expect(page.locator("#payload")).to_contain_text("the login page", timeout=WAIT_MS)
                 assert welcome["session_id"] != question["sender_id"]
