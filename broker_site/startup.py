@@ -20,10 +20,10 @@ from django.conf import settings
 from broker_site import counters
 from broker_site.mcp.inbox_push import subscriptions
 from broker_site.mcp.server import ensure_mcp_running, stop_mcp
+from broker_site.sweeper import ensure_sweeper_running
 from routing.hub import hub
 from routing.live import connections
 from routing.receive import waiting
-from routing.sweeper import ensure_sweeper_running
 
 log = logging.getLogger("broker.startup")
 _twisted_trigger_added = False

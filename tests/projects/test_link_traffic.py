@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 from django.db import DatabaseError
 
+from broker_site.sweeper import sweep_pass
 from projects import links
 from projects.auth import CLI
 from projects.links import link_accept, link_request, traffic, traffic_counted, traffic_flushed
 from projects.models import ProjectLink
-from routing.sweeper import sweep_pass
 
 
 @pytest.fixture

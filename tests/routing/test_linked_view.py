@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from broker_site.sweeper import sweep_pass
 from projects.auth import CLI
 from projects.links import link_accept, link_manage, link_request
 from projects.models import ProjectLink
 from projects.services import project_update
 from protocols.services import adapter_register, protocol_register
-from routing.sweeper import sweep_pass
 from tests.routing.test_cross_project import linked
 
 REVIEW = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}

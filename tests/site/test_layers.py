@@ -1,7 +1,8 @@
 """The apps are layers, imports only go down them, and every module can be imported first.
 
     broker_site core (errors, settings, ...) and the push plumbing (routing.events, routing.hub)
-      < projects < sessions_app < protocols < routing < the faces (api, admin, consumers, MCP, metrics, dashboard, commands)
+      < projects < sessions_app < protocols < routing < leases
+      < the faces (api, admin, consumers, MCP, metrics, dashboard, commands, the sweeper)
 
 A leaf (a module that needs no app, such as protocols.versions) may be used from any layer.
 
@@ -21,14 +22,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("projects", "sessions_app", "protocols", "routing")
+APPS = ("projects", "sessions_app", "protocols", "routing", "leases")
 PACKAGES = ("broker_site", *APPS)
 # Leaves of the routing package that every layer may use: they import no app.
 PUSH_PLUMBING = ("routing.events", "routing.hub")
 FACE_SUFFIXES = (".api", ".admin", ".consumers", ".frames")
 FACE_PREFIXES = ("broker_site.mcp", "broker_site.urls", "broker_site.asgi", "broker_site.websocket_urls",
                  "broker_site.rest", "broker_site.dashboard", "broker_site.startup", "broker_site.metrics",
-                 "broker_site.overview")
+                 "broker_site.overview", "broker_site.sweeper")
 # Django's place for start-up hooks: AppConfig.ready runs once the registry is loaded.
 DEFERRED_IMPORTS_ALLOWED = (".apps",)
 

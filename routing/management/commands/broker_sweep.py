@@ -5,7 +5,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import connection
 
-from routing.sweeper import sweep_pass
+from broker_site.sweeper import sweep_pass
 
 
 class Command(BaseCommand):
