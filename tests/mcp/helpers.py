@@ -91,3 +91,18 @@ def with_listen_token(client, token: str) -> None:
             data["params"]["_meta"]["broker/session_token"] = token
 
     session._stamp = stamped
+
+
+async def projects_linked(broker, **accept) -> str:
+    """alpha asks beta for a link through the tools and beta accepts (`accept`: narrower terms); its id."""
+    async with broker.client(broker.admin_key) as alpha, broker.client(broker.other_project_key) as beta:
+        asked = await call(alpha, "request_project_link", target_project_id="beta", rate_limit_per_minute=100)
+        assert (asked["state"], asked["side"]) == ("pending", "source")
+        [incoming] = (await call(beta, "list_project_links", state="pending"))["links"]
+        assert (incoming["link_id"], incoming["side"], incoming["other_project_id"]) == (
+            asked["link_id"], "target", "alpha")
+        accepted = await call(beta, "accept_project_link", link_id=asked["link_id"], **accept)
+        assert accepted["state"] == "active"
+        seen_by_alpha = (await call(alpha, "list_project_links", state="active"))["links"]
+        assert [link["link_id"] for link in seen_by_alpha] == [asked["link_id"]]
+        return asked["link_id"]

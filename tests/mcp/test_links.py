@@ -4,21 +4,7 @@ holds at once, on a second server process too."""
 import pytest
 
 from tests.mcp.conftest import another_process
-from tests.mcp.helpers import call, fails
-
-
-async def _linked(broker, **accept) -> str:
-    async with broker.client(broker.admin_key) as alpha, broker.client(broker.other_project_key) as beta:
-        asked = await call(alpha, "request_project_link", target_project_id="beta", rate_limit_per_minute=100)
-        assert (asked["state"], asked["side"]) == ("pending", "source")
-        [incoming] = (await call(beta, "list_project_links", state="pending"))["links"]
-        assert (incoming["link_id"], incoming["side"], incoming["other_project_id"]) == (
-            asked["link_id"], "target", "alpha")
-        accepted = await call(beta, "accept_project_link", link_id=asked["link_id"], **accept)
-        assert accepted["state"] == "active"
-        seen_by_alpha = (await call(alpha, "list_project_links", state="active"))["links"]
-        assert [link["link_id"] for link in seen_by_alpha] == [asked["link_id"]]
-        return asked["link_id"]
+from tests.mcp.helpers import call, fails, projects_linked
 
 
 async def _revoked(broker, link_id: str) -> None:
@@ -28,7 +14,7 @@ async def _revoked(broker, link_id: str) -> None:
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_two_projects_link_talk_and_revoke(live_broker, mode):
-    link_id = await _linked(live_broker, rate_limit_per_minute=50)
+    link_id = await projects_linked(live_broker, rate_limit_per_minute=50)
     async with live_broker.client(live_broker.admin_key) as alpha:
         [link] = (await call(alpha, "list_project_links", state="active"))["links"]
         assert link["rate_limit_per_minute"] == 50 and link["requested_terms"]["rate_limit_per_minute"] == 100
@@ -92,7 +78,7 @@ async def test_asking_does_not_tell_whether_a_project_exists(live_broker):
 
 
 async def test_a_revocation_stops_sends_at_once_on_another_process(live_broker):
-    link_id = await _linked(live_broker)
+    link_id = await projects_linked(live_broker)
     with another_process(live_broker) as second:
         async with second.client() as front, live_broker.client(live_broker.other_project_key) as platform:
             await call(front, "connect_session", name="frontend-2")

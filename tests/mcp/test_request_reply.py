@@ -7,10 +7,16 @@ import httpx
 import pytest
 
 from tests.mcp.conftest import another_process
-from tests.mcp.helpers import call, fails
+from tests.mcp.helpers import call, fails, projects_linked
 
 MODES = ["legacy", "auto"]
 ASK = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+
+
+def rest_of(broker, token: str = "") -> httpx.AsyncClient:
+    """A REST client of `broker` with the agent key, acting as the session `token` names if given."""
+    headers = {"Authorization": f"Bearer {broker.agent_key}", **({"X-Session-Token": token} if token else {})}
+    return httpx.AsyncClient(base_url=broker.process.http_url + "/api/v1", timeout=30, headers=headers)
 
 
 async def answer_next(client, payload: dict, **tokens: str) -> dict:
@@ -101,9 +107,7 @@ async def test_request_reply_over_rest_waits_for_an_answer_from_another_server_p
     async with live_broker.client() as expert:
         await call(expert, "connect_session", name="xproc-expert")
         with another_process(live_broker) as elsewhere:
-            rest = httpx.AsyncClient(base_url=elsewhere.process.http_url + "/api/v1", timeout=30,
-                                     headers={"Authorization": f"Bearer {live_broker.agent_key}"})
-            async with rest:
+            async with rest_of(elsewhere) as rest:
                 connected = (await rest.post("/sessions/", json={"name": "xproc-asker"})).json()
                 asking = asyncio.create_task(rest.post(
                     "/messages/request-reply/", headers={"X-Session-Token": connected["session_token"]},
@@ -126,3 +130,40 @@ def test_request_reply_over_rest_refuses_bad_input_in_the_spec_shape(live_broker
         timed_out = rest.post("/messages/request-reply/", headers={"X-Session-Token": token},
                               json={"recipient_id": "rest-asker", "payload": {}, "timeout_seconds": 0.2}).json()
         assert timed_out["status"] == "timeout"
+
+
+async def test_request_reply_works_across_a_link_between_projects(live_broker):
+    await projects_linked(live_broker)
+    async with live_broker.client() as front, live_broker.client(live_broker.other_project_key) as platform:
+        await call(front, "connect_session", name="linked-asker")
+        await call(platform, "connect_session", name="linked-expert")
+        asking = asyncio.create_task(call(front, "request_reply", recipient_id="beta/linked-expert",
+                                          payload={"q": "port?"}, timeout_seconds=20))
+        [question] = (await call(platform, "receive_messages", wait_seconds=15, auto_ack=True))["messages"]
+        assert question["sender_project_id"] == "alpha"
+        await call(platform, "send_message", recipient_id=f"alpha/{question['sender_id']}", payload={"a": 8443},
+                   reply_to=question["message_id"])
+        result = await asyncio.wait_for(asking, 20)
+        assert result["status"] == "replied"
+        assert (result["reply"]["payload"], result["reply"]["sender_project_id"]) == ({"a": 8443}, "beta")
+        assert result["reply"]["thread_id"] == result["request"]["message_id"]
+
+
+async def test_a_reply_that_comes_after_the_asker_gave_up_stays_in_its_inbox(live_broker):
+    async with live_broker.client() as expert:
+        await call(expert, "connect_session", name="quit-expert")
+        async with rest_of(live_broker) as rest:
+            token = (await rest.post("/sessions/", json={"name": "quit-asker"})).json()["session_token"]
+        asker = rest_of(live_broker, token)
+        asking = asyncio.create_task(asker.post("/messages/request-reply/", json={
+            "recipient_id": "quit-expert", "payload": {"q": "?"}, "timeout_seconds": 30}))
+        [request] = (await call(expert, "receive_messages", wait_seconds=15))["messages"]
+        asking.cancel()  # the asker walks away mid-wait (Esc, a dropped connection)
+        await asker.aclose()
+        await asyncio.sleep(0.5)
+        await call(expert, "send_message", recipient_id=request["sender_id"], payload={"a": "too late?"},
+                   reply_to=request["message_id"])
+        await asyncio.sleep(0.5)
+        async with rest_of(live_broker, token) as back:
+            inbox = (await back.post("/messages/receive/", json={"wait_seconds": 5})).json()
+        assert [m["payload"] for m in inbox["messages"]] == [{"a": "too late?"}]
