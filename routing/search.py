@@ -74,6 +74,8 @@ def _sqlite(words: list[str]) -> tuple[RawSQL, RawSQL, RawSQL]:
     # Each word quoted: FTS5 then reads it as a plain term (AND of all), never as its query syntax.
     terms = " ".join('"' + word.replace('"', '""') + '"' for word in words)
     match = f'FROM message_fts WHERE message_fts MATCH %s AND message_fts.rowid = "{TABLE}".rowid'
-    return (RawSQL(f'EXISTS (SELECT 1 {match})', [terms], output_field=BooleanField()),
+    # The hits once (a subquery SQLite runs once), then rank and snippet per message in scope.
+    return (RawSQL(f'"{TABLE}".rowid IN (SELECT rowid FROM message_fts WHERE message_fts MATCH %s)', [terms],
+                   output_field=BooleanField()),
             RawSQL(f"(SELECT -bm25(message_fts) {match})", [terms], output_field=FloatField()),
             RawSQL(f"(SELECT snippet(message_fts, 0, '[', ']', '…', 16) {match})", [terms], output_field=TextField()))

@@ -81,7 +81,7 @@ def test_every_admin_page_renders(admin_client, alpha):
     alpha.connect("worker")
     for url in ["/admin/", "/admin/projects/project/", "/admin/projects/project/alpha/change/",
                 "/admin/projects/apikey/", "/admin/projects/auditevent/", "/admin/sessions_app/agentsession/",
-                "/admin/projects/projectlink/", "/admin/sessions_app/sessionblock/"]:
+                "/admin/projects/projectlink/", "/admin/sessions_app/sessionblock/", "/admin/leases/filelease/"]:
         assert admin_client.get(url).status_code == 200, url
 
 

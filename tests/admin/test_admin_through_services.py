@@ -2,12 +2,15 @@
 
 Deleting a protocol is refused while a live session declares it; editing a key is audited;
 deleting a session or a project tells the peers it left and leaves an audit event; messages
-are deleted only as dead letters, through the purge.
+are deleted only as dead letters, through the purge; a lease released there tells its waiters.
 """
 
 import pytest
 
 from broker_site.errors import QueueFull
+from leases.contracts import LeaseIn
+from leases.models import FileLease
+from leases.services import files_lease
 from projects.keys import parse_key
 from projects.models import ApiKey, AuditEvent, Project
 from protocols.models import Protocol
@@ -113,3 +116,18 @@ def test_admin_actions_are_audited_as_the_signed_in_user(admin_client, make_tena
     actions = set(AuditEvent.objects.filter(target_project="beta", actor_key_id="admin:admin")
                   .values_list("action", flat=True))
     assert {"api_key_revoke", "project_deactivate"} <= actions
+
+
+def test_releasing_a_lease_in_the_admin_tells_the_waiter_and_is_audited(admin_client, alpha, agent):
+    holder, waiter = agent(alpha, "holder"), agent(alpha, "waiter")
+    files_lease(holder.session, LeaseIn(paths=["src/*.py"], reason="refactor"))
+    assert not files_lease(waiter.session, LeaseIn(paths=["src/app.py"]))["granted"]
+    lease = FileLease.objects.get()
+    page = admin_client.get("/admin/leases/filelease/")
+    assert page.status_code == 200 and b"src/*.py" in page.content and b"refactor" in page.content
+    admin_client.post(f"/admin/leases/filelease/{lease.pk}/delete/", {"post": "yes"})
+    assert not FileLease.objects.exists()
+    [news] = waiter.receive()
+    assert news["payload"]["lease_freed"]["paths"] == ["src/app.py"]
+    assert AuditEvent.objects.filter(action="lease_release", target_project="alpha",
+                                     details__path="src/*.py").exists()
