@@ -106,3 +106,9 @@ async def projects_linked(broker, **accept) -> str:
         seen_by_alpha = (await call(alpha, "list_project_links", state="active"))["links"]
         assert [link["link_id"] for link in seen_by_alpha] == [asked["link_id"]]
         return asked["link_id"]
+
+
+def acting_as(session: dict, mode: str) -> dict[str, str]:
+    """What a session tool needs to act as `session` (connect_session's answer): nothing on the session-bound
+    connection that connected it (legacy), its token on a stateless one."""
+    return {} if mode == "legacy" else {"session_token": session["session_token"]}

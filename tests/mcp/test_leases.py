@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mcp.helpers import call
+from tests.mcp.helpers import acting_as, call
 
 MODES = ["legacy", "auto"]
 HOOK = Path(__file__).resolve().parents[2] / "contrib" / "pre-commit-leases"
@@ -19,8 +19,7 @@ async def test_lease_conflict_release_and_the_waiter_told_through_the_tools(live
     async with live_broker.client(mode=mode) as ann, live_broker.client(mode=mode) as ben:
         a = await call(ann, "connect_session", name=f"lease-ann-{mode}")
         b = await call(ben, "connect_session", name=f"lease-ben-{mode}")
-        as_a = {} if mode == "legacy" else {"session_token": a["session_token"]}
-        as_b = {} if mode == "legacy" else {"session_token": b["session_token"]}
+        as_a, as_b = acting_as(a, mode), acting_as(b, mode)
         workspace = f"ws-{mode}"
         granted = await call(ann, "lease_files", paths=["web/*.ts"], reason="new login form", workspace=workspace,
                              **as_a)

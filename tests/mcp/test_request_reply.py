@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.mcp.conftest import another_process
-from tests.mcp.helpers import call, fails, projects_linked
+from tests.mcp.helpers import acting_as, call, fails, projects_linked
 
 MODES = ["legacy", "auto"]
 ASK = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
@@ -33,8 +33,7 @@ async def test_request_reply_returns_the_reply_acked_and_the_thread_holds_both(l
     async with live_broker.client(mode=mode) as asker, live_broker.client(mode=mode) as expert:
         a = await call(asker, "connect_session", name=f"rr-asker-{mode}")
         e = await call(expert, "connect_session", name=f"rr-expert-{mode}")
-        tokens = {} if mode == "legacy" else {"session_token": a["session_token"]}
-        expert_tokens = {} if mode == "legacy" else {"session_token": e["session_token"]}
+        tokens, expert_tokens = acting_as(a, mode), acting_as(e, mode)
         answering = asyncio.create_task(answer_next(expert, {"port": 8080}, **expert_tokens))
         result = await call(asker, "request_reply", recipient_id=f"rr-expert-{mode}", payload={"q": "which port?"},
                             timeout_seconds=20, **tokens)

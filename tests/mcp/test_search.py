@@ -3,7 +3,7 @@ words, ranked with a snippet, and nothing of another session's or project's."""
 
 import pytest
 
-from tests.mcp.helpers import call, fails
+from tests.mcp.helpers import acting_as, call, fails
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -14,8 +14,7 @@ async def test_an_agent_finds_an_earlier_decision_and_nothing_it_was_not_party_t
         sessions = {}
         for name, client in (("lead", lead), ("dev", dev), ("other", other), ("outsider", outsider)):
             sessions[name] = await call(client, "connect_session", name=f"search-{name}-{mode}")
-        tokens = {name: ({} if mode == "legacy" else {"session_token": s["session_token"]})
-                  for name, s in sessions.items()}
+        tokens = {name: acting_as(s, mode) for name, s in sessions.items()}
         await call(lead, "send_message", recipient_id=f"search-dev-{mode}", **tokens["lead"],
                    payload={"decision": "Sessions are kept in Redis with a one-hour expiry", "adr": 7})
         await call(lead, "send_message", recipient_id=f"search-other-{mode}", **tokens["lead"],
