@@ -23,7 +23,7 @@ Workspace = Annotated[str, StringConstraints(max_length=64)]
 
 
 class LeaseIn(Contract):
-    paths: list[Path] = Field(min_length=1, max_length=MAX_PATHS, description="paths or globs (*, ?, [..])")
+    paths: list[Path] = Field(min_length=1, max_length=MAX_PATHS, description="globs")
     mode: Literal["exclusive", "shared"] = "exclusive"
     ttl_seconds: int = Field(1800, ge=5, le=86_400)
     reason: str = Field("", max_length=200)

@@ -34,6 +34,8 @@ class DiscoverIn(Contract):
     tags: list[Tag] | None = Field(None, max_length=20, description="all must match")
     include_shared: bool = False
     include_linked: bool = False
+    limit: int = Field(50, ge=1, le=50)
+    offset: int = Field(0, ge=0, le=10_000)
 
 
 class NegotiateIn(Contract):

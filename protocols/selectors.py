@@ -2,9 +2,10 @@
 
 import copy
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Case, QuerySet, When
 
 from broker_site.errors import NotFound, ValidationFailed
 from projects.links import protocol_allowed
@@ -19,6 +20,15 @@ from sessions_app.models import AgentSession
 from sessions_app.selectors import live_sessions, session_get
 
 MAX_TAG_FILTERS = 20
+MAX_PAGE = 50
+MAX_SCANNED = 20_000  # catalogue rows one discovery reads at most (without their schemas)
+
+
+@dataclass(frozen=True)
+class Discovered:
+    protocols: list[Protocol]
+    more: bool  # another page follows
+    complete: bool  # False: the scan stopped at MAX_SCANNED rows
 
 
 def _visible(project: Project, include_shared: bool, linked: dict[str, ProjectLink] | None = None) -> QuerySet[Protocol]:
@@ -38,12 +48,15 @@ def links_serving(project: Project) -> dict[str, ProjectLink]:
 
 
 def protocols_discover(project: Project, *, name: str | None = None, version_range: str | VersionRange | None = None,
-                       tags: list[str] | None = None, include_shared: bool = False,
-                       include_linked: bool = False) -> list[Protocol]:
+                       tags: list[str] | None = None, include_shared: bool = False, include_linked: bool = False,
+                       offset: int = 0, limit: int = MAX_PAGE) -> Discovered:
     """`project`'s protocols (with include_shared, other projects' shared ones; with include_linked, the
-    protocols of projects it has an active link with that the link allows), filtered.
+    protocols of projects it has an active link with that the link allows), filtered, a page at a time.
 
-    Ordered by name, then version numerically, then own project before others.
+    Ordered by name, then version numerically, then own project before others, in SQL, so a page
+    reads only the rows up to it, without their schemas (loaded for the page alone). Other
+    tenants' catalogues are theirs to grow: a discovery reads at most MAX_SCANNED rows, and one
+    whose filters leave it reading past that says it is incomplete rather than read them all.
     """
     linked = links_serving(project) if include_linked else {}
     matches = _visible(project, include_shared, linked)
@@ -54,8 +67,16 @@ def protocols_discover(project: Project, *, name: str | None = None, version_ran
                              or any(not isinstance(t, str) for t in tags)):
         raise ValidationFailed(f"tags is a list of at most {MAX_TAG_FILTERS} strings.", field="tags")
     wanted = {t for t in (tags or []) if t}
-    found = []
-    for protocol in matches.select_related("project"):
+    ordered = (matches.defer("schema").annotate(others=Case(When(project=project, then=0), default=1))
+               .order_by("name", "version_major", "version_minor", "version_patch", "others", "project_id"))
+    page: list[uuid.UUID] = []
+    skipped = scanned = 0
+    complete = True
+    for protocol in ordered[:MAX_SCANNED + 1].iterator(chunk_size=500):
+        scanned += 1
+        if scanned > MAX_SCANNED:
+            complete = False
+            break
         if in_range is not None and not in_range(protocol.version):
             continue
         # Filtered here rather than in SQL: SQLite has no JSON `contains` lookup.
@@ -63,9 +84,15 @@ def protocols_discover(project: Project, *, name: str | None = None, version_ran
             continue
         if not _seen_by(project, protocol, include_shared, linked):
             continue
-        found.append(protocol)
-    found.sort(key=lambda p: (p.name, p.version_key, p.project_id != project.pk, p.project_id))
-    return found
+        if skipped < offset:
+            skipped += 1
+            continue
+        page.append(protocol.pk)
+        if len(page) > limit:
+            break
+    more = len(page) > limit
+    by_id = Protocol.objects.select_related("project").in_bulk(page[:limit])
+    return Discovered([by_id[pk] for pk in page[:limit]], more, complete)
 
 
 def _seen_by(project: Project, protocol: Protocol, include_shared: bool, linked: dict[str, ProjectLink]) -> bool:
@@ -82,16 +109,22 @@ def protocols_found(project: Project, query: DiscoverIn) -> dict[str, Any]:
     project registers the same version itself, as with a shared one.
     """
     found = protocols_discover(project, name=query.name, version_range=query.version_range, tags=query.tags,
-                               include_shared=query.include_shared, include_linked=query.include_linked)
+                               include_shared=query.include_shared, include_linked=query.include_linked,
+                               offset=query.offset, limit=query.limit)
     linked = links_serving(project) if query.include_linked else {}
     shown = []
-    for protocol in found:
+    for protocol in found.protocols:
         summary = protocol_summary(protocol, project)
         if protocol.project_id in linked:
             summary["link_id"] = str(linked[protocol.project_id].pk)
         shown.append(summary)
-    body: dict[str, Any] = {"protocols": shown, "count": len(found)}
-    if not found:
+    body: dict[str, Any] = {"protocols": shown, "count": len(shown),
+                            "next_offset": query.offset + len(shown) if found.more else None}
+    if not found.complete:
+        body["incomplete"] = True
+        body["message"] = (f"Stopped after reading {MAX_SCANNED} catalogue entries: name the protocol, or narrow "
+                           "include_shared, to see the rest.")
+    elif not shown:
         body["message"] = "No protocols match these filters."
     return body
 

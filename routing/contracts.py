@@ -27,7 +27,7 @@ class MessageIn(Contract):
     ttl: int | None = Field(None, ge=1, le=MAX_TTL, description="seconds")
     correlation_id: str = Field("", max_length=128)
     reply_to: str = Field("", max_length=100)
-    thread_id: Uuid | None = Field(None, description="default: reply_to's thread, else a new one")
+    thread_id: Uuid | None = Field(None, description="default: reply_to's, else new")
 
 
 class SendIn(MessageIn):
@@ -36,7 +36,7 @@ class SendIn(MessageIn):
 
 
 class RequestReplyIn(SendIn):
-    timeout_seconds: float = Field(30, ge=0.1, le=60, description="wait this long for the reply")
+    timeout_seconds: float = Field(30, ge=0.1, le=60, description="for the reply")
 
 
 class BroadcastIn(MessageIn):
@@ -52,12 +52,12 @@ class ReceiveIn(Contract):
 
 class ThreadIn(Contract):
     thread_id: Uuid
-    after: Uuid | None = Field(None, description="a message_id: the page after it")
+    after: Uuid | None = Field(None, description="next_after")
     limit: int = Field(50, ge=1, le=100)
 
 
 class SearchIn(Contract):
-    query: str = Field(min_length=1, max_length=200, description="words, all of which must appear")
+    query: str = Field(min_length=1, max_length=200, description="all words must appear")
     thread_id: Uuid | None = None
     sender: str | None = Field(None, max_length=100, description="session id or name")
     protocol: str | None = Field(None, max_length=100)

@@ -191,7 +191,7 @@ class ThreadArgs(ThreadIn, SessionArgs):
     pass
 
 
-@tool("get_thread", "A thread's messages you sent or received, oldest first; page with after=next_after.",
+@tool("get_thread", "A thread's messages you sent or received, oldest first.",
       ThreadArgs, read_only=True)
 def get_thread(call: ToolCall, args: ThreadArgs) -> dict[str, Any]:
     return message_selectors.thread_read(call.session(args.session_token), args)
@@ -213,8 +213,8 @@ class LeaseArgs(LeaseIn, SessionArgs):
     pass
 
 
-@tool("lease_files", "Claim paths/globs so peers leave them alone: granted whole, or the holders in the way "
-      "(you get lease_freed mail when they free). Again to renew.", LeaseArgs)
+@tool("lease_files", "Claim paths so peers leave them alone: all granted, or who holds them (lease_freed mail "
+      "when freed). Again renews.", LeaseArgs)
 def lease_files(call: ToolCall, args: LeaseArgs) -> dict[str, Any]:
     return lease_services.files_lease(call.session(args.session_token), args)
 

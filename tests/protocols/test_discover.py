@@ -2,6 +2,7 @@
 
 import pytest
 
+from protocols import selectors
 from tests.protocols.conftest import assert_error, register
 
 
@@ -112,3 +113,28 @@ def test_requests_without_a_key_are_unauthorized(db):
     from tests.conftest import api_client
 
     assert_error(api_client(None).get("/api/v1/protocols/"), 401, "unauthorized")
+
+
+def test_discover_pages_in_order_without_repeats(catalogue):
+    first = catalogue.get("/api/v1/protocols/", {"limit": 2}).json()
+    assert [(p["name"], p["version"]) for p in first["protocols"]] == [("chat", "1.0.0"), ("chat", "1.2.0")]
+    seen, offset = [], 0
+    while offset is not None:
+        page = catalogue.get("/api/v1/protocols/", {"limit": 2, "offset": offset, "tags": "text"}).json()
+        seen += [(p["name"], p["version"]) for p in page["protocols"]]
+        offset = page["next_offset"]
+    assert seen == [("chat", "1.0.0"), ("chat", "1.2.0"), ("chat", "1.10.0"), ("chat", "2.0.0")]
+    assert catalogue.get("/api/v1/protocols/", {"limit": 51}).status_code == 400
+
+
+def test_another_tenants_huge_shared_catalogue_is_read_only_a_page_and_a_bounded_scan_at_a_time(
+        alpha, beta, monkeypatch):
+    for n in range(30):
+        assert register(beta.admin(), name=f"spam_{n:02}", version="1.0.0", shared=True).status_code == 201
+    page = alpha.client().get("/api/v1/protocols/", {"include_shared": "true", "limit": 5}).json()
+    assert [p["name"] for p in page["protocols"]] == [f"spam_{n:02}" for n in range(5)]
+    assert page["next_offset"] == 5 and "incomplete" not in page
+    # Filters that match nothing would have a discovery read a whole catalogue: it stops at the bound and says so.
+    monkeypatch.setattr(selectors, "MAX_SCANNED", 10)
+    stopped = alpha.client().get("/api/v1/protocols/", {"include_shared": "true", "tags": "nothing"}).json()
+    assert stopped["protocols"] == [] and stopped["incomplete"] is True and "name the protocol" in stopped["message"]
