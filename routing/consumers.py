@@ -64,8 +64,10 @@ from routing.frames import (
     HelloFrame,
     LeaseFrame,
     ReleaseFrame,
+    SearchFrame,
     SendFrame,
     StatusFrame,
+    ThreadFrame,
     error_frame,
     frame_check,
     frame_decode,
@@ -78,6 +80,8 @@ from routing.frames import (
 from routing.hub import ENDED_EVENT, PRESENCE_EVENT, REPLACED_EVENT, Listener, Pace
 from routing.lifecycle import session_connect
 from routing.live import connections, frame_limit_set, sessions_held_renewed
+from routing.search import messages_searched
+from routing.selectors import thread_read
 from routing.sending import message_broadcast
 from sessions_app.selectors import session_activity
 from sessions_app.services import session_disconnect, session_push_released, session_status_set, sessions_seen
@@ -351,6 +355,10 @@ class SessionConsumer(AsyncWebsocketConsumer):
         if isinstance(frame, StatusFrame):
             session = await self._call(session_status_set, self.session, state=frame.state, summary=frame.summary)
             return {"session_id": str(session.pk), "activity": session_activity(session)}
+        if isinstance(frame, ThreadFrame):
+            return await self._call(thread_read, self.session, frame)
+        if isinstance(frame, SearchFrame):
+            return await self._call(messages_searched, self.session, frame)
         if isinstance(frame, LeaseFrame):
             return await self._call(files_lease, self.session, frame)
         if isinstance(frame, ReleaseFrame):

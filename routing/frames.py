@@ -21,7 +21,7 @@ from broker_site.contracts import Contract, parsed
 from broker_site.errors import BrokerError, PayloadTooLarge, ValidationFailed
 from broker_site.jsonbounds import json_parsed
 from leases.contracts import LeaseIn, ReleaseIn
-from routing.contracts import AckIn, BroadcastIn, SendIn
+from routing.contracts import AckIn, BroadcastIn, SearchIn, SendIn, ThreadIn
 from routing.models import Message
 from routing.selectors import message_summary
 from sessions_app.contracts import ConnectIn, SetStatusIn
@@ -54,6 +54,14 @@ class StatusFrame(SetStatusIn, Framed):
     type: Literal["set_status"]
 
 
+class ThreadFrame(ThreadIn, Framed):
+    type: Literal["get_thread"]
+
+
+class SearchFrame(SearchIn, Framed):
+    type: Literal["search_messages"]
+
+
 class LeaseFrame(LeaseIn, Framed):
     type: Literal["lease_files"]
 
@@ -70,11 +78,12 @@ class BroadcastFrame(BroadcastIn, Framed):
     type: Literal["broadcast"]
 
 
-ClientFrame = (HelloFrame | AckFrame | HeartbeatFrame | StatusFrame | LeaseFrame | ReleaseFrame | SendFrame
-               | BroadcastFrame)
+ClientFrame = (HelloFrame | AckFrame | HeartbeatFrame | StatusFrame | ThreadFrame | SearchFrame | LeaseFrame
+               | ReleaseFrame | SendFrame | BroadcastFrame)
 # By type, rather than one discriminated union: an error then names the field ("ttl"), not the union's arm.
 FRAMES: dict[str, type[ClientFrame]] = {"hello": HelloFrame, "ack": AckFrame, "heartbeat": HeartbeatFrame,
-                                        "set_status": StatusFrame, "lease_files": LeaseFrame,
+                                        "set_status": StatusFrame, "get_thread": ThreadFrame,
+                                        "search_messages": SearchFrame, "lease_files": LeaseFrame,
                                         "release_files": ReleaseFrame, "send": SendFrame, "broadcast": BroadcastFrame}
 
 

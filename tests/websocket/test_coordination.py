@@ -35,3 +35,18 @@ async def test_leases_are_taken_and_released_over_frames_and_the_waiter_hears_by
         [news] = await ben.messages(1)
         assert news["payload"] == {"lease_freed": {"paths": ["lib/io.rs"], "workspace": "ws-frames",
                                                    "why": "released"}}
+
+
+async def test_a_socket_reads_its_threads_and_searches_its_messages_by_frame(live_broker):
+    async with live_broker.connect(name="ws-read-ann") as ann, live_broker.connect(name="ws-read-ben") as ben:
+        asked = await ann.request({"type": "send", "recipient_id": "ws-read-ben",
+                                   "payload": {"text": "the cache keys expire hourly"}})
+        [message] = await ben.messages(1)
+        await ben.ack([message])
+        thread = await ben.request({"type": "get_thread", "thread_id": message["thread_id"]})
+        assert thread["for"] == "get_thread" and [m["message_id"] for m in thread["result"]["messages"]] == [
+            asked["result"]["message_id"]]
+        found = await ben.request({"type": "search_messages", "query": "cache expired"})
+        assert [r["message_id"] for r in found["result"]["results"]] == [asked["result"]["message_id"]]
+        bad = await ben.request({"type": "search_messages", "query": ""})
+        assert bad["type"] == "error" and bad["error"] == "validation_error"
