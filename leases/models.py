@@ -50,7 +50,8 @@ class LeaseWaiter(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "workspace", "pattern"],
                                                name="leasewaiter_one_per_pattern")]
-        indexes = [models.Index(fields=["project", "workspace"], name="leasewaiter_workspace")]
+        indexes = [models.Index(fields=["project", "workspace"], name="leasewaiter_workspace"),
+                   models.Index(fields=["expires_at"], name="leasewaiter_expiry")]
 
     def __str__(self) -> str:
         return f"{self.session_id} waits for {self.pattern}"
