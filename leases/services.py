@@ -54,7 +54,7 @@ def files_lease(session: AgentSession, asked: LeaseIn) -> dict[str, Any]:
                      if (asked.mode == FileLease.Mode.EXCLUSIVE or lease.mode == FileLease.Mode.EXCLUSIVE)
                      and overlaps(path, lease.pattern)]
         if conflicts:
-            _waiting(session, asked.workspace, paths, now)
+            _waiting(session, asked.workspace, list(dict.fromkeys(c["path"] for c in conflicts)), now)
             return {"granted": False, "conflicts": conflicts,
                     "hint": "Held by another session. You get a lease_freed message when it frees; lease again then."}
         _room_for(session, asked.workspace, paths, now)

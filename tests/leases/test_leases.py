@@ -131,3 +131,14 @@ def test_broker_leases_exits_1_when_another_session_leases_a_path(alpha, agent, 
     call_command("broker_leases", "alpha", "src/app.py", "--except-session", "ann")  # the holder's own commit
     call_command("broker_leases", "alpha", "notes.txt")
     assert '"session_name": "ann"' in capsys.readouterr().out
+
+
+def test_a_refused_session_waits_only_for_the_paths_that_were_held(alpha, agent):
+    ann, ben, cy = agent(alpha, "ann"), agent(alpha, "ben"), agent(alpha, "cy")
+    lease(ann, "held.py")
+    assert not lease(ben, "free.py", "held.py")["granted"]
+    lease(cy, "free.py")
+    release(cy)  # free.py was never what stopped ben: nothing to tell
+    assert freed_news(ben) == []
+    release(ann)
+    assert freed_news(ben) == [{"paths": ["held.py"], "workspace": "", "why": "released"}]
