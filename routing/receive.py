@@ -159,7 +159,7 @@ def claim_and_beat(session: AgentSession, max_messages: int, auto_ack: bool) -> 
 
 
 async def claim_for(link: ClientLink, claim: Callable[..., Awaitable[list[Message]]], session: AgentSession,
-                     max_messages: int, auto_ack: bool) -> list[Message]:
+                    max_messages: int, auto_ack: bool) -> list[Message]:
     """Claim, unless the client has gone; put back what was claimed if it went (or we were cancelled) meanwhile."""
     if link.gone.is_set():
         return []

@@ -29,6 +29,7 @@ from routing.selectors import dead_letter_get
 from routing.sending import Accepted
 from routing.statements import messages_acked, messages_claimed, recipients_locked
 from sessions_app.models import AgentSession
+from sessions_app.services import sessions_seen
 
 log = logging.getLogger("broker.routing")
 
@@ -68,11 +69,14 @@ def reply_taken(session: AgentSession, asked: uuid.UUID, answering: list[str]) -
     whose reply_to is one of `answering` (the request's message id or correlation id; from anyone else it is
     not the reply), delivered and acked at once; [] if none yet.
 
-    A reply pushed to the session's WebSocket meanwhile (delivered, not acked) is still the reply.
+    A look counts as the session's heartbeat, as a receive's claim does: a session waiting for an
+    answer is alive. A reply pushed to the session's WebSocket meanwhile (delivered, not acked) is
+    still the reply.
     Race: a receive, another request_reply of the session or the sweeper may take the row between
     the read and the UPDATE; the UPDATE takes it only as it was read (state and attempts), else
     this look found nothing and the next wake-up looks again.
     """
+    sessions_seen([session])
     now = timezone.now()
     reply = (Message.objects.filter(project=session.project, recipient=session, sender_id=asked, state__in=PENDING,
                                     reply_to__in=answering)
