@@ -1,5 +1,7 @@
-"""request_reply asks and waits for the answer in one call, on both protocols, on REST too, across server
-processes; it times out cleanly (the late reply is ordinary mail); get_thread shows the exchange."""
+"""Coordination through the MCP tools on a live server, on both protocols: threads across sessions and a
+broadcast answered in its thread; request_reply (on REST too, across server processes and a link; it times out
+cleanly and the late reply is ordinary mail); search_messages finding an earlier decision and nothing of another
+session's or project's."""
 
 import asyncio
 
@@ -166,3 +168,57 @@ async def test_a_reply_that_comes_after_the_asker_gave_up_stays_in_its_inbox(liv
         async with rest_of(live_broker, token) as back:
             inbox = (await back.post("/messages/receive/", json={"wait_seconds": 5})).json()
         assert [m["payload"] for m in inbox["messages"]] == [{"a": "too late?"}]
+
+
+async def test_a_thread_across_three_sessions_and_a_broadcast_answered_in_its_thread(live_broker):
+    async with (live_broker.client() as ann, live_broker.client() as ben, live_broker.client() as cy):
+        for client, name in ((ann, "thread-ann"), (ben, "thread-ben"), (cy, "thread-cy")):
+            await call(client, "connect_session", name=name)
+        asked = await call(ann, "send_message", recipient_id="thread-ben", payload={"q": "who owns auth?"})
+        [question] = (await call(ben, "receive_messages", wait_seconds=5, auto_ack=True))["messages"]
+        thread_id = question["thread_id"]
+        assert thread_id == asked["message_id"]
+        await call(ben, "send_message", recipient_id="thread-ann", payload={"a": "ask cy"},
+                   reply_to=question["message_id"])
+        await call(ann, "send_message", recipient_id="thread-cy", payload={"q": "you own auth?"}, thread_id=thread_id)
+        [to_cy] = (await call(cy, "receive_messages", wait_seconds=5, auto_ack=True))["messages"]
+        await call(cy, "send_message", recipient_id="thread-ann", payload={"a": "yes"}, reply_to=to_cy["message_id"])
+
+        mine = await call(ann, "get_thread", thread_id=thread_id)
+        assert [m["payload"] for m in mine["messages"]] == [
+            {"q": "who owns auth?"}, {"a": "ask cy"}, {"q": "you own auth?"}, {"a": "yes"}]
+        assert [m["payload"] for m in (await call(cy, "get_thread", thread_id=thread_id))["messages"]] == [
+            {"q": "you own auth?"}, {"a": "yes"}]
+
+        everyone = await call(ann, "broadcast_message", payload={"q": "standup?"})
+        [copy] = [m for m in (await call(ben, "receive_messages", wait_seconds=5, auto_ack=True))["messages"]
+                  if m["payload"] == {"q": "standup?"}]
+        assert copy["thread_id"] == everyone["broadcast_id"]
+        await call(ben, "send_message", recipient_id="thread-ann", payload={"a": "10:00"}, reply_to=copy["message_id"])
+        seen = await call(ann, "get_thread", thread_id=everyone["broadcast_id"])
+        assert [m["payload"] for m in seen["messages"]] == [{"q": "standup?"}, {"a": "10:00"}]  # the broadcast once
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_an_agent_finds_an_earlier_decision_and_nothing_it_was_not_party_to(live_broker, mode):
+    async with (live_broker.client(mode=mode) as lead, live_broker.client(mode=mode) as dev,
+                live_broker.client(mode=mode) as other, live_broker.client(live_broker.other_project_key,
+                                                                           mode=mode) as outsider):
+        sessions = {}
+        for name, client in (("lead", lead), ("dev", dev), ("other", other), ("outsider", outsider)):
+            sessions[name] = await call(client, "connect_session", name=f"search-{name}-{mode}")
+        tokens = {name: acting_as(s, mode) for name, s in sessions.items()}
+        await call(lead, "send_message", recipient_id=f"search-dev-{mode}", **tokens["lead"],
+                   payload={"decision": "Sessions are kept in Redis with a one-hour expiry", "adr": 7})
+        await call(lead, "send_message", recipient_id=f"search-other-{mode}", **tokens["lead"],
+                   payload={"text": "Redis is down for maintenance tonight"})
+        await call(outsider, "send_message", recipient_id=f"search-outsider-{mode}", **tokens["outsider"],
+                   payload={"text": "Redis expiry in the other project"})
+
+        found = await call(dev, "search_messages", query="redis expiry", **tokens["dev"])
+        assert [r["payload"]["adr"] for r in found["results"]] == [7]
+        assert "[Redis]" in found["results"][0]["snippet"] and found["results"][0]["sender_name"] == f"search-lead-{mode}"
+        assert (await call(lead, "search_messages", query="redis", **tokens["lead"]))["count"] == 2
+        assert (await call(other, "search_messages", query="expiry", **tokens["other"]))["count"] == 0
+        refused = await fails(dev, "search_messages", query="!!", **tokens["dev"])
+        assert refused["error"] == "validation_error"
