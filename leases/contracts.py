@@ -38,3 +38,4 @@ class ReleaseIn(Contract):
 class LeaseListIn(Contract):
     path: Path | None = Field(None, description="only leases overlapping this path")
     workspace: Workspace | None = Field(None, description="default: every workspace")
+    except_session: str | None = Field(None, max_length=100, description="not this session's (id or name)")

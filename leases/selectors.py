@@ -1,10 +1,11 @@
 """Reads for file leases, always scoped by project: what is held now, and the one rule of overlap."""
 
+import uuid
 from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from leases.contracts import LeaseListIn
@@ -40,7 +41,17 @@ def lease_summary(lease: FileLease) -> dict[str, Any]:
 
 
 def leases_listed(project: Project, asked: LeaseListIn) -> dict[str, Any]:
-    """The project's leases held now, those overlapping `asked.path` if given, by workspace and path."""
-    held = leases_held(project, asked.workspace).select_related("session")[:MAX_LISTED]
-    found = [lease for lease in held if asked.path is None or overlaps(asked.path, lease.pattern)]
+    """The project's leases held now, by workspace and path: those overlapping `asked.path` if given, and not
+    held by `asked.except_session` (id or name: "is this path leased by someone else?", a commit hook's question)."""
+    held = leases_held(project, asked.workspace).select_related("session")
+    if asked.except_session:
+        held = held.exclude(_session_named(asked.except_session))
+    found = [lease for lease in held[:MAX_LISTED] if asked.path is None or overlaps(asked.path, lease.pattern)]
     return {"leases": [lease_summary(lease) for lease in found], "count": len(found)}
+
+
+def _session_named(ref: str) -> Q:
+    try:
+        return Q(session_id=uuid.UUID(ref))
+    except ValueError:
+        return Q(session__name=ref)

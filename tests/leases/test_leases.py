@@ -142,3 +142,13 @@ def test_a_refused_session_waits_only_for_the_paths_that_were_held(alpha, agent)
     assert freed_news(ben) == []
     release(ann)
     assert freed_news(ben) == [{"paths": ["held.py"], "workspace": "", "why": "released"}]
+
+
+def test_a_listing_can_leave_out_one_sessions_leases_by_name_or_id(alpha, agent):
+    ann, ben = agent(alpha, "ann"), agent(alpha, "ben")
+    lease(ann, "src/*.py")
+    lease(ben, "docs/*.md")
+    assert [x["session_name"] for x in listed(alpha, path="src/app.py", except_session="ann")] == []
+    assert [x["session_name"] for x in listed(alpha, path="src/app.py", except_session=str(ann.session.id))] == []
+    assert [x["session_name"] for x in listed(alpha, path="src/app.py", except_session="ben")] == ["ann"]
+    assert [x["session_name"] for x in listed(alpha, except_session="ann")] == ["ben"]

@@ -1,9 +1,9 @@
 """Which file leases are held now in a project, and (for a git hook) whether given paths are leased by another session.
 
-Prints the leases as JSON, in the shape the REST and MCP faces answer with. With paths, it
-exits 1 when any of them is leased by a session other than --except-session (the committer's
-own), so `broker_leases PROJECT $(git diff --cached --name-only)` can stop a commit on the
-broker's host; contrib/pre-commit-leases does the same over REST from anywhere.
+Prints the leases as JSON, in the shape the REST and MCP faces answer with, leaving out
+--except-session's (the committer's own). With paths, it exits 1 when any lease is left, so
+`broker_leases PROJECT $(git diff --cached --name-only)` can stop a commit on the broker's host;
+contrib/pre-commit-leases asks the same over REST from anywhere.
 """
 
 import json
@@ -33,15 +33,14 @@ class Command(BaseCommand):
         found = Project.objects.filter(pk=project).first()
         if found is None:
             raise CommandError(f"No project {project!r}.")
+        base = {"workspace": workspace, "except_session": except_session or None}
         try:
-            asked = [parsed(LeaseListIn, {"path": path, "workspace": workspace}, what="path") for path in paths]
-            listings = [leases_listed(found, one) for one in asked or [parsed(LeaseListIn, {"workspace": workspace})]]
+            asked = [parsed(LeaseListIn, {**base, "path": path}, what="path") for path in paths]
+            listings = [leases_listed(found, one) for one in asked or [parsed(LeaseListIn, base)]]
         except BrokerError as exc:
             raise as_command_error(exc) from None
         leases = list({lease["lease_id"]: lease for listing in listings for lease in listing["leases"]}.values())
-        others = [lease for lease in leases
-                  if not except_session or except_session not in (lease["session_id"], lease["session_name"])]
         self.stdout.write(json.dumps({"leases": leases, "count": len(leases)}, indent=2))
-        if paths and others:
-            self.stderr.write(f"{len(others)} of these paths are leased by another session.")
+        if paths and leases:
+            self.stderr.write(f"{len(leases)} leases on these paths are held by another session.")
             sys.exit(1)
