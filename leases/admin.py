@@ -4,10 +4,8 @@ told, as on any release). Sessions lease and renew them themselves."""
 from django.contrib import admin
 
 from broker_site.dashboard import ThroughServices, staff
-from leases.contracts import ReleaseIn
 from leases.models import FileLease
-from leases.services import files_release
-from projects.audit import audit_done
+from leases.services import lease_end
 
 
 @admin.register(FileLease)
@@ -26,6 +24,4 @@ class FileLeaseAdmin(ThroughServices):
         return False
 
     def delete_through_service(self, request, obj: FileLease) -> None:
-        files_release(obj.session, ReleaseIn(paths=[obj.pattern], workspace=obj.workspace))
-        audit_done(staff(request), "lease_release", obj.project_id, {"session_id": str(obj.session_id),
-                                                                      "path": obj.pattern})
+        lease_end(obj, caller=staff(request))

@@ -34,6 +34,9 @@ from broker_site.errors import BrokerError, LimitReached
 from leases.contracts import LeaseIn, ReleaseIn
 from leases.models import FileLease, LeaseWaiter
 from leases.selectors import lease_summary, leases_held, overlaps
+from projects.audit import audit_done
+from projects.auth import Principal
+from projects.models import ApiKey
 from routing.contracts import SendIn
 from routing.sending import message_send
 from sessions_app.models import AgentSession
@@ -80,6 +83,13 @@ def files_release(session: AgentSession, asked: ReleaseIn) -> dict[str, Any]:
         mine.filter(pattern__in=freed).delete()
     _waiters_told(session, asked.workspace, freed, "released")
     return {"released": freed, "count": len(freed)}
+
+
+def lease_end(lease: FileLease, *, caller: Principal) -> None:
+    """An operator ends one lease (the dashboard): released as its holder would, waiters told, audited."""
+    caller.require_role(ApiKey.Role.OPERATOR, "end file leases")
+    files_release(lease.session, ReleaseIn(paths=[lease.pattern], workspace=lease.workspace))
+    audit_done(caller, "lease_release", lease.project_id, {"session_id": str(lease.session_id), "path": lease.pattern})
 
 
 def leases_ended(now: datetime | None = None, batch: int = 500) -> int:

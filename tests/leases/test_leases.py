@@ -8,7 +8,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
-from leases.services import leases_ended
+from broker_site.errors import Forbidden
+from leases.models import FileLease
+from leases.services import lease_end, leases_ended
+from projects.auth import CLI, authenticate
 from sessions_app.services import session_disconnect
 
 
@@ -152,3 +155,13 @@ def test_a_listing_can_leave_out_one_sessions_leases_by_name_or_id(alpha, agent)
     assert [x["session_name"] for x in listed(alpha, path="src/app.py", except_session=str(ann.session.id))] == []
     assert [x["session_name"] for x in listed(alpha, path="src/app.py", except_session="ben")] == ["ann"]
     assert [x["session_name"] for x in listed(alpha, except_session="ann")] == ["ben"]
+
+
+def test_only_an_operator_ends_someone_elses_lease(alpha, agent):
+    ann = agent(alpha, "ann")
+    lease(ann, "src/*.py")
+    held = FileLease.objects.get()
+    with pytest.raises(Forbidden):
+        lease_end(held, caller=authenticate(alpha.admin_key))
+    lease_end(held, caller=CLI)
+    assert listed(alpha) == []
