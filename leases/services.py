@@ -57,9 +57,11 @@ def files_lease(session: AgentSession, asked: LeaseIn) -> dict[str, Any]:
                      if (asked.mode == FileLease.Mode.EXCLUSIVE or lease.mode == FileLease.Mode.EXCLUSIVE)
                      and overlaps(path, lease.pattern)]
         if conflicts:
-            _waiting(session, asked.workspace, list(dict.fromkeys(c["path"] for c in conflicts)), now)
+            told = _waiting(session, asked.workspace, list(dict.fromkeys(c["path"] for c in conflicts)), now)
             return {"granted": False, "conflicts": conflicts,
-                    "hint": "Held by another session. You get a lease_freed message when it frees; lease again then."}
+                    "hint": "Held by another session. " + (
+                        "You get a lease_freed message when it frees; lease again then." if told else
+                        "The project has too many sessions waiting to tell you when it frees: ask again later.")}
         _room_for(session, asked.workspace, paths, now)
         expires_at = now + timedelta(seconds=asked.ttl_seconds)
         for path in paths:
@@ -135,16 +137,17 @@ def _room_for(session: AgentSession, workspace: str, paths: list[str], now: date
                            limit=limit, held=held)
 
 
-def _waiting(session: AgentSession, workspace: str, paths: list[str], now: datetime) -> None:
-    """Remember that the session waits for `paths`, within the project's bound on waiters (past it, the session
-    is not told: it may still list_leases or lease again)."""
+def _waiting(session: AgentSession, workspace: str, paths: list[str], now: datetime) -> bool:
+    """Remember that the session waits for `paths`, within the project's bound on waiters; False past it (the
+    session is not told, and may still list_leases or lease again)."""
     if LeaseWaiter.objects.filter(project=session.project).count() + len(paths) > settings.BROKER[
             "MAX_LEASE_WAITERS_PER_PROJECT"]:
-        return
+        return False
     for path in paths:
         LeaseWaiter.objects.update_or_create(session=session, workspace=workspace, pattern=path,
                                              defaults={"project": session.project,
                                                        "expires_at": now + timedelta(seconds=WAIT_SECONDS)})
+    return True
 
 
 def _waiters_told(holder: AgentSession, workspace: str, freed: list[str], why: str) -> None:

@@ -165,3 +165,14 @@ def test_only_an_operator_ends_someone_elses_lease(alpha, agent):
         lease_end(held, caller=authenticate(alpha.admin_key))
     lease_end(held, caller=CLI)
     assert listed(alpha) == []
+
+
+def test_past_the_bound_on_waiters_a_refused_session_is_told_it_will_not_hear(alpha, agent, monkeypatch):
+    monkeypatch.setitem(settings.BROKER, "MAX_LEASE_WAITERS_PER_PROJECT", 10)
+    ann, ben, cy = agent(alpha, "ann"), agent(alpha, "ben"), agent(alpha, "cy")
+    lease(ann, *[f"f{n}" for n in range(10)])
+    assert "lease_freed message" in lease(ben, *[f"f{n}" for n in range(10)])["hint"]  # ten waits: the bound
+    refused = lease(cy, "f0")
+    assert not refused["granted"] and "ask again later" in refused["hint"]
+    release(ann)
+    assert freed_news(cy) == [] and len(freed_news(ben)) == 1
