@@ -3,7 +3,15 @@ snippets, over only the messages the caller's session sent or received."""
 
 from datetime import timedelta
 
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from broker_site.contracts import parsed
+from routing.contracts import SearchIn, SendIn
+from routing.search import messages_searched
+from routing.sending import message_send
 
 
 def search(agent, query: str, **filters) -> dict:
@@ -81,3 +89,17 @@ def test_an_acked_message_is_still_found_and_a_purged_one_is_not(alpha, agent):
     ben.ack([keep, gone])
     Message.objects.filter(pk=gone).delete()  # what the retention purge does
     assert texts(search(ben, "alpha")) == ["alpha release notes"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_messages_stored_before_search_existed_are_found_after_the_upgrade(make_tenant):
+    tenant = make_tenant("alpha")
+    ann, _ = tenant.connect("ann")
+    ben, _ = tenant.connect("ben")
+    message_send(ann, SendIn(recipient_id="ben", payload={"text": "legacy decision about retries"}))
+    executor = MigrationExecutor(connection)
+    executor.migrate([("routing", "0005_thread_and_sender_name")])  # the schema before search
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())  # the upgrade indexes what was already there
+    found = messages_searched(ben, parsed(SearchIn, {"query": "retries"}))
+    assert [r["payload"]["text"] for r in found["results"]] == ["legacy decision about retries"]
