@@ -12,7 +12,7 @@ is the same pending request either way (one for a project that does not exist si
 So a project a requester could not see cannot be probed, and B learns of A only from its request.
 
 Every round of messages across a link reads the link's state in its own transaction
-(routing.statements.links_active), so a suspension or revocation holds in every process from the
+(routing.statements.recipients_locked), so a suspension or revocation holds in every process from the
 moment it commits.
 """
 

@@ -87,7 +87,7 @@ def route_checked(sender, recipient_id: str, target_project_id: str | None, repl
 
 # Step 1's reading of a pair's active link and the other project, kept per process for a moment (it was the
 # costliest part of a message across: bench/link_latency.py). The round re-reads the link's state with the
-# projects' (routing.statements.links_active), and that read decides. A link's terms do not change once it is
+# projects' (routing.statements.recipients_locked), and that read decides. A link's terms do not change once it is
 # active, so a kept link is only ever out of date in its state, which the round sees; it is then forgotten.
 # "No link" is never kept: a link accepted a moment ago serves at once. One case costs a retry: a link revoked
 # and replaced by a new one within LINK_KEPT_SECONDS, where a process still keeping the old one refuses its
@@ -166,8 +166,10 @@ def _details(sender, ref: str, protocol: Protocol | None, link: ProjectLink | No
 
 @dataclass
 class Traffic:
-    """What a round sent across links, and refused because a link stopped serving: counted once it committed."""
+    """A round's crossings: their audit events (inserted with its messages), and what it sent across links and
+    refused because a link stopped serving (counted once it committed)."""
 
+    events: list[AuditEvent] = field(default_factory=list)
     sent: Counter = field(default_factory=Counter)
     inactive: Counter = field(default_factory=Counter)
 
@@ -178,15 +180,15 @@ class Traffic:
 
 
 def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
-    """In a round's transaction, once its messages are stored: every cross-project send in it audited with its
-    outcome, so a message across is stored if and only if it is audited. Returns what to count on the links.
+    """In a round's transaction, once its outcomes are decided: the audit event of every cross-project send in it,
+    which the round inserts with its messages (routing.statements.rows_inserted), so a message across is stored if
+    and only if it is audited; and what to count on the links.
 
     `crossed` holds (request, route, outcome) for each 1:1 request that left its project.
     """
     traffic = Traffic()
     if not crossed:
         return traffic
-    events = []
     for request, route, outcome in crossed:
         details = {**_details(request.sender, route.ref, request.protocol, route.link)}
         if isinstance(outcome, BrokerError):
@@ -198,12 +200,11 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
         else:
             details["message_id"] = str(outcome.message.id)
             traffic.sent[route.link.pk] += 1
-        events.append(AuditEvent(action=SEND, actor_key_id=request.sender.created_by_key[:100],
-                                 outcome=AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
-                                 else AuditEvent.Outcome.SUCCESS,
-                                 source_project=request.sender.project_id, target_project=route.project.pk,
-                                 details=details))
-    AuditEvent.objects.bulk_create(events)
+        traffic.events.append(AuditEvent(action=SEND, actor_key_id=request.sender.created_by_key[:100],
+                                         outcome=AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
+                                         else AuditEvent.Outcome.SUCCESS,
+                                         source_project=request.sender.project_id, target_project=route.project.pk,
+                                         details=details))
     return traffic
 
 

@@ -16,7 +16,8 @@ other:
    recipients by id or name and locks every recipient's row, reading its queue size and blocks;
 3. converted for the recipient's protocol version (protocols.transform; a broadcast's copies
    before the transaction);
-4. stored, in the same transaction, in its thread (given, else the parent's that reply_to names, read in
+4. stored, in the same transaction (with the audit events of its crossings, routing.statements.rows_inserted), in
+   its thread (given, else the parent's that reply_to names, read in
    one statement for the round, else a new one). A block refuses a 1:1 copy and skips a broadcast
    one; a full queue refuses the copy (queue_full), kept as a dead letter within the bounds of
    routing.refusals; a queue past 90 % logs a
@@ -65,7 +66,7 @@ from routing.contracts import BroadcastIn, RequestReplyIn, SendIn
 from routing.crossing import Route, crosses_projects, crossings_recorded, link_forgotten, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
-from routing.statements import links_active, recipients_locked
+from routing.statements import recipients_locked, rows_inserted
 from sessions_app.models import AgentSession
 from sessions_app.selectors import live_sessions
 
@@ -202,18 +203,20 @@ def messages_send(requests: list[SendRequest]) -> list[Outcome]:
     for _, request in singles:
         refs.setdefault(request.route.project.pk, set()).add(request.route.ref)
     with transaction.atomic():
-        locked = recipients_locked(refs, {c.recipient.pk for _, c in copies}, {r.sender.pk for r in requests})
+        locked, active = recipients_locked(refs, {c.recipient.pk for _, c in copies}, {r.sender.pk for r in requests},
+                                           {r.route.link.pk for _, r in singles if r.route.link is not None})
         recipients = _by_ref(locked)
-        active = links_active({r.route.link.pk for _, r in singles if r.route.link is not None})
         addressed = [(index, _addressed(request, request.protocol, recipients.get(_ref_key(request)), active))
                      for index, request in singles]
         copies += [(index, copy) for index, copy in addressed if copy.outcome is None]
         copies.sort(key=lambda placed: placed[0])  # stable: a broadcast's copies keep their order
         _threads_found([copy for _, copy in copies])
-        if copies:
-            _store([copy for _, copy in copies], {session.pk: session for session in locked})
+        stored = _decided([copy for _, copy in copies], {session.pk: session for session in locked})
         traffic = crossings_recorded([(copy.request, copy.request.route, copy.outcome) for _, copy in addressed
                                       if copy.link])
+        rows_inserted(stored, traffic.events)
+        for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
+            events.message_available(recipient_id)
     traffic.counted()
     _events_counted([copy for _, copy in copies])
     for index, copy in addressed:
@@ -402,12 +405,11 @@ def _convert(copy: _Copy, protocol: Protocol | None, seen: dict[tuple, Transform
                        transformed_from=result.transformed_from or "", transformed_to=result.transformed_to or "")
 
 
-def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
-    """Steps 4 and 5, inside the round's transaction, the recipients `locked` (routing.statements) with their
-    queue sizes and blocks: apply blocks and queue limits, insert, announce after commit."""
+def _decided(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> list[Message]:
+    """Step 4, inside the round's transaction, the recipients `locked` (routing.statements) with their queue sizes
+    and blocks: each copy's outcome under the blocks and queue limits; returns the messages to insert."""
     now = timezone.now()
     stored: list[Message] = []
-    full: list[tuple[_Copy, Message, int]] = []
     refused = RefusedLetters()
     for copy in copies:
         project, recipient = copy.project, locked.get(copy.recipient.pk)
@@ -419,32 +421,31 @@ def _store(copies: list[_Copy], locked: dict[uuid.UUID, AgentSession]) -> None:
             continue
         size = recipient.pending
         message = _message(copy, now + timedelta(microseconds=len(stored)))
-        stored.append(message)
         if size >= project.max_queue_size:
             message.state, message.dead_reason, message.dead_at = (
                 Message.State.DEAD, Message.DeadReason.QUEUE_FULL, now)
-            if not refused.keep(project, message.payload):
-                stored.pop()  # too large, or the project has enough of them: the sender still has it
-                message.pk = None
-            full.append((copy, message, size))
+            kept = refused.keep(project, message.payload)  # else too large, or the project has enough of them
+            if kept:
+                stored.append(message)
+            copy.outcome = _queue_full(copy, message, size, kept)
             continue
+        stored.append(message)
         recipient.pending = size + 1
         copy.outcome = Accepted(message, size + 1, pushing=_holds_push_connection(recipient, now))
         _warn_near_capacity(project, recipient, size + 1)
-    Message.objects.bulk_create(stored)
-    for recipient_id in {m.recipient_id for m in stored if m.state == Message.State.QUEUED}:
-        events.message_available(recipient_id)
-    for copy, message, size in full:
-        capacity = copy.project.max_queue_size
-        kept = message.pk is not None
-        log.warning("queue_full", extra={"project": copy.project.pk, "session_id": str(copy.recipient.id),
-                                         "message_id": str(message.pk) if kept else None, "capacity": capacity,
-                                         "kept": kept})
-        copy.outcome = QueueFull(
-            f"The recipient's queue is full ({size} of {capacity}); " + (
-                "the message was kept as a dead letter." if kept else "the message was not stored; send it later."),
-            message_id=str(message.pk) if kept else None, kept_as_dead_letter=kept,
-            recipient_id=str(copy.recipient.id), queue_size=size, capacity=capacity)
+    return stored
+
+
+def _queue_full(copy: _Copy, message: Message, size: int, kept: bool) -> QueueFull:
+    capacity = copy.project.max_queue_size
+    message_id = str(message.pk) if kept else None
+    log.warning("queue_full", extra={"project": copy.project.pk, "session_id": str(copy.recipient.id),
+                                     "message_id": message_id, "capacity": capacity, "kept": kept})
+    return QueueFull(
+        f"The recipient's queue is full ({size} of {capacity}); " + (
+            "the message was kept as a dead letter." if kept else "the message was not stored; send it later."),
+        message_id=message_id, kept_as_dead_letter=kept, recipient_id=str(copy.recipient.id), queue_size=size,
+        capacity=capacity)
 
 
 def _message(copy: _Copy, created: datetime) -> Message:

@@ -227,7 +227,7 @@ def dead_letter_replay(project: Project, caller: Principal, message_id: str) -> 
     message = dead_letter_get(project, message_id, caller)
     now = timezone.now()
     with transaction.atomic():
-        size = next((s.pending for s in recipients_locked({}, [message.recipient_id], [])), 0)
+        size = next((s.pending for s in recipients_locked({}, [message.recipient_id], []).sessions), 0)
         if size >= project.max_queue_size:
             raise QueueFull("The recipient's queue is still full; replay later.", message_id=str(message.id),
                             queue_size=size, capacity=project.max_queue_size)

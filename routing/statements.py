@@ -14,11 +14,11 @@ import functools
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 
-from projects.models import Project, ProjectLink
+from projects.models import AuditEvent, Project, ProjectLink
 from routing.models import Message
 from sessions_app.models import AgentSession, SessionBlock
 
@@ -83,12 +83,18 @@ def _postgres() -> bool:
     return connection.vendor == "postgresql"
 
 
-def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sender_ids: Iterable[uuid.UUID]
-                      ) -> list[AgentSession]:
-    """Sessions named by `refs` ({project id: ids or names}) or by id, their rows locked.
+class Recipients(NamedTuple):
+    sessions: list[AgentSession]  # locked, each with `pending` and `blocked`
+    links_active: set[uuid.UUID]  # of the links asked about, those serving
 
-    Each comes with `pending` (its queue size) and `blocked` (the ids among `sender_ids` it
-    blocks), read under the lock, so a send sees the queue and the blocks as they are when it
+
+def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sender_ids: Iterable[uuid.UUID],
+                      link_ids: Iterable[uuid.UUID] = ()) -> Recipients:
+    """Sessions named by `refs` ({project id: ids or names}) or by id, their rows locked; and of the cross-project
+    links `link_ids`, the ones still active between two active projects.
+
+    Each session comes with `pending` (its queue size) and `blocked` (the ids among `sender_ids`
+    it blocks), read under the lock, so a send sees the queue and the blocks as they are when it
     inserts. Race: two sends to one recipient could both see room for one more, or a block made
     meanwhile could be missed; the row lock serializes them (in id order, so two rounds cannot
     deadlock). On SQLite the IMMEDIATE transaction is the lock, and one statement does it all.
@@ -96,56 +102,77 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     waited for is read by a second statement once the lock is held. NO KEY UPDATE because
     inserting a message takes KEY SHARE on its sender's row: with FOR UPDATE, A->B and B->A at
     once would deadlock.
+
+    The links' state is the authority on whether a message may cross (routing.crossing's step 1
+    may have read a link a moment old), read in the same statement as the sessions' facts. Race:
+    a link suspended or revoked after a send checked it and before its round commits. On
+    PostgreSQL the link rows are read FOR SHARE, so a suspension waits for the round to commit or
+    the round sees it; rounds do not wait for each other, and nothing writes a link's row inside a
+    round (its traffic counts are written at most once a second per process,
+    projects.links.traffic_counted: an UPDATE in the round deadlocked against the share locks of
+    the others). On SQLite the round's IMMEDIATE transaction already runs alone.
     """
     where, params = _named(refs, ids)
+    links = [_uuid(i) for i in link_ids]
     if not where:
-        return []
+        return Recipients([], _links_read(links))
     senders = [_uuid(i) for i in sender_ids] or [None]
     blocked = "string_agg(b.blocked_id::text, ',')" if _postgres() else "group_concat(b.blocked_id, ',')"
     facts = (f'(SELECT COUNT(*) FROM "{MESSAGE}" m WHERE m.recipient_id = s.id AND m.state IN (%s, %s)) AS pending, '
              f'(SELECT {blocked} FROM "{BLOCK}" b WHERE b.blocker_id = s.id AND b.blocked_id IN ({_marks(senders)})) '
              f"AS blocked")
     facts_params = [Message.State.QUEUED, Message.State.DELIVERED, *senders]
+    # The links ride on the facts' statement as one more column (the same on every row: an uncorrelated
+    # subquery, run once), read with the facts, under the sessions' lock.
+    serving, serving_params = _serving(links)
     if _postgres():
         sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")} FROM "{SESSION}" s WHERE {where} '
                             "ORDER BY s.id FOR NO KEY UPDATE OF s", params)
-        if sessions:
-            with connection.cursor() as cursor:
-                cursor.execute(f'SELECT s.id, {facts} FROM "{SESSION}" s WHERE s.id = ANY(%s)',
-                               [*facts_params, [session.pk for session in sessions]])
-                read = {row[0]: row[1:] for row in cursor.fetchall()}
-            for session in sessions:
-                session.pending, session.blocked = read[session.pk]
+        if not sessions:
+            return Recipients([], _links_read(links))
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH serving AS ({serving}) SELECT s.id, {facts}, "
+                           f'(SELECT string_agg(id::text, \',\') FROM serving) FROM "{SESSION}" s WHERE s.id = ANY(%s)',
+                           [*serving_params, *facts_params, [session.pk for session in sessions]])
+            read = {row[0]: row[1:] for row in cursor.fetchall()}
+        for session in sessions:
+            session.pending, session.blocked, session.links_serving = read[session.pk]
     else:
-        sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")}, {facts} FROM "{SESSION}" s '
-                            f"WHERE {where} ORDER BY s.id", [*facts_params, *params], extras=("pending", "blocked"))
+        sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")}, {facts}, '
+                            f"(SELECT group_concat(id, ',') FROM ({serving})) AS links_serving FROM \"{SESSION}\" s "
+                            f"WHERE {where} ORDER BY s.id", [*facts_params, *serving_params, *params],
+                            extras=("pending", "blocked", "links_serving"))
+        if not sessions:
+            return Recipients([], _links_read(links))
     for session in sessions:
         session.blocked = {uuid.UUID(i) for i in session.blocked.split(",")} if session.blocked else set()
-    return sessions
+    return Recipients(sessions, _ids(sessions[0].links_serving))
 
 
-def links_active(link_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    """Of these cross-project links, the ones still active between two active projects, read inside a round's
-    transaction: the authority on whether a message may cross (routing.crossing's step 1 may have read a
-    link a moment old).
-
-    Race: a link suspended or revoked after a send checked it (routing.crossing, before any round)
-    and before its round commits. On PostgreSQL the rows are read FOR SHARE, so a suspension waits
-    for the round to commit or the round sees it; rounds do not wait for each other, and nothing
-    writes a link's row inside a round (its traffic counts are written at most once a second per
-    process, projects.links.traffic_counted: an UPDATE in the round deadlocked against the share
-    locks of the others). On SQLite the round's IMMEDIATE transaction already runs alone.
-    """
-    ids = [_uuid(i) for i in link_ids]
-    if not ids:
-        return set()
+def _serving(links: list) -> tuple[str, list]:
+    """A SELECT of the ids among `links` (prepared ids) of links active between two active projects, FOR SHARE on
+    PostgreSQL (recipients_locked says why); it selects nothing when there are none."""
+    if not links:
+        return "SELECT NULL AS id WHERE 1 = 0", []
     lock = " FOR SHARE OF l" if _postgres() else ""
+    return (f'SELECT l.id FROM "{LINK}" l WHERE l.state = %s AND l.id IN ({_marks(links)}) AND '
+            f'(SELECT COUNT(*) FROM "{PROJECT}" p WHERE p.status = %s AND '
+            f"(p.id = l.source_id OR p.id = l.target_project_id)) = 2{lock}",
+            [ProjectLink.State.ACTIVE, *links, Project.Status.ACTIVE])
+
+
+def _links_read(links: list) -> set[uuid.UUID]:
+    """The links serving, read alone: for a round none of whose recipients were found (no message is stored)."""
+    if not links:
+        return set()
+    sql, params = _serving(links)
     with connection.cursor() as cursor:
-        cursor.execute(f'SELECT l.id FROM "{LINK}" l WHERE l.state = %s AND l.id IN ({_marks(ids)}) AND '
-                       f'(SELECT COUNT(*) FROM "{PROJECT}" p WHERE p.status = %s AND '
-                       f'(p.id = l.source_id OR p.id = l.target_project_id)) = 2{lock}',
-                       [ProjectLink.State.ACTIVE, *ids, Project.Status.ACTIVE])
-        return {pk if isinstance(pk, uuid.UUID) else uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
+        cursor.execute(sql, params)
+        return {uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
+
+
+def _ids(joined: str | None) -> set[uuid.UUID]:
+    return {uuid.UUID(i) for i in joined.split(",")} if joined else set()
 
 
 def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, list]:
@@ -169,6 +196,37 @@ def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, li
         where.append(f"s.id IN ({_marks(ids)})")
         params += ids
     return " OR ".join(where), params
+
+
+def rows_inserted(messages: list[Message], events: list[AuditEvent]) -> None:
+    """INSERT a round's messages and the audit events of its crossings, in one statement on PostgreSQL (the events
+    in a data-modifying WITH) when they fit in one; each table in as few statements as its rows fit on SQLite.
+
+    What bulk_create does for these models, without its set-up on every call (about 80 µs a round on
+    SQLite, 130 on PostgreSQL, most of the audit event's cost: bench/link_latency.py). The ids are the
+    instances' own (UUIDs), or the database's for the events, which nothing reads back."""
+    statements = [*_inserts(AuditEvent, events), *_inserts(Message, messages)]
+    if _postgres() and events and messages and len(statements) == 2:
+        (audit_sql, audit_params), (message_sql, message_params) = statements
+        statements = [(f"WITH audited AS ({audit_sql}) {message_sql}", [*audit_params, *message_params])]
+    with connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+    for instance in (*messages, *events):
+        instance._state.adding, instance._state.db = False, connection.alias
+
+
+def _inserts(model, instances: list) -> list[tuple[str, list]]:
+    fields = [f for f in model._meta.concrete_fields if not f.db_returning]  # an AutoField is the database's
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    row = f"({_marks(fields)})"
+    batch = max(1, connection.ops.bulk_batch_size(fields, instances))
+    statements = []
+    for start in range(0, len(instances), batch):
+        chunk = instances[start:start + batch]
+        statements.append((f'INSERT INTO "{model._meta.db_table}" ({columns}) VALUES {", ".join([row] * len(chunk))}',
+                           [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in chunk for f in fields]))
+    return statements
 
 
 def messages_claimed(wants: dict[uuid.UUID, tuple[int, datetime | None]], now: datetime, state: str
