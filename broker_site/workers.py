@@ -98,6 +98,19 @@ def db(fn, lane: Executor = normal_lane):
     return database_sync_to_async(fn, thread_sensitive=False, executor=lane)
 
 
+class NeedsDatabase(Exception):
+    """Raised by code asked to run on the event loop (`in_place`), at the first step that would read or write the
+    database, before it has changed anything: the caller runs it again on the pool (`in_place_or_db`)."""
+
+
+async def in_place_or_db(fn, *args):
+    """`fn(*args, in_place=True)` here, on the event loop, when it needs no database; else `fn(*args)` on the pool."""
+    try:
+        return fn(*args, in_place=True)
+    except NeedsDatabase:
+        return await db(fn)(*args)
+
+
 def close_request_thread_connections(**kwargs) -> None:
     """On request_finished, run by Django on the request's own thread: that thread ends now, and so do its connections."""
     if getattr(_thread, "keeps_connections", False) or threading.current_thread() is threading.main_thread():

@@ -128,12 +128,15 @@ class WindowShare(_Share):
         super().__init__(cache_prefix)
         self.lock = threading.Lock()
 
-    def take_now(self, limit: int) -> bool:
-        """Count one; False past `limit` in this window (the caller refuses)."""
+    def take_now(self, limit: int, *, refill: bool = True) -> bool | None:
+        """Count one; False past `limit` in this window (the caller refuses). Without `refill` (on the event loop),
+        None instead of the round trip to the shared cache, having taken nothing: the caller asks again on a thread."""
         now = time.time()
         with self.lock:
             self._roll(now)
             if self._needs_refill(limit):
+                if not refill:
+                    return None
                 self._refill(limit, now)
             if self.tokens <= 0:
                 return False

@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 
 from broker_site import counters
 from broker_site.errors import BrokerError
-from broker_site.workers import db, normal_lane, urgent_lane
+from broker_site.workers import db, in_place_or_db, normal_lane, urgent_lane
 from routing.contracts import SendIn
 from routing.models import Message
-from routing.sending import Accepted, messages_send, send_check, send_check_reads
+from routing.sending import Accepted, messages_send, send_check
 from routing.services import message_ids_parsed, messages_ack_many, messages_claim_many
 from sessions_app.models import AgentSession
 from sessions_app.services import sessions_seen
@@ -112,10 +112,10 @@ sends = Coalescer("send", messages_send, normal_lane, max_batch=100)
 
 
 async def send_in_round(sender: AgentSession, message: SendIn) -> Accepted:
-    """One 1:1 send from an async face: checked (on a call of its own when it reads the database: a protocol's
-    schema to run, a link to cross; a free-form payload's size here), then stored in the next round; a refusal
-    is raised."""
-    checked = await db(send_check)(sender, message) if send_check_reads(message) else send_check(sender, message)
+    """One 1:1 send from an async face: checked (here when that needs no database: a free-form payload's size, a
+    link the process keeps; else on a call of its own: a protocol's schema to run, a link to read, a refusal to
+    count and audit), then stored in the next round; a refusal is raised."""
+    checked = await in_place_or_db(send_check, sender, message)
     outcome = await sends.submit(checked)
     if isinstance(outcome, BrokerError):
         raise outcome

@@ -29,6 +29,7 @@ from typing import Any
 from django.db.models import F
 
 from broker_site.errors import BrokerError, PayloadTooLarge, ProjectBoundary, RateLimited
+from broker_site.workers import NeedsDatabase
 from projects.audit import audit_record
 from projects.links import link_active_between, may_start, no_link, pair_of, protocol_allowed, traffic_counted
 from projects.models import AuditEvent, Project, ProjectLink
@@ -50,26 +51,26 @@ class Route:
     link: ProjectLink | None = None
 
 
-def crosses_projects(recipient_id: str, target_project_id: str | None) -> bool:
-    """Whether a send may name another project (so its check reads the link): cheap, and never wrong the other way."""
-    return bool(target_project_id) or "/" in recipient_id
-
-
 def route_checked(sender, recipient_id: str, target_project_id: str | None, reply_to: str,
-                  protocol: Protocol | None, size: int) -> Route:
-    """Step 1 for a 1:1 send: its route, the link's terms checked if it leaves the sender's project."""
+                  protocol: Protocol | None, size: int, *, in_place: bool = False) -> Route:
+    """Step 1 for a 1:1 send: its route, the link's terms checked if it leaves the sender's project.
+
+    `in_place` (on the event loop): NeedsDatabase before the first step that reads or writes the
+    database (a link not kept, a one-way link's reply to look up, a refusal to count and audit, the
+    link's rate to reserve from the shared cache), so a message over a link the process keeps
+    takes no thread of its own."""
     project_id, ref = session_address(sender.project_id, recipient_id, target_project_id)
     if project_id == sender.project_id:
         return Route(sender.project, ref)
-    link, target = _serving(sender.project, project_id)
-    attempt = _Attempt(sender, project_id, ref, protocol)
+    link, target = _serving(sender.project, project_id, in_place)
+    attempt = _Attempt(sender, project_id, ref, protocol, in_place)
     if link is None or target is None:
         # Counted on the pair's latest link when there is one (pending, suspended or ended): its projects see what
         # it refused. The answer is the same either way.
         latest = ProjectLink.objects.filter(pair=pair_of(sender.project_id, project_id)).order_by("-requested_at").first()
         attempt.refused(latest, "inactive" if latest else "no_link", no_link(project_id))
     assert link is not None and target is not None
-    if not may_start(link, sender.project_id) and not _answers_over(link, sender, reply_to):
+    if not may_start(link, sender.project_id) and not _answers_over(link, sender, reply_to, in_place):
         attempt.refused(link, "direction", ProjectBoundary(
             "This link carries messages the other way only; this side may only answer a message it received "
             "over it (reply_to).", link_id=str(link.pk), reason="direction"))
@@ -81,7 +82,7 @@ def route_checked(sender, recipient_id: str, target_project_id: str | None, repl
         attempt.refused(link, "size", PayloadTooLarge(
             f"payload is {size} bytes; this link carries at most {link.max_message_bytes}.", field="payload",
             link_id=str(link.pk), size=size, limit=link.max_message_bytes))
-    _rate_take(link, sender.project_id, attempt)
+    _rate_take(link, sender.project_id, attempt, in_place)
     return Route(target, ref, link)
 
 
@@ -97,11 +98,13 @@ _KEPT_MAX = 10_000
 _kept: dict[str, tuple[float, ProjectLink, Project]] = {}
 
 
-def _serving(project: Project, other_id: str) -> tuple[ProjectLink | None, Project | None]:
+def _serving(project: Project, other_id: str, in_place: bool) -> tuple[ProjectLink | None, Project | None]:
     now = time.monotonic()
     kept = _kept.get(other_key := f"{project.pk}|{other_id}")
     if kept is not None and kept[0] > now:
         return kept[1], kept[2]
+    if in_place:
+        raise NeedsDatabase
     link = link_active_between(project, other_id)
     target = Project.objects.filter(pk=other_id, status=Project.Status.ACTIVE).first() if link else None
     if link is not None and target is not None:
@@ -122,7 +125,9 @@ def link_forgotten(link: ProjectLink) -> None:
         _kept.pop(key, None)
 
 
-def _answers_over(link: ProjectLink, sender, reply_to: str) -> bool:
+def _answers_over(link: ProjectLink, sender, reply_to: str, in_place: bool) -> bool:
+    if in_place:
+        raise NeedsDatabase
     try:
         asked = uuid.UUID(reply_to)
     except ValueError:
@@ -130,8 +135,11 @@ def _answers_over(link: ProjectLink, sender, reply_to: str) -> bool:
     return Message.objects.filter(pk=asked, recipient=sender, link=link).exists()
 
 
-def _rate_take(link: ProjectLink, from_project: str, attempt: "_Attempt") -> None:
-    if not window_share(f"linkrate:{link.pk}:{from_project}").take_now(link.rate_limit_per_minute):
+def _rate_take(link: ProjectLink, from_project: str, attempt: "_Attempt", in_place: bool) -> None:
+    taken = window_share(f"linkrate:{link.pk}:{from_project}").take_now(link.rate_limit_per_minute, refill=not in_place)
+    if taken is None:
+        raise NeedsDatabase
+    if not taken:
         now = time.time()
         attempt.refused(link, "rate", RateLimited(
             f"This link carries at most {link.rate_limit_per_minute} messages a minute each way.",
@@ -145,9 +153,12 @@ class _Attempt:
     project_id: str
     ref: str
     protocol: Protocol | None
+    in_place: bool
 
     def refused(self, link: ProjectLink | None, reason: str, error: BrokerError) -> None:
         """Count and audit the refusal, then raise it."""
+        if self.in_place:
+            raise NeedsDatabase
         if link is not None:
             ProjectLink.objects.filter(pk=link.pk).update(**{f"refused_{reason}": F(f"refused_{reason}") + 1})
         audit_record(SEND, AuditEvent.Outcome.DENIED, actor_key_id=self.sender.created_by_key,

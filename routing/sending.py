@@ -55,6 +55,7 @@ from broker_site.errors import (
     ValidationFailed,
 )
 from broker_site.jsoncodec import json_size
+from broker_site.workers import NeedsDatabase
 from projects.audit import audit_record
 from projects.models import AuditEvent, Project, ProjectLink
 from protocols.models import Protocol
@@ -63,7 +64,7 @@ from protocols.selectors import protocol_for_message
 from protocols.transform import Transformed, transform_for
 from routing import events
 from routing.contracts import BroadcastIn, RequestReplyIn, SendIn
-from routing.crossing import Route, crosses_projects, crossings_recorded, link_forgotten, route_checked
+from routing.crossing import Route, crossings_recorded, link_forgotten, route_checked
 from routing.models import Message
 from routing.refusals import RefusedLetters
 from routing.statements import recipients_locked, rows_inserted
@@ -240,12 +241,16 @@ def _events_counted(copies: list[_Copy]) -> None:
     counters.messages_counted("dead_queue_full", full)
 
 
-def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendRequest:
+def send_check(sender: AgentSession, message: SendIn | BroadcastIn, *, in_place: bool = False) -> SendRequest:
     """Step 1: the payload within the project's limit, and the protocol it claims, matching its schema.
 
     A refusal is raised. The one check of every face: REST and MCP through message_send and
-    message_broadcast, the WebSocket face on its own database call before it joins a round.
+    message_broadcast, the async faces before they join a round (routing.batching), `in_place` on the
+    event loop first: NeedsDatabase where it would read the database (a protocol, a link not kept,
+    a refusal across a link, which is counted and audited).
     """
+    if in_place and message.protocol_name is not None:
+        raise NeedsDatabase
     size = _payload_size_check(sender.project, message.payload)
     protocol = protocol_for_message(sender.project, sender.supported_protocols, message.protocol_name,
                                     message.protocol_version)
@@ -258,13 +263,8 @@ def send_check(sender: AgentSession, message: SendIn | BroadcastIn) -> SendReque
     route = None
     if isinstance(message, SendIn):
         route = route_checked(sender, message.recipient_id, message.target_project_id, message.reply_to, protocol,
-                              size)
+                              size, in_place=in_place)
     return SendRequest(sender, message, protocol, size, route)
-
-
-def send_check_reads(message: SendIn) -> bool:
-    """Whether `send_check` reads the database for this send (else an async face may run it in place)."""
-    return message.protocol_name is not None or crosses_projects(message.recipient_id, message.target_project_id)
 
 
 def _payload_size_check(project: Project, payload: dict) -> int:

@@ -27,3 +27,27 @@ async def test_send_frame_crosses_an_active_link_and_the_answer_comes_back(live_
     async with live_broker.connect() as front:
         refused = await front.request({"type": "send", "recipient_id": f"beta/{name}", "payload": {}})
         assert refused["type"] == "error" and refused["error"] == "project_boundary", refused
+
+
+async def test_a_send_frame_refused_by_a_link_kept_in_the_process_is_counted_and_audited_once(live_broker):
+    """Step 1 of a send over a link the process keeps runs on the event loop; a refusal goes to a thread of its
+    own, which counts and audits it (routing.crossing, in_place)."""
+    with live_broker.rest(live_broker.admin_key) as alpha, live_broker.rest(live_broker.other_project_key) as beta:
+        link = alpha.post("/api/v1/links/", json={"target_project_id": "beta", "max_message_bytes": 100}).json()
+        assert beta.post(f"/api/v1/links/{link['link_id']}/accept/", json={}).json()["state"] == "active"
+    name = f"platform-{uuid.uuid4().hex[:6]}"
+    try:
+        async with live_broker.connect() as front, live_broker.connect(live_broker.other_project_key, name=name):
+            for n in range(3):  # the first reads the link, the others find it kept
+                sent = await front.request({"type": "send", "recipient_id": f"beta/{name}", "payload": {"n": n}})
+                assert sent["type"] == "result", sent
+            refused = await front.request({"type": "send", "recipient_id": f"beta/{name}",
+                                           "payload": {"text": "x" * 200}})
+            assert refused["type"] == "error" and refused["error"] == "payload_too_large", refused
+            assert refused["details"]["limit"] == 100, refused
+        with live_broker.rest(live_broker.admin_key) as alpha:
+            traffic = alpha.get(f"/api/v1/links/{link['link_id']}/").json()["traffic"]
+            assert traffic["sent"] == 3 and traffic["refused"]["size"] == 1, traffic
+    finally:
+        with live_broker.rest(live_broker.admin_key) as alpha:
+            assert alpha.post(f"/api/v1/links/{link['link_id']}/revoke/").json()["state"] == "revoked"
