@@ -10,9 +10,9 @@ reach). Then, for 1 and for --clients pairs of WebSocket sessions, a closed loop
 sends to its own receiver, the receiver acks the push, and the sender sends again once it
 arrived. Once with the receivers in the sender's project (the ceiling: the same load with no
 link to cross), once in the other project over the link, alternating in --rounds short rounds
-so the drift of a shared machine hits both alike. Reported: send -> push p50/p95/p99 per case
-(the sender's time.time() travels in the payload), messages/s, and the link's overhead at the
-median (cross / inside - 1). Targets (the seeds): cross-project p50 < 150 ms, overhead < 5 %.
+(ABBA: each goes first in every other round) so the drift of a shared machine hits both alike.
+Reported: send -> push p50/p95/p99 per case (the sender's time.time() travels in the payload),
+messages/s, and the link's overhead at the median (cross / inside - 1). Targets (the seeds): cross-project p50 < 150 ms, overhead < 5 %.
 
 Then it makes 100 more projects over REST with an operator key and times `list_projects` as
 a user calls it, REST `GET /api/v1/projects/` and the MCP tool, beside `GET /healthz` on the
@@ -149,8 +149,9 @@ async def messaging(process: BrokerProcess, keys: dict[str, str], clients: int, 
         pairs = {"inside_project": [(senders[i], inside[i], f"in{i}") for i in range(n)],
                  "across_link": [(senders[i], across[i], f"plat/x{i}") for i in range(n)]}
         found: dict[str, list[float]] = {name: [] for name in pairs}
-        for _ in range(rounds):
-            for name, chosen in pairs.items():
+        for round_ in range(rounds):
+            # ABBA: each case goes first in every other round, so neither always follows the other's load.
+            for name, chosen in (pairs.items() if round_ % 2 == 0 else reversed(pairs.items())):
                 latencies, _ = await closed_loop(chosen, seconds / rounds)
                 found[name] += latencies
         summary = {name: {**latency_summary(ms), "messages_per_s": round(len(ms) / seconds, 1)}
@@ -238,7 +239,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--clients", type=int, default=50, help="pairs of sessions in the larger case")
     parser.add_argument("--seconds", type=float, default=8, help="per case and client count, split into rounds")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--profile-dir", help="py-spy each case's 1-pair loop into DIR/STACK-CASE.txt")
     options = parser.parse_args()
     results = {stack.name: bench_stack(stack, options) for stack in chosen_stacks(options)}
