@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from projects.models import AuditEvent, Project, ProjectLink
 from routing.models import Message
@@ -50,11 +50,18 @@ def _loading(model) -> tuple[list[str], list[tuple]]:
     return [f.attname for f in fields], converters
 
 
+def _this_thread() -> Any:
+    """This thread's connection itself: `connection` is a proxy that looks it up on every attribute, a cost the
+    per-value loops below would pay a few hundred times a round."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def _fetched(model, sql: str, params: list, extras: tuple[str, ...] = ()) -> list:
     """Instances of `model` from `sql`, which selects the model's columns (`_columns`) and then `extras`,
     each set on its instance as an attribute of that name."""
     names, converters = _loading(model)
     width = len(names)
+    connection = _this_thread()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -217,6 +224,7 @@ def rows_inserted(messages: list[Message], events: list[AuditEvent]) -> None:
 
 
 def _inserts(model, instances: list) -> list[tuple[str, list]]:
+    connection = _this_thread()
     fields = [f for f in model._meta.concrete_fields if not f.db_returning]  # an AutoField is the database's
     columns = ", ".join(f'"{f.column}"' for f in fields)
     row = f"({_marks(fields)})"
