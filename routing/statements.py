@@ -2,7 +2,10 @@
 
 A message costs four statements on SQLite, five on PostgreSQL, when rounds hold one request
 each (routing.batching): `recipients_locked` (two on PostgreSQL, see there) and an INSERT to
-send it, `messages_claimed` to hand it over, an UPDATE to ack it. Each is written for both
+send it (`rows_inserted`), `messages_claimed` to hand it over, an UPDATE to ack it. A message
+across a project link costs the same on PostgreSQL: the link's state is read with the
+recipients, its audit event inserted with it (SQLite, with no INSERT inside a WITH, takes a
+second INSERT, in the process). Each is written for both
 databases here, and nowhere else: PostgreSQL locks with FOR NO KEY UPDATE and claims with
 FOR UPDATE SKIP LOCKED; SQLite needs neither, as its IMMEDIATE transactions run one writer
 at a time. Values go in through the fields' own adapters (UUIDs as hex, datetimes as UTC
@@ -131,7 +134,7 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     facts_params = [Message.State.QUEUED, Message.State.DELIVERED, *senders]
     # The links ride on the facts' statement as one more column (the same on every row: an uncorrelated
     # subquery, run once), read with the facts, under the sessions' lock.
-    serving, serving_params = _serving(links)
+    serving, serving_params = _links_serving(links)
     if _postgres():
         sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")} FROM "{SESSION}" s WHERE {where} '
                             "ORDER BY s.id FOR NO KEY UPDATE OF s", params)
@@ -156,7 +159,7 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     return Recipients(sessions, _ids(sessions[0].links_serving))
 
 
-def _serving(links: list) -> tuple[str, list]:
+def _links_serving(links: list) -> tuple[str, list]:
     """A SELECT of the ids among `links` (prepared ids) of links active between two active projects, FOR SHARE on
     PostgreSQL (recipients_locked says why); it selects nothing when there are none."""
     if not links:
@@ -172,7 +175,7 @@ def _links_read(links: list) -> set[uuid.UUID]:
     """The links serving, read alone: for a round none of whose recipients were found (no message is stored)."""
     if not links:
         return set()
-    sql, params = _serving(links)
+    sql, params = _links_serving(links)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {uuid.UUID(str(pk)) for (pk,) in cursor.fetchall()}
