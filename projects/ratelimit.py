@@ -130,9 +130,12 @@ class WindowShare(_Share):
 
     def take_now(self, limit: int, *, refill: bool = True) -> bool | None:
         """Count one; False past `limit` in this window (the caller refuses). Without `refill` (on the event loop),
-        None instead of the round trip to the shared cache, having taken nothing: the caller asks again on a thread."""
+        None, having taken nothing, instead of the round trip to the shared cache or a wait for a thread making it
+        (which could take as long as Redis does to fail): the caller asks again on a thread."""
         now = time.time()
-        with self.lock:
+        if not self.lock.acquire(blocking=refill):
+            return None
+        try:
             self._roll(now)
             if self._needs_refill(limit):
                 if not refill:
@@ -142,6 +145,8 @@ class WindowShare(_Share):
                 return False
             self.tokens -= 1
             return True
+        finally:
+            self.lock.release()
 
 
 class _Shares:

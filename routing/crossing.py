@@ -121,7 +121,8 @@ def kept_links_forgotten() -> None:
 
 def link_forgotten(link: ProjectLink) -> None:
     """The round found `link` no longer active: step 1 reads it afresh next time."""
-    for key in [key for key, (_, kept, _) in _kept.items() if kept.pk == link.pk]:
+    # list(): a copy taken at once (under the GIL), as other threads may add to the table meanwhile.
+    for key in [key for key, (_, kept, _) in list(_kept.items()) if kept.pk == link.pk]:
         _kept.pop(key, None)
 
 

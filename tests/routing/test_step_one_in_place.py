@@ -72,3 +72,17 @@ def test_a_free_form_message_inside_the_project_is_checked_in_place(alpha):
     with CaptureQueriesContext(connection) as queries:
         checked = send_check(sender, SendIn(recipient_id="someone", payload={"n": 1}), in_place=True)
     assert queries.captured_queries == [] and checked.route.link is None
+
+
+def test_the_event_loop_does_not_wait_for_a_thread_refilling_the_rate_share(across):
+    """A thread holding the share's lock may be waiting on Redis: the loop leaves the send to a thread instead."""
+    sender, link = across
+    send_check(sender, SendIn(recipient_id="beta/platform", payload={}))
+    share = window_share(f"linkrate:{link.pk}:alpha")
+    tokens = share.tokens
+    with share.lock:
+        with pytest.raises(NeedsDatabase):
+            send_check(sender, SendIn(recipient_id="beta/platform", payload={}), in_place=True)
+    assert share.tokens == tokens
+    send_check(sender, SendIn(recipient_id="beta/platform", payload={}), in_place=True)
+    assert share.tokens == tokens - 1
