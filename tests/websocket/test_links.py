@@ -48,6 +48,10 @@ async def test_a_send_frame_refused_by_a_link_kept_in_the_process_is_counted_and
         with live_broker.rest(live_broker.admin_key) as alpha:
             traffic = alpha.get(f"/api/v1/links/{link['link_id']}/").json()["traffic"]
             assert traffic["sent"] == 3 and traffic["refused"]["size"] == 1, traffic
+            events = alpha.get("/api/v1/projects/alpha/audit/").json()["events"]
+            crossings = [(e["outcome"], e["details"].get("reason")) for e in events
+                         if e["action"] == "cross_project_send" and e["details"].get("link_id") == link["link_id"]]
+            assert sorted(crossings, key=str) == [("denied", "size")] + [("success", None)] * 3, crossings
     finally:
         with live_broker.rest(live_broker.admin_key) as alpha:
             assert alpha.post(f"/api/v1/links/{link['link_id']}/revoke/").json()["state"] == "revoked"
