@@ -65,10 +65,7 @@ def route_checked(sender, recipient_id: str, target_project_id: str | None, repl
     link, target = _serving(sender.project, project_id, in_place)
     attempt = _Attempt(sender, project_id, ref, protocol, in_place)
     if link is None or target is None:
-        # Counted on the pair's latest link when there is one (pending, suspended or ended): its projects see what
-        # it refused. The answer is the same either way.
-        latest = ProjectLink.objects.filter(pair=pair_of(sender.project_id, project_id)).order_by("-requested_at").first()
-        attempt.refused(latest, "inactive" if latest else "no_link", no_link(project_id))
+        attempt.refused_no_link()
     assert link is not None and target is not None
     if not may_start(link, sender.project_id) and not _answers_over(link, sender, reply_to, in_place):
         attempt.refused(link, "direction", ProjectBoundary(
@@ -155,6 +152,15 @@ class _Attempt:
     ref: str
     protocol: Protocol | None
     in_place: bool
+
+    def refused_no_link(self) -> None:
+        """No active link serves the pair: counted on its latest link when there is one (pending, suspended or
+        ended), so its projects see what it refused; the answer is the same either way."""
+        if self.in_place:
+            raise NeedsDatabase
+        latest = (ProjectLink.objects.filter(pair=pair_of(self.sender.project_id, self.project_id))
+                  .order_by("-requested_at").first())
+        self.refused(latest, "inactive" if latest else "no_link", no_link(self.project_id))
 
     def refused(self, link: ProjectLink | None, reason: str, error: BrokerError) -> None:
         """Count and audit the refusal, then raise it."""
