@@ -204,3 +204,38 @@ def test_a_claim_put_back_unseen_is_not_counted_as_a_delivery(alpha, beta, agent
     traffic_flushed()
     link.refresh_from_db()
     assert link.delivered == 1
+
+
+def test_a_send_to_no_session_over_a_link_revoked_meanwhile_is_refused_as_inactive(alpha, beta, agent):
+    """The round reads the link with its recipients; with no recipient found it reads the link alone: no such
+    session while the link serves, the link's refusal once it does not."""
+    link = linked(alpha, beta)
+    asker, _ = agent(alpha, "frontend"), agent(beta, "platform")
+    assert asker.send("beta/platform").status_code == 201  # the link is now kept by this process
+    missing = asker.send("beta/nobody")
+    assert (missing.status_code, missing.json()["error"]) == (404, "not_found"), missing.json()
+    link_manage(beta.project, str(link.pk), "revoke", caller=CLI)
+    refused = asker.send("beta/nobody")
+    assert (refused.status_code, refused.json()["details"].get("reason")) == (403, "inactive"), refused.json()
+
+
+def test_a_round_larger_than_one_insert_stores_and_audits_every_message_across(alpha, beta):
+    """SQLite takes a few dozen rows a statement (rows_inserted batches them); PostgreSQL takes the round's audit
+    events in the messages' statement only when each fits in one."""
+    from routing.contracts import SendIn
+    from routing.sending import messages_send, send_check
+
+    linked(alpha, beta, rate_limit_per_minute=10_000)
+    sender, _ = alpha.connect("sender")
+    alpha.connect("inside")
+    for n in range(3):
+        beta.connect(f"platform-{n}")
+    requests = [send_check(sender, SendIn(recipient_id=f"beta/platform-{n % 3}" if n % 4 else "inside",
+                                          payload={"n": n})) for n in range(90)]
+    outcomes = messages_send(requests)
+    ids = {str(o.message.id) for o in outcomes}
+    across = {str(o.message.id) for o in outcomes if o.message.link_id is not None}
+    assert len(ids) == 90 and len(across) == 67
+    assert {str(pk) for pk in Message.objects.values_list("pk", flat=True)} == ids
+    audited = AuditEvent.objects.filter(action="cross_project_send", outcome="success")
+    assert sorted(e.details["message_id"] for e in audited) == sorted(across)
