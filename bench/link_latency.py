@@ -20,8 +20,8 @@ Then it makes 100 more projects over REST with an operator key and times `list_p
 a user calls it, REST `GET /api/v1/projects/` and the MCP tool, beside `GET /healthz` on the
 same server (the ceiling: a request with no broker work). Target: < 100 ms.
 
-With --profile-dir, each case's 1-pair loop then runs once more under py-spy, into
-DIR/STACK-inside_project.txt and DIR/STACK-across_link.txt (bench/profile_summary.py reads them).
+With --profile-dir, each case's loop then runs once more under py-spy, for each number of pairs N,
+into DIR/STACK-N-inside_project.txt and DIR/STACK-N-across_link.txt (bench/profile_summary.py reads them).
 
 One JSON document goes to stdout; progress to stderr.
 """
@@ -172,9 +172,9 @@ async def messaging(process: BrokerProcess, keys: dict[str, str], clients: int, 
         cases[f"{n}_clients"] = summary
         say(f"  {n} pair(s): inside p50 {inner} ms, across p50 {outer} ms, paired overhead "
             f"{summary['link_overhead_paired'] and summary['link_overhead_paired']['median']}")
-        if profile is not None and n == 1:
+        if profile is not None:
             for name, chosen in pairs.items():
-                with py_spy(process.process.pid, seconds, profile.with_name(f"{profile.name}-{name}.txt")):
+                with py_spy(process.process.pid, seconds, profile.with_name(f"{profile.name}-{n}-{name}.txt")):
                     await closed_loop(chosen, seconds)
     everyone = senders + inside + across
     errors = [e for p in everyone for e in p.errors]
@@ -254,7 +254,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="pairs of sessions in the larger case")
     parser.add_argument("--seconds", type=float, default=8, help="per case and client count, split into rounds")
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--profile-dir", help="py-spy each case's 1-pair loop into DIR/STACK-CASE.txt")
+    parser.add_argument("--profile-dir", help="py-spy each case's loops into DIR/STACK-PAIRS-CASE.txt")
     options = parser.parse_args()
     results = {stack.name: bench_stack(stack, options) for stack in chosen_stacks(options)}
     print(json.dumps({

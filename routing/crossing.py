@@ -36,6 +36,7 @@ from projects.models import AuditEvent, Project, ProjectLink
 from projects.ratelimit import WINDOW_SECONDS, window_share
 from protocols.models import Protocol
 from routing.models import Message
+from routing.statements import AuditRow
 from sessions_app.linked import session_address
 
 log = logging.getLogger("broker.routing")
@@ -187,7 +188,7 @@ class Traffic:
     """A round's crossings: their audit events (inserted with its messages), and what it sent across links and
     refused because a link stopped serving (counted once it committed)."""
 
-    events: list[AuditEvent] = field(default_factory=list)
+    events: list[AuditRow] = field(default_factory=list)
     sent: Counter = field(default_factory=Counter)
     inactive: Counter = field(default_factory=Counter)
 
@@ -218,11 +219,9 @@ def crossings_recorded(crossed: list[tuple[Any, Route, Any]]) -> Traffic:
         else:
             details["message_id"] = str(outcome.message.id)
             traffic.sent[route.link.pk] += 1
-        traffic.events.append(AuditEvent(action=SEND, actor_key_id=request.sender.created_by_key[:100],
-                                         outcome=AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
-                                         else AuditEvent.Outcome.SUCCESS,
-                                         source_project=request.sender.project_id, target_project=route.project.pk,
-                                         details=details))
+        traffic.events.append(AuditRow(SEND, AuditEvent.Outcome.DENIED if isinstance(outcome, BrokerError)
+                                       else AuditEvent.Outcome.SUCCESS, request.sender.created_by_key[:100],
+                                       request.sender.project_id, route.project.pk, details))
     return traffic
 
 

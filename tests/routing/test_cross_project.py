@@ -220,8 +220,8 @@ def test_a_send_to_no_session_over_a_link_revoked_meanwhile_is_refused_as_inacti
 
 
 def test_a_round_larger_than_one_insert_stores_and_audits_every_message_across(alpha, beta):
-    """SQLite takes a few dozen rows a statement (rows_inserted batches them); PostgreSQL takes the round's audit
-    events in the messages' statement only when each fits in one."""
+    """SQLite takes a few dozen rows a statement (rows_inserted batches them); PostgreSQL takes them all in one, the
+    audit events in the messages' statement."""
     from routing.contracts import SendIn
     from routing.sending import messages_send, send_check
 
