@@ -128,3 +128,43 @@ def test_heartbeats_and_keep_alive_beside_send_rounds_never_deadlock(make_tenant
         thread.join()
     assert errors == []
     assert Message.objects.filter(sender=sender).count() == 25 * 30
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'",
+                    reason="needs concurrent writers; SQLite runs one writer at a time by design")
+def test_senders_racing_into_one_queue_fill_it_exactly_to_its_bound(make_tenant):
+    """Each round reads the queue's size under the recipient's row lock, after any round it waited for committed:
+    read any earlier (in the snapshot of a statement that began before the wait), two rounds both see room for
+    the last message and the queue ends past its bound."""
+    from broker_site.errors import QueueFull
+    from routing.sending import messages_send, send_check
+
+    tenant = make_tenant("alpha")
+    tenant.project.max_queue_size = 60
+    tenant.project.save()
+    tenant.connect("inbox")
+    senders = [tenant.connect(f"s{n}")[0] for n in range(8)]
+    outcomes: list = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(senders))
+
+    def pound(sender) -> None:
+        try:
+            start.wait()
+            for n in range(15):
+                outcomes.extend(messages_send([send_check(sender, SendIn(recipient_id="inbox", payload={"n": n}))]))
+        except BaseException as exc:  # collected, so the test fails with the real error
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=pound, args=(sender,)) for sender in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    refused = [o for o in outcomes if isinstance(o, QueueFull)]
+    assert (len(outcomes) - len(refused), len(refused)) == (60, 8 * 15 - 60)
+    assert Message.objects.filter(state="queued").count() == 60
