@@ -214,7 +214,7 @@ def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, li
 
 class AuditRow(NamedTuple):
     """An audit event as a round inserts it with its messages: projects.models.AuditEvent's columns but the ones
-    every such row shares (`_AUDIT_SHARED`), with no model instance to build (routing.crossing makes them)."""
+    every such row shares (`_audit_rows`), with no model instance to build (routing.crossing makes them)."""
 
     action: str
     outcome: str
@@ -226,7 +226,7 @@ class AuditRow(NamedTuple):
 
 def rows_inserted(messages: list[Message], audits: list[AuditRow]) -> None:
     """INSERT a round's messages and the audit events of its crossings: on PostgreSQL in one statement whatever
-    their number (`_recordset_insert`, the events in a data-modifying WITH); on SQLite each table in as few
+    their number (`_recordset_inserts`, the events in a data-modifying WITH); on SQLite each table in as few
     statements as its rows fit in.
 
     What bulk_create does for these models, without its set-up on every call: one audit event by
@@ -257,28 +257,30 @@ def _written(model) -> list:
     return [f for f in model._meta.concrete_fields if not f.db_returning]  # an AutoField is the database's
 
 
-# The columns an audit row of a round shares with every other: the round's time, no address, counted once.
-_AUDIT_SHARED = ("created_at", "remote_addr", "count")
+def _audit_rows(audits: list[AuditRow]) -> list[dict[str, Any]]:
+    """The round's audit rows by column, with the columns they all share: the round's time, no address, counted
+    once. They must name every column of the model but its id (else an INSERT would miss one: this says so)."""
+    shared = {"created_at": timezone.now(), "remote_addr": "", "count": 1}
+    rows = [{**audit._asdict(), **shared} for audit in audits]
+    assert not rows or rows[0].keys() == _audit_columns(), "AuditRow and the shared columns must name every column"
+    return rows
 
 
 @functools.cache
-def _audit_columns() -> tuple[list[str], str]:
-    """AuditRow's columns and the shared ones, which must be every column of the model but its id (else an
-    INSERT would miss one, and this says so at once); and a row's placeholders (SQLite's)."""
-    columns = [*AuditRow._fields, *_AUDIT_SHARED]
-    expected = {f.column for f in _written(AuditEvent)}
-    assert set(columns) == expected, f"AuditRow and _AUDIT_SHARED must name {sorted(expected)}"
-    return columns, f"({_marks(columns)})"
+def _audit_columns() -> set[str]:
+    return {f.column for f in _written(AuditEvent)}
 
 
 def _audit_inserts(audits: list[AuditRow]) -> list[tuple[str, list]]:
-    if not audits:
+    """SQLite's INSERTs of the round's audit rows (the details as JSON text)."""
+    rows = _audit_rows(audits)
+    if not rows:
         return []
-    columns, row = _audit_columns()
-    shared = [_time(timezone.now()), "", 1]
-    batch = max(1, _this_thread().ops.bulk_batch_size(columns, audits))
-    return _batched(AuditEvent._meta.db_table, columns, row,
-                    [[*audit[:-1], json_text(audit.details), *shared] for audit in audits], batch)
+    columns = list(rows[0])
+    adapted = {"created_at": _time, "details": json_text}
+    values = [[adapted[c](row[c]) if c in adapted else row[c] for c in columns] for row in rows]
+    batch = max(1, _this_thread().ops.bulk_batch_size(columns, rows))
+    return _batched(AuditEvent._meta.db_table, columns, f"({_marks(columns)})", values, batch)
 
 
 def _batched(table: str, columns: list[str], row: str, values: list[list], batch: int) -> list[tuple[str, list]]:
@@ -298,11 +300,9 @@ def _recordset_inserts(messages: list[Message], audits: list[AuditRow]) -> list[
     and splitting them cost 0.8 ms of the server's CPU per round, 40 µs a message (and their 20 audit
     rows 0.3 ms more): more than everything else the round does in Python. A JSON document is written
     by orjson and read by PostgreSQL, both in C."""
-    now = timezone.now()
     tables = []
     if audits:
-        shared = {"created_at": now, "remote_addr": "", "count": 1}
-        tables.append((AuditEvent, [{**audit._asdict(), **shared} for audit in audits]))
+        tables.append((AuditEvent, _audit_rows(audits)))
     if messages:
         connection = _this_thread()
         fields = _recordset_columns(Message)[1]
