@@ -1,11 +1,10 @@
 """The hot path's statements, written as SQL where the ORM needs several: one per step a message takes.
 
-A message costs four statements on SQLite, five on PostgreSQL, when rounds hold one request
-each (routing.batching): `recipients_locked` (two on PostgreSQL, see there) and an INSERT to
-send it (`rows_inserted`), `messages_claimed` to hand it over, an UPDATE to ack it. A message
-across a project link costs the same on PostgreSQL: the link's state is read with the
-recipients, its audit event inserted with it (SQLite, with no INSERT inside a WITH, takes a
-second INSERT, in the process). Each is written for both
+A message costs four statements when rounds hold one request each (routing.batching):
+`recipients_locked` and an INSERT to send it (`rows_inserted`), `messages_claimed` to hand it
+over, an UPDATE to ack it. A message across a project link costs the same on PostgreSQL: the
+link's state is read with the recipients, its audit event inserted with it (SQLite, with no
+INSERT inside a WITH, takes a second INSERT, in the process). Each is written for both
 databases here, and nowhere else: PostgreSQL locks with FOR NO KEY UPDATE and claims with
 FOR UPDATE SKIP LOCKED; SQLite needs neither, as its IMMEDIATE transactions run one writer
 at a time. Values go in through the fields' own adapters (UUIDs as hex, datetimes as UTC
@@ -111,9 +110,10 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     it blocks), read under the lock, so a send sees the queue and the blocks as they are when it
     inserts. Race: two sends to one recipient could both see room for one more, or a block made
     meanwhile could be missed; the row lock serializes them (in id order, so two rounds cannot
-    deadlock). On SQLite the IMMEDIATE transaction is the lock, and one statement does it all.
-    On PostgreSQL a statement sees only what was committed before it began, so what a send
-    waited for is read by a second statement once the lock is held. NO KEY UPDATE because
+    deadlock). On SQLite the IMMEDIATE transaction is the lock. On PostgreSQL a statement sees
+    only what was committed before it began, so what a send waited for is read by a function
+    with a snapshot of its own once the row is locked (migration 0007; the race test in
+    tests/routing/test_concurrent_sends.py fails without it). One statement either way. NO KEY UPDATE because
     inserting a message takes KEY SHARE on its sender's row: with FOR UPDATE, A->B and B->A at
     once would deadlock.
 
@@ -130,34 +130,32 @@ def recipients_locked(refs: dict[str, set[str]], ids: Iterable[uuid.UUID], sende
     links = [_uuid(i) for i in link_ids]
     if not where:
         return Recipients([], _links_read(links))
-    senders = [_uuid(i) for i in sender_ids] or [None]
-    blocked = "string_agg(b.blocked_id::text, ',')" if _postgres() else "group_concat(b.blocked_id, ',')"
-    facts = (f'(SELECT COUNT(*) FROM "{MESSAGE}" m WHERE m.recipient_id = s.id AND m.state IN (%s, %s)) AS pending, '
-             f'(SELECT {blocked} FROM "{BLOCK}" b WHERE b.blocker_id = s.id AND b.blocked_id IN ({_marks(senders)})) '
-             f"AS blocked")
-    facts_params = [Message.State.QUEUED, Message.State.DELIVERED, *senders]
-    # The links ride on the facts' statement as one more column (the same on every row: an uncorrelated
-    # subquery, run once), read with the facts, under the sessions' lock.
+    pending_states = [Message.State.QUEUED, Message.State.DELIVERED]
+    # The links ride on the sessions' statement as one more column (the same on every row: an uncorrelated
+    # subquery, run once), read under the sessions' lock.
     serving, serving_params = _links_serving(links)
+    extras = ("pending", "blocked", "links_serving")
     if _postgres():
-        sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")} FROM "{SESSION}" s WHERE {where} '
-                            "ORDER BY s.id FOR NO KEY UPDATE OF s", params)
-        if not sessions:
-            return Recipients([], _links_read(links))
-        with connection.cursor() as cursor:
-            cursor.execute(f"WITH serving AS ({serving}) SELECT s.id, {facts}, "
-                           f'(SELECT string_agg(id::text, \',\') FROM serving) FROM "{SESSION}" s WHERE s.id = ANY(%s)',
-                           [*serving_params, *facts_params, [session.pk for session in sessions]])
-            read = {row[0]: row[1:] for row in cursor.fetchall()}
-        for session in sessions:
-            session.pending, session.blocked, session.links_serving = read[session.pk]
+        # The facts of each row once it is locked, by a function whose query takes a snapshot of its own (routing
+        # migration 0007): the statement's, taken before any wait for a lock, would miss what the wait let in.
+        sessions = _fetched(AgentSession, f"WITH serving AS ({serving}), locked AS MATERIALIZED ("
+                            f'SELECT {_columns(AgentSession, "s")} FROM "{SESSION}" s WHERE {where} '
+                            "ORDER BY s.id FOR NO KEY UPDATE OF s) "
+                            "SELECT locked.*, f.pending, f.blocked, (SELECT string_agg(id::text, ',') FROM serving) "
+                            "FROM locked CROSS JOIN LATERAL broker_recipient_facts(locked.id, %s::uuid[], %s::text[]) f "
+                            "ORDER BY locked.id",
+                            [*serving_params, *params, list(sender_ids), pending_states], extras=extras)
     else:
-        sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")}, {facts}, '
-                            f"(SELECT group_concat(id, ',') FROM ({serving})) AS links_serving FROM \"{SESSION}\" s "
-                            f"WHERE {where} ORDER BY s.id", [*facts_params, *serving_params, *params],
-                            extras=("pending", "blocked", "links_serving"))
-        if not sessions:
-            return Recipients([], _links_read(links))
+        senders = [_uuid(i) for i in sender_ids] or [None]
+        sessions = _fetched(AgentSession, f'SELECT {_columns(AgentSession, "s")}, '
+                            f'(SELECT COUNT(*) FROM "{MESSAGE}" m WHERE m.recipient_id = s.id AND m.state IN (%s, %s)), '
+                            f'(SELECT group_concat(b.blocked_id, \',\') FROM "{BLOCK}" b WHERE b.blocker_id = s.id '
+                            f"AND b.blocked_id IN ({_marks(senders)})), "
+                            f"(SELECT group_concat(id, ',') FROM ({serving})) FROM \"{SESSION}\" s "
+                            f"WHERE {where} ORDER BY s.id", [*pending_states, *senders, *serving_params, *params],
+                            extras=extras)
+    if not sessions:
+        return Recipients([], _links_read(links))
     for session in sessions:
         session.blocked = {uuid.UUID(i) for i in session.blocked.split(",")} if session.blocked else set()
     return Recipients(sessions, _ids(sessions[0].links_serving))
