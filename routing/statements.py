@@ -21,7 +21,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
-from django.utils import timezone
 
 from broker_site.jsoncodec import json_text
 from projects.models import AuditEvent, Project, ProjectLink
@@ -212,7 +211,8 @@ def _named(refs: dict[str, set[str]], ids: Iterable[uuid.UUID]) -> tuple[str, li
 
 class AuditRow(NamedTuple):
     """An audit event as a round inserts it with its messages: projects.models.AuditEvent's columns but the ones
-    every such row shares (`_audit_rows`), with no model instance to build (routing.crossing makes them)."""
+    every such row takes from the model's defaults (`_audit_rows`), with no model instance to build
+    (routing.crossing makes them)."""
 
     action: str
     outcome: str
@@ -256,17 +256,19 @@ def _written(model) -> list:
 
 
 def _audit_rows(audits: list[AuditRow]) -> list[dict[str, Any]]:
-    """The round's audit rows by column, with the columns they all share: the round's time, no address, counted
-    once. They must name every column of the model but its id (else an INSERT would miss one: this says so)."""
-    shared = {"created_at": timezone.now(), "remote_addr": "", "count": 1}
-    rows = [{**audit._asdict(), **shared} for audit in audits]
-    assert not rows or rows[0].keys() == _audit_columns(), "AuditRow and the shared columns must name every column"
-    return rows
+    """The round's audit rows by column: AuditRow's, and the model's defaults for the others, taken once for the
+    round (its time, no address, counted once)."""
+    shared = {f.column: f.get_default() for f in _audit_shared()}
+    return [{**audit._asdict(), **shared} for audit in audits]
 
 
 @functools.cache
-def _audit_columns() -> set[str]:
-    return {f.column for f in _written(AuditEvent)}
+def _audit_shared() -> list:
+    """The AuditEvent fields an AuditRow leaves to their defaults: every one must have a default (else an INSERT
+    would miss a column, and this says so at once)."""
+    shared = [f for f in _written(AuditEvent) if f.column not in AuditRow._fields]
+    assert all(f.has_default() for f in shared), "AuditRow must name every AuditEvent column that has no default"
+    return shared
 
 
 def _audit_inserts(audits: list[AuditRow]) -> list[tuple[str, list]]:
