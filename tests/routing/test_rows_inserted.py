@@ -15,6 +15,9 @@ from tests.routing.test_cross_project import linked
 
 PAYLOAD = {"big": 2**70 + 1, "negative": -(2**64), "float": 0.1, "tiny": 1.5e-7, "text": "é \u2028 \U0001f600 \"q\"",
            "nested": {"list": [1, None, True, {"deep": []}]}, "empty": {}}
+DEEP: dict = {"end": True}
+for _ in range(55):  # near the default nesting limit (64, the request's envelope included)
+    DEEP = {"d": DEEP}
 
 
 def sent(sender, messages: list[SendIn]) -> list[Message]:
@@ -33,7 +36,7 @@ def test_every_column_of_a_round_reads_back_as_written(alpha, beta):
         SendIn(recipient_id="inside", payload=PAYLOAD, priority="high", ttl=3600, correlation_id="c-1",
                reply_to="r-1", thread_id=str(thread)),
         SendIn(recipient_id="beta/platform", payload={"n": 1}),
-        SendIn(recipient_id="inside", payload={"n": 2}, priority="low"),
+        SendIn(recipient_id="inside", payload=DEEP, priority="low"),
     ])
     assert written[0].expires_at - written[0].created_at == timedelta(seconds=3600)
     assert written[1].link_id is not None and written[1].sender_project == "alpha"
@@ -42,6 +45,7 @@ def test_every_column_of_a_round_reads_back_as_written(alpha, beta):
         for field in Message._meta.concrete_fields:
             assert getattr(stored, field.attname) == getattr(message, field.attname), field.name
     assert Message.objects.get(pk=written[0].pk).payload == PAYLOAD
+    assert Message.objects.get(pk=written[2].pk).payload == DEEP
     [event] = AuditEvent.objects.filter(action="cross_project_send")
     assert (event.outcome, event.source_project, event.target_project, event.count, event.remote_addr) == (
         "success", "alpha", "beta", 1, "")
